@@ -1,0 +1,110 @@
+//! `seclake ingest`.
+
+use std::io::{IsTerminal, Write};
+
+use crate::error::Result;
+use crate::ingest::{IngestOptions, Summary, ingest};
+
+use super::{Ctx, Outcome};
+
+/// Ingest files, folders and globs.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  seclake ingest ./access-logs/
+  seclake ingest --lake /data/lake '2020-05-12-*.log'
+  seclake ingest --log-type AWS.S3ServerAccess logs.gz
+
+Files already ingested (same path, size and modification time) are skipped. Lines that do not
+parse are kept in panther_quarantine.<table> with the reason.")]
+pub struct Args {
+    /// Files, folders (searched recursively) or glob patterns; plain or gzip.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+
+    /// Log type of every input (e.g. AWS.S3ServerAccess); detected per file when omitted.
+    #[arg(long)]
+    pub log_type: Option<String>,
+
+    /// Parser and encoder threads [default: number of cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Do not show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Input bytes per transaction (commit); smaller means more, smaller commits.
+    #[arg(long, hide = true)]
+    pub txn_bytes: Option<u64>,
+}
+
+pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
+    let mut opts = IngestOptions {
+        log_type: args.log_type,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+        ..Default::default()
+    };
+    if let Some(b) = args.txn_bytes {
+        opts.txn_bytes = b.max(1);
+    }
+    if let Some(t) = args.threads {
+        opts.threads = t.max(1);
+    }
+    let summary = ingest(&ctx.lake, &ctx.registry, &args.paths, &opts).await?;
+    print_summary(&mut std::io::stdout().lock(), &summary)?;
+    Ok(if summary.failed.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// Print what an ingest did.
+pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let io = |e| crate::error::Error::io("stdout", e);
+    (|| -> std::io::Result<()> {
+        if s.recovered != (0, 0) {
+            writeln!(
+                w,
+                "recovered: {} interrupted transaction(s) completed, {} discarded",
+                s.recovered.0, s.recovered.1
+            )?;
+        }
+        writeln!(
+            w,
+            "files: {} found, {} ingested, {} skipped (already ingested), {} failed",
+            s.files_seen,
+            s.files_ingested,
+            s.files_skipped,
+            s.failed.len()
+        )?;
+        writeln!(
+            w,
+            "lines: {} read = {} rows written + {} quarantined",
+            s.lines, s.rows, s.quarantined
+        )?;
+        for (table, c) in &s.tables {
+            writeln!(
+                w,
+                "  {table}: {} rows, {} quarantined",
+                c.rows, c.quarantined
+            )?;
+        }
+        writeln!(
+            w,
+            "input: {:.1} MiB in {:.2}s = {:.0} lines/s, {:.1} MiB/s; output: {} files, {:.1} MiB",
+            s.bytes as f64 / 1048576.0,
+            secs,
+            s.lines as f64 / secs,
+            s.bytes as f64 / 1048576.0 / secs,
+            s.files_written,
+            s.bytes_written as f64 / 1048576.0
+        )?;
+        for (file, why) in &s.failed {
+            writeln!(w, "failed: {file}: {why}")?;
+        }
+        Ok(())
+    })()
+    .map_err(io)
+}

@@ -1,0 +1,76 @@
+//! Command-line interface: argument definitions and one module per subcommand (wiring only;
+//! the work is in the library).
+
+mod ingest;
+mod tables;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+use crate::lake::Lake;
+use crate::schema::Registry;
+
+/// seclake: an embedded security data lake for AWS logs.
+///
+/// Ingest S3 server access logs into Hive-partitioned Parquet tables
+/// (`panther_logs.<table>/year=/month=/day=`) that DuckDB, Athena and Spark read as they are.
+#[derive(Debug, Parser)]
+#[command(name = "seclake", version, about, long_about = None)]
+pub struct Cli {
+    /// Lake location: a local folder.
+    #[arg(long, global = true, env = "SECLAKE_LAKE", default_value = "./lake")]
+    pub lake: String,
+
+    /// Extra folder of log-type schemas (*.yml); a schema with a shipped log type replaces it.
+    #[arg(long, global = true, env = "SECLAKE_SCHEMAS")]
+    pub schemas: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest log files, folders or globs (plain or gzip) into the lake, exactly once.
+    Ingest(ingest::Args),
+    /// List databases and tables with partitions, files, rows and bytes.
+    Tables(tables::Args),
+}
+
+/// What a command asks `main` to exit with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked.
+    Ok,
+    /// Worked, and found something the user asked about (exit 1).
+    Found,
+    /// Partly failed; details were printed (exit 2).
+    Failed,
+}
+
+/// Context shared by subcommands.
+pub struct Ctx {
+    pub lake: Lake,
+    pub registry: Registry,
+}
+
+impl Cli {
+    /// Run the parsed command.
+    pub async fn run(self) -> Result<Outcome> {
+        let mut registry = Registry::builtin()?;
+        if let Some(dir) = &self.schemas {
+            registry.load_dir(dir)?;
+        }
+        let ctx = Ctx {
+            lake: Lake::open(&self.lake)?,
+            registry,
+        };
+        match self.command {
+            Command::Ingest(args) => ingest::run(&ctx, args).await,
+            Command::Tables(args) => tables::run(&ctx, args).await,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The catalog: the lake's folders as DataFusion schemas and tables.
+//!
+//! Each database folder (`panther_logs`, `panther_rule_matches`, `panther_cloudsecurity`,
+//! `panther_quarantine`) is a [`LakeSchema`] whose tables are the folders under it, found by
+//! listing the lake at each [`LakeSchema::refresh`]. A table is a DataFusion `ListingTable`
+//! over its Parquet files with `year`, `month`, `day` as integer partition columns (so
+//! `month=5 AND day>=10` prunes folders) and `p_event_time` declared as the files' sort order
+//! (so time ranges prune row groups and ORDER BY time can skip sorting).
+//!
+//! Table schemas come from the log-type schema where one matches, so no footer is read to plan;
+//! other tables take the schema of their files.
+
+use std::sync::{Arc, RwLock};
+
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{SortExpr, col};
+
+use crate::lake::{LOGS_DB, Lake, QUARANTINE_DB, writer::quarantine_schema};
+use crate::schema::Registry;
+
+/// Partition columns of every table, in folder order.
+pub const PARTITION_COLUMNS: [&str; 3] = ["year", "month", "day"];
+
+/// A database: one folder of the lake.
+#[derive(Debug)]
+pub struct LakeSchema {
+    db: String,
+    lake: Lake,
+    registry: Arc<Registry>,
+    state: Arc<RwLock<Option<SessionState>>>,
+    names: RwLock<Vec<String>>,
+}
+
+impl LakeSchema {
+    pub fn new(
+        db: &str,
+        lake: Lake,
+        registry: Arc<Registry>,
+        state: Arc<RwLock<Option<SessionState>>>,
+    ) -> Self {
+        LakeSchema {
+            db: db.into(),
+            lake,
+            registry,
+            state,
+            names: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The database this schema is.
+    pub fn table_names_db(&self) -> &str {
+        &self.db
+    }
+
+    /// Set the table names from a listing of the lake.
+    pub fn set_tables(&self, names: Vec<String>) {
+        *self.names.write().expect("not poisoned") = names;
+    }
+
+    /// The schema of a table's files, when seclake knows it without reading them.
+    fn known_schema(&self, table: &str) -> Option<SchemaRef> {
+        match self.db.as_str() {
+            LOGS_DB => self
+                .registry
+                .iter()
+                .find(|s| s.table() == table)
+                .map(|s| s.arrow_schema()),
+            QUARANTINE_DB => Some(quarantine_schema()),
+            _ => None,
+        }
+    }
+
+    async fn build(&self, table: &str) -> DfResult<Arc<dyn TableProvider>> {
+        let url = self
+            .lake
+            .url()
+            .join(&format!("{}/{}/", self.db, table))
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let table_url = ListingTableUrl::parse(url.as_str())?;
+        let options = listing_options();
+        let config = ListingTableConfig::new(table_url).with_listing_options(options);
+        let config = match self.known_schema(table) {
+            Some(schema) => config.with_schema(schema),
+            None => {
+                let state = self
+                    .state
+                    .read()
+                    .expect("not poisoned")
+                    .clone()
+                    .ok_or_else(|| DataFusionError::Internal("session not ready".into()))?;
+                config.infer_schema(&state).await?
+            }
+        };
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+}
+
+/// How every lake table is read.
+pub fn listing_options() -> ListingOptions {
+    ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            PARTITION_COLUMNS
+                .iter()
+                .map(|c| (c.to_string(), DataType::Int32))
+                .collect(),
+        )
+        .with_file_sort_order(vec![vec![SortExpr::new(col("p_event_time"), true, false)]])
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.names.read().expect("not poisoned").clone()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let name = name.to_ascii_lowercase();
+        if !self.table_exist(&name) {
+            return Ok(None);
+        }
+        self.build(&name).await.map(Some)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        self.names
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .any(|n| *n == name)
+    }
+}

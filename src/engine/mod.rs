@@ -1,0 +1,200 @@
+//! The query engine: a DataFusion session over the lake, with seclake's functions.
+//!
+//! [`Engine::open`] builds a session whose catalog maps the lake's folders to databases
+//! ([`catalog`]): `panther_logs`, `panther_rule_matches`, `panther_cloudsecurity`,
+//! `panther_quarantine`, and `panther_views` with `all_logs`, a view over the standard `p_`
+//! fields of every log table. `panther_logs` is the default database, so
+//! `SELECT * FROM aws_s3serveraccess` works too.
+//!
+//! Freshness: [`Engine::refresh`] re-lists the lake's tables and drops DataFusion's cached
+//! file listings; the REPL calls it before every statement, so files another process
+//! committed are seen by the next query, while one query never lists a folder twice. Parquet
+//! footers stay cached (files are immutable once committed).
+//!
+//! Read-only sessions ([`EngineOptions::read_only`]) refuse statements that write or register
+//! anything (COPY, INSERT, CREATE …) before running them.
+
+pub mod catalog;
+pub mod udf;
+
+use std::sync::{Arc, RwLock};
+
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::view::ViewTable;
+use datafusion::execution::context::{SQLOptions, SessionState};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{Error, Result};
+use crate::lake::Lake;
+use crate::schema::{Indicator, Registry, STANDARD_FIELDS};
+use catalog::LakeSchema;
+
+/// Databases backed by lake folders.
+pub const LAKE_DATABASES: [&str; 4] = [
+    "panther_logs",
+    "panther_rule_matches",
+    "panther_cloudsecurity",
+    "panther_quarantine",
+];
+
+/// Database of views seclake defines.
+pub const VIEWS_DB: &str = "panther_views";
+
+/// Every `p_any_*` column `all_logs` exposes.
+const ALL_INDICATORS: [Indicator; 6] = [
+    Indicator::Ip,
+    Indicator::Domain,
+    Indicator::AwsArn,
+    Indicator::AwsAccountId,
+    Indicator::AwsInstanceId,
+    Indicator::Username,
+];
+
+/// How a session behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Refuse statements that write files or change the catalog.
+    pub read_only: bool,
+}
+
+/// A query session over a lake.
+pub struct Engine {
+    ctx: SessionContext,
+    lake: Lake,
+    schemas: Vec<Arc<LakeSchema>>,
+    views: Arc<MemorySchemaProvider>,
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// A session over `lake` with the tables it holds now.
+    pub async fn open(lake: &Lake, registry: Arc<Registry>, opts: EngineOptions) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "panther_logs")
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        let mut ctx = SessionContext::new_with_config(config);
+        udf::register(&mut ctx)?;
+        let state_slot = Arc::new(RwLock::new(None::<SessionState>));
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::invalid("default catalog missing"))?;
+        let mut schemas = Vec::new();
+        for db in LAKE_DATABASES {
+            let s = Arc::new(LakeSchema::new(
+                db,
+                lake.clone(),
+                registry.clone(),
+                state_slot.clone(),
+            ));
+            catalog.register_schema(db, s.clone() as Arc<dyn SchemaProvider>)?;
+            schemas.push(s);
+        }
+        let views = Arc::new(MemorySchemaProvider::new());
+        catalog.register_schema(VIEWS_DB, views.clone() as Arc<dyn SchemaProvider>)?;
+        *state_slot.write().expect("not poisoned") = Some(ctx.state());
+        let engine = Engine {
+            ctx,
+            lake: lake.clone(),
+            schemas,
+            views,
+            opts,
+        };
+        engine.refresh().await?;
+        Ok(engine)
+    }
+
+    /// The DataFusion session.
+    pub fn ctx(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Re-list the lake's tables, rebuild `panther_views`, forget cached file listings.
+    pub async fn refresh(&self) -> Result<()> {
+        let tables = self.lake.tables().await?;
+        for s in &self.schemas {
+            let db = s_name(s, &tables);
+            s.set_tables(db);
+        }
+        if let Some(cache) = self.ctx.runtime_env().cache_manager.get_list_files_cache() {
+            cache.clear();
+        }
+        self.rebuild_views().await
+    }
+
+    async fn rebuild_views(&self) -> Result<()> {
+        let logs = self
+            .schemas
+            .iter()
+            .find(|s| s.table_names_db() == "panther_logs")
+            .map(|s| {
+                let mut t = s.table_names();
+                t.sort();
+                t
+            })
+            .unwrap_or_default();
+        let _ = self.views.deregister_table("all_logs");
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let mut parts = Vec::new();
+        for t in &logs {
+            let provider = self.ctx.table_provider(format!("panther_logs.{t}")).await?;
+            let schema = provider.schema();
+            let mut cols: Vec<String> = STANDARD_FIELDS.iter().map(|c| c.to_string()).collect();
+            for ind in ALL_INDICATORS {
+                let c = ind.column();
+                if schema.field_with_name(c).is_ok() {
+                    cols.push(c.to_string());
+                } else {
+                    cols.push(format!("CAST(NULL AS VARCHAR[]) AS {c}"));
+                }
+            }
+            cols.extend(["year", "month", "day"].map(String::from));
+            parts.push(format!("SELECT {} FROM panther_logs.{t}", cols.join(", ")));
+        }
+        let sql = parts.join("\nUNION ALL\n");
+        let plan = self.ctx.state().create_logical_plan(&sql).await?;
+        let view = ViewTable::new(plan, Some(sql));
+        self.views
+            .register_table("all_logs".into(), Arc::new(view))?;
+        Ok(())
+    }
+
+    /// Plan one SQL statement, refusing writes in a read-only session.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let options = if self.opts.read_only {
+            SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+        } else {
+            SQLOptions::new()
+        };
+        self.ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| read_only_message(e, self.opts.read_only))
+    }
+}
+
+fn s_name(s: &LakeSchema, tables: &[(String, String)]) -> Vec<String> {
+    let db = s.table_names_db();
+    tables
+        .iter()
+        .filter(|(d, _)| d == db)
+        .map(|(_, t)| t.clone())
+        .collect()
+}
+
+fn read_only_message(e: datafusion::error::DataFusionError, read_only: bool) -> Error {
+    let text = e.to_string();
+    if read_only && (text.contains("DDL not supported") || text.contains("DML not supported")) {
+        return Error::invalid(format!(
+            "read-only session: statements that write files or change tables are not allowed ({})",
+            text.trim_start_matches("Error during planning: ")
+        ));
+    }
+    Error::DataFusion(e)
+}

@@ -1,0 +1,112 @@
+//! Security SQL functions, usable everywhere SQL is (queries, rules, policies).
+//!
+//! | function | returns |
+//! |---|---|
+//! | `glob_match(value, pattern)` | value matches an fnmatch pattern (`*`, `?`, `[seq]`, `[!seq]`) |
+//! | `cidr_contains(cidr, ip)` | the IPv4/IPv6 address is inside the network |
+//! | `is_private_ip(ip)` / `is_public_ip(ip)` | address is (not) private, loopback, link-local, … |
+//! | `arn_partition/arn_service/arn_region/arn_account/arn_resource(arn)` | that part of an ARN |
+//!
+//! All take NULL to NULL. A value that is not an address or ARN gives NULL; a literal pattern or
+//! CIDR that is invalid is an error when the query is planned, naming the function and value.
+//! The `json_*` functions of datafusion-functions-json are registered too (see
+//! [`register`]).
+
+mod arn;
+mod cidr;
+mod glob;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
+use datafusion::logical_expr::{ColumnarValue, Expr, ScalarUDF};
+use datafusion::prelude::SessionContext;
+
+pub use arn::ArnPart;
+pub use cidr::{CidrContains, IpClass, parse_cidr};
+pub use glob::{GlobMatch, fnmatch_regex};
+
+/// Every seclake function.
+pub fn all() -> Vec<ScalarUDF> {
+    let mut out = vec![
+        ScalarUDF::from(GlobMatch::new()),
+        ScalarUDF::from(CidrContains::new()),
+        ScalarUDF::from(IpClass::new(true)),
+        ScalarUDF::from(IpClass::new(false)),
+    ];
+    out.extend(
+        arn::Part::ALL
+            .iter()
+            .map(|p| ScalarUDF::from(ArnPart::new(*p))),
+    );
+    out
+}
+
+/// Register seclake's functions and the JSON functions on a session.
+pub fn register(ctx: &mut SessionContext) -> DfResult<()> {
+    for f in all() {
+        ctx.register_udf(f);
+    }
+    datafusion_functions_json::register_all(ctx)?;
+    Ok(())
+}
+
+/// A string argument as a Utf8 array of `rows` rows (scalars are expanded).
+fn strings(arg: &ColumnarValue, rows: usize) -> DfResult<StringArray> {
+    let array: ArrayRef = arg.to_array(rows)?;
+    let array = if array.data_type() == &DataType::Utf8 {
+        array
+    } else {
+        arrow::compute::cast(&array, &DataType::Utf8)?
+    };
+    Ok(array.as_string::<i32>().clone())
+}
+
+/// The string value of a scalar argument: `Some(None)` for a NULL literal, `None` for an array.
+fn scalar_str(arg: &ColumnarValue) -> Option<Option<String>> {
+    match arg {
+        ColumnarValue::Scalar(s) => Some(match s {
+            ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+                v.clone()
+            }
+            s if s.is_null() => None,
+            s => Some(s.to_string()),
+        }),
+        ColumnarValue::Array(_) => None,
+    }
+}
+
+/// The string of a literal expression, if the expression is one.
+fn literal_str(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)), _)
+        | Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _)
+        | Expr::Literal(ScalarValue::Utf8View(Some(s)), _) => Some(s),
+        _ => None,
+    }
+}
+
+/// Apply `f` to each string of `arg`, NULL to NULL.
+fn map_bool(
+    arg: &ColumnarValue,
+    rows: usize,
+    mut f: impl FnMut(&str) -> Option<bool>,
+) -> DfResult<ColumnarValue> {
+    if let Some(v) = scalar_str(arg) {
+        return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(
+            v.and_then(|s| f(&s)),
+        )));
+    }
+    let a = strings(arg, rows)?;
+    let out: BooleanArray = a.iter().map(|v| v.and_then(&mut f)).collect();
+    Ok(ColumnarValue::Array(Arc::new(out)))
+}
+
+fn expect_args(name: &str, args: &[ColumnarValue], n: usize) -> DfResult<()> {
+    if args.len() != n {
+        return exec_err!("{name} takes {n} argument(s), got {}", args.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,610 @@
+//! Ingest: sources → parse → Parquet tables, exactly once.
+//!
+//! [`ingest`] expands its arguments into files, takes the lake's ingest lock, recovers any
+//! interrupted transaction ([`crate::lake::commit::recover`]), skips sources already in the
+//! ledger, detects each remaining file's log type, and ingests them in transactions of up to
+//! [`IngestOptions::txn_bytes`] input bytes (so many small files share few output files).
+//!
+//! Inside a transaction the work is a pipeline of threads with bounded queues (memory does not
+//! grow with input size): one reader splits input into chunks of whole lines, `threads`
+//! parsers turn chunks into Arrow batches, one writer groups rows by table and day, and
+//! `threads` encoders write Parquet files to staging. The transaction then commits.
+//!
+//! Guarantees: every non-blank input line of a committed source is in the lake exactly once,
+//! as a row or as a quarantined line (`rows + quarantined == lines`). A source that fails to
+//! read (missing, unreadable, corrupt gzip) is reported by name and contributes nothing; the
+//! transaction is retried without it.
+
+pub mod source;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::record_batch::RecordBatch;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{Error, Result};
+use crate::lake::Lake;
+use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry};
+use crate::lake::lock::{self, LockOptions};
+use crate::lake::writer::{
+    FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_and_stage, quarantine_schema,
+};
+use crate::parse::standard::{repeat, row_ids};
+use crate::parse::{Parser, Quarantined, SourceInfo, parser_for};
+use crate::schema::{LogSchema, ParserKind, Registry};
+pub use source::Source;
+
+/// How to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Log type for every input; detected per file when `None`.
+    pub log_type: Option<String>,
+    /// Parser and encoder threads.
+    pub threads: usize,
+    /// Show a progress bar (only drawn on a terminal).
+    pub progress: bool,
+    /// Input bytes per transaction.
+    pub txn_bytes: u64,
+    /// Bytes per parse chunk.
+    pub chunk_bytes: usize,
+    /// File sizes and encoding.
+    pub writer: WriterConfig,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            log_type: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            progress: true,
+            txn_bytes: 2 << 30,
+            chunk_bytes: 4 << 20,
+            writer: WriterConfig::default(),
+        }
+    }
+}
+
+/// Counts for one table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TableCounts {
+    pub rows: u64,
+    pub quarantined: u64,
+}
+
+/// What an ingest did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Files found from the arguments.
+    pub files_seen: usize,
+    /// Files ingested now.
+    pub files_ingested: usize,
+    /// Files skipped as already in the ledger.
+    pub files_skipped: usize,
+    /// Files that could not be ingested, with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Non-blank lines read from ingested files.
+    pub lines: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Lines quarantined.
+    pub quarantined: u64,
+    /// Input bytes of ingested files (as stored, compressed or not).
+    pub bytes: u64,
+    /// Files written to tables.
+    pub files_written: usize,
+    /// Parquet bytes written.
+    pub bytes_written: u64,
+    /// Per table (`db.table`).
+    pub tables: std::collections::BTreeMap<String, TableCounts>,
+    /// Transactions recovered before starting: (rolled forward, rolled back).
+    pub recovered: (usize, usize),
+    pub elapsed: Duration,
+}
+
+/// Ingest `args` (files, folders, globs) into `lake`.
+pub async fn ingest(
+    lake: &Lake,
+    registry: &Registry,
+    args: &[String],
+    opts: &IngestOptions,
+) -> Result<Summary> {
+    let start = Instant::now();
+    let mut summary = Summary::default();
+    let paths = source::expand(args)?;
+    summary.files_seen = paths.len();
+    let forced = opts
+        .log_type
+        .as_deref()
+        .map(|t| registry.get(t))
+        .transpose()?;
+
+    let guard = lock::acquire(lake, "ingest", LockOptions::default()).await?;
+    let result = async {
+        let rec = commit::recover(lake).await?;
+        summary.recovered = (rec.rolled_forward.len(), rec.rolled_back.len());
+        let ledger = commit::ledger_ids(lake).await?;
+
+        let mut todo: Vec<(Source, Arc<LogSchema>)> = Vec::new();
+        for path in paths {
+            let src = match Source::local(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    summary
+                        .failed
+                        .push((path.display().to_string(), e.to_string()));
+                    continue;
+                }
+            };
+            if ledger.contains(&src.info.id) {
+                summary.files_skipped += 1;
+                continue;
+            }
+            let schema = match &forced {
+                Some(s) => s.clone(),
+                None => match detect(&src, registry) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        summary.failed.push((src.info.label.clone(), e.to_string()));
+                        continue;
+                    }
+                },
+            };
+            todo.push((src, schema));
+        }
+
+        let total: u64 = todo.iter().map(|(s, _)| s.size).sum();
+        let pb = progress_bar(opts.progress, total);
+        let parse_time = chrono::Utc::now().timestamp_micros();
+        for group in groups(todo, opts.txn_bytes) {
+            let mut group = group;
+            while !group.is_empty() {
+                let txn = commit::new_txn_id();
+                let run = {
+                    let (lake, group2, opts2, pb2, txn2) = (
+                        lake.clone(),
+                        group.clone(),
+                        opts.clone(),
+                        pb.clone(),
+                        txn.clone(),
+                    );
+                    let rt = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || {
+                        run_txn(&lake, &rt, &txn2, &group2, &opts2, parse_time, &pb2)
+                    })
+                    .await
+                    .map_err(|e| Error::invalid(format!("ingest worker panicked: {e}")))?
+                };
+                match run {
+                    Ok(out) => {
+                        let record = out.record(&txn, &group);
+                        commit::commit(lake, &record).await?;
+                        summary.add(&record, &group);
+                        break;
+                    }
+                    Err(TxnError::Source(i, e)) => {
+                        commit::recover(lake).await?;
+                        let (src, _) = group.remove(i);
+                        summary.failed.push((src.info.label.clone(), e.to_string()));
+                    }
+                    Err(TxnError::Other(e)) => {
+                        commit::recover(lake).await?;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        pb.finish_and_clear();
+        Ok(())
+    }
+    .await;
+    guard.release().await?;
+    result?;
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
+
+impl Summary {
+    fn add(&mut self, record: &CommitRecord, group: &[(Source, Arc<LogSchema>)]) {
+        self.files_ingested += record.sources.len();
+        for s in &record.sources {
+            self.lines += s.lines;
+            self.rows += s.rows;
+            self.quarantined += s.quarantined;
+            self.bytes += s.bytes;
+        }
+        for f in &record.files {
+            self.files_written += 1;
+            self.bytes_written += f.bytes;
+        }
+        for ((_, schema), s) in group.iter().zip(&record.sources) {
+            let e = self
+                .tables
+                .entry(format!("{}.{}", crate::lake::LOGS_DB, schema.table()))
+                .or_default();
+            e.rows += s.rows;
+            e.quarantined += s.quarantined;
+        }
+    }
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+/// Split sources into transactions of about `limit` input bytes each.
+fn groups(todo: Vec<(Source, Arc<LogSchema>)>, limit: u64) -> Vec<Vec<(Source, Arc<LogSchema>)>> {
+    let mut out: Vec<Vec<_>> = Vec::new();
+    let mut size = 0;
+    for item in todo {
+        if out.is_empty() || (size + item.0.size > limit && size > 0) {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += item.0.size;
+        out.last_mut().expect("pushed").push(item);
+    }
+    out
+}
+
+/// Detect a file's log type from its first non-blank line.
+pub fn detect(src: &Source, registry: &Registry) -> Result<Arc<LogSchema>> {
+    let mut head = Vec::with_capacity(64 << 10);
+    src.open()?
+        .take(64 << 10)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(&src.path, e))?;
+    let line = crate::parse::lines(&head, 1)
+        .map(|(_, l)| l)
+        .find(|l| !crate::parse::is_blank(l));
+    let Some(line) = line else {
+        // Nothing to parse: any type records it as ingested with zero lines.
+        return registry
+            .iter()
+            .next()
+            .cloned()
+            .ok_or_else(|| Error::invalid("no log types are defined"));
+    };
+    for schema in registry.iter() {
+        let fits = match schema.parser {
+            ParserKind::S3Access => crate::parse::s3_access::looks_like(line),
+        };
+        if fits {
+            return Ok(schema.clone());
+        }
+    }
+    let shown: String = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+    Err(Error::invalid(format!(
+        "cannot tell the log type (first line starts {shown:?}); pass --log-type"
+    )))
+}
+
+/// Per-source counts within a transaction.
+#[derive(Debug, Default, Clone)]
+struct SourceCounts {
+    lines: u64,
+    rows: u64,
+    quarantined: u64,
+}
+
+/// What a transaction produced before commit.
+#[derive(Debug)]
+struct TxnOutput {
+    files: Vec<FileMove>,
+    counts: Vec<SourceCounts>,
+}
+
+impl TxnOutput {
+    fn record(&self, txn: &str, group: &[(Source, Arc<LogSchema>)]) -> CommitRecord {
+        let now = chrono::Utc::now().to_rfc3339();
+        CommitRecord {
+            txn: txn.into(),
+            created_at: now.clone(),
+            files: self.files.clone(),
+            sources: group
+                .iter()
+                .zip(&self.counts)
+                .map(|((src, schema), c)| LedgerEntry {
+                    source_id: src.info.id.clone(),
+                    label: src.info.label.clone(),
+                    log_type: schema.log_type.clone(),
+                    bytes: src.size,
+                    lines: c.lines,
+                    rows: c.rows,
+                    quarantined: c.quarantined,
+                    txn: txn.into(),
+                    ingested_at: now.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+enum TxnError {
+    /// Source `i` of the group could not be read.
+    Source(usize, Error),
+    Other(Error),
+}
+
+impl From<Error> for TxnError {
+    fn from(e: Error) -> Self {
+        TxnError::Other(e)
+    }
+}
+
+struct Chunk {
+    src: usize,
+    first_line: u64,
+    data: Vec<u8>,
+}
+
+struct ParsedMsg {
+    src: usize,
+    result: Result<crate::parse::Parsed>,
+}
+
+/// Run one transaction's pipeline to staged files (not yet committed).
+fn run_txn(
+    lake: &Lake,
+    rt: &tokio::runtime::Handle,
+    txn: &str,
+    group: &[(Source, Arc<LogSchema>)],
+    opts: &IngestOptions,
+    parse_time: i64,
+    pb: &ProgressBar,
+) -> Result<TxnOutput, TxnError> {
+    let threads = opts.threads.max(1);
+    let parsers: Vec<Arc<dyn Parser>> = group
+        .iter()
+        .map(|(_, s)| parser_for(s.clone()))
+        .collect::<Result<_>>()?;
+    let (chunk_tx, chunk_rx) = bounded::<Chunk>(threads * 2);
+    let (parsed_tx, parsed_rx) = bounded::<ParsedMsg>(threads * 2);
+    let (job_tx, job_rx) = bounded::<FlushJob>(1);
+    let files = Mutex::new(Vec::new());
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let fail = |e: Error| {
+        let mut slot = first_error.lock().expect("not poisoned");
+        slot.get_or_insert(e);
+    };
+
+    let mut counts = vec![SourceCounts::default(); group.len()];
+    let read_result = std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (rx, tx) = (chunk_rx.clone(), parsed_tx.clone());
+            let parsers = &parsers;
+            let group = &group;
+            s.spawn(move || parse_worker(rx, tx, parsers, group, parse_time));
+        }
+        drop(parsed_tx);
+        for _ in 0..threads {
+            let rx = job_rx.clone();
+            let (files, fail) = (&files, &fail);
+            s.spawn(move || {
+                for job in rx {
+                    match encode_and_stage(job, lake, rt) {
+                        Ok(f) => files.lock().expect("not poisoned").push(f),
+                        Err(e) => fail(e),
+                    }
+                }
+            });
+        }
+        drop(job_rx);
+        let counts = &mut counts;
+        let fail = &fail;
+        let writer = s.spawn(move || {
+            if let Err(e) = write_loop(parsed_rx, job_tx, group, txn, opts, parse_time, counts) {
+                fail(e);
+            }
+        });
+        let read = read_sources(group, opts.chunk_bytes, &chunk_tx, pb, &first_error);
+        drop(chunk_tx);
+        let _ = writer.join();
+        read
+    });
+    if let Some(e) = first_error.into_inner().expect("not poisoned") {
+        return Err(TxnError::Other(e));
+    }
+    read_result?;
+    Ok(TxnOutput {
+        files: files.into_inner().expect("not poisoned"),
+        counts,
+    })
+}
+
+fn read_sources(
+    group: &[(Source, Arc<LogSchema>)],
+    chunk_bytes: usize,
+    tx: &Sender<Chunk>,
+    pb: &ProgressBar,
+    failed: &Mutex<Option<Error>>,
+) -> Result<(), TxnError> {
+    for (i, (src, _)) in group.iter().enumerate() {
+        let reader = src.open().map_err(|e| TxnError::Source(i, e))?;
+        let mut reader = Counting { inner: reader, pb };
+        let mut carry: Vec<u8> = Vec::new();
+        let mut line = 1u64;
+        loop {
+            if failed.lock().expect("not poisoned").is_some() {
+                return Ok(());
+            }
+            let mut buf = std::mem::take(&mut carry);
+            let start = buf.len();
+            buf.resize(start + chunk_bytes, 0);
+            let n = read_full(&mut reader, &mut buf[start..])
+                .map_err(|e| TxnError::Source(i, Error::io(&src.path, e)))?;
+            buf.truncate(start + n);
+            if buf.is_empty() {
+                break;
+            }
+            let eof = n == 0;
+            let cut = if eof {
+                buf.len()
+            } else {
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(p) => p + 1,
+                    // A line longer than the chunk: keep reading it.
+                    None => {
+                        carry = buf;
+                        continue;
+                    }
+                }
+            };
+            carry = buf[cut..].to_vec();
+            buf.truncate(cut);
+            let lines_in = memchr::memchr_iter(b'\n', &buf).count() as u64;
+            let first = line;
+            line += lines_in;
+            if tx
+                .send(Chunk {
+                    src: i,
+                    first_line: first,
+                    data: buf,
+                })
+                .is_err()
+            {
+                return Ok(());
+            }
+            if eof {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Counts bytes read into the progress bar.
+struct Counting<'a, R> {
+    inner: R,
+    pb: &'a ProgressBar,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pb.inc(n as u64);
+        Ok(n)
+    }
+}
+
+fn parse_worker(
+    rx: Receiver<Chunk>,
+    tx: Sender<ParsedMsg>,
+    parsers: &[Arc<dyn Parser>],
+    group: &[(Source, Arc<LogSchema>)],
+    parse_time: i64,
+) {
+    for chunk in rx {
+        let src = &group[chunk.src].0.info;
+        let result = parsers[chunk.src].parse_chunk(&chunk.data, chunk.first_line, src, parse_time);
+        if tx
+            .send(ParsedMsg {
+                src: chunk.src,
+                result,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn write_loop(
+    rx: Receiver<ParsedMsg>,
+    jobs: Sender<FlushJob>,
+    group: &[(Source, Arc<LogSchema>)],
+    txn: &str,
+    opts: &IngestOptions,
+    parse_time: i64,
+    counts: &mut [SourceCounts],
+) -> Result<()> {
+    let mut writer = PartitionedWriter::new(txn, opts.writer.clone());
+    let mut tables: HashMap<String, (usize, usize)> = HashMap::new();
+    let send = |due: Vec<FlushJob>| -> Result<()> {
+        for job in due {
+            jobs.send(job)
+                .map_err(|_| Error::invalid("encoder threads stopped"))?;
+        }
+        Ok(())
+    };
+    for msg in rx {
+        let parsed = msg.result?;
+        let (src, schema) = &group[msg.src];
+        let (data_t, quarantine_t) = match tables.get(&schema.log_type) {
+            Some(t) => *t,
+            None => {
+                let d = writer.add_table(Arc::new(TableSpec::for_log(schema)))?;
+                let q = writer.add_table(Arc::new(TableSpec::quarantine(schema)))?;
+                tables.insert(schema.log_type.clone(), (d, q));
+                (d, q)
+            }
+        };
+        let c = &mut counts[msg.src];
+        c.lines += parsed.lines;
+        c.quarantined += parsed.quarantined.len() as u64;
+        if let Some(batch) = parsed.batch {
+            c.rows += batch.num_rows() as u64;
+            send(writer.push(data_t, batch)?)?;
+        }
+        if !parsed.quarantined.is_empty() {
+            let q = quarantine_batch(&schema.log_type, &src.info, &parsed.quarantined, parse_time)?;
+            send(writer.push(quarantine_t, q)?)?;
+        }
+    }
+    send(writer.finish())
+}
+
+/// Quarantined lines as a batch of the quarantine table.
+pub fn quarantine_batch(
+    log_type: &str,
+    src: &SourceInfo,
+    items: &[Quarantined],
+    parse_time: i64,
+) -> Result<RecordBatch> {
+    let n = items.len();
+    let lines: Vec<u64> = items.iter().map(|q| q.line).collect();
+    let columns: Vec<ArrayRef> = vec![
+        repeat(log_type, n),
+        row_ids(&src.id, &lines),
+        Arc::new(Int64Array::from_iter_values(
+            lines.iter().map(|l| *l as i64),
+        )),
+        Arc::new(StringArray::from_iter_values(items.iter().map(|q| &q.raw))),
+        Arc::new(StringArray::from_iter_values(
+            items.iter().map(|q| &q.reason),
+        )),
+        repeat(&src.id, n),
+        repeat(&src.label, n),
+        Arc::new(TimestampMicrosecondArray::from(vec![parse_time; n])),
+        Arc::new(TimestampMicrosecondArray::from(vec![parse_time; n])),
+    ];
+    Ok(RecordBatch::try_new(quarantine_schema(), columns)?)
+}

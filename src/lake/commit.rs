@@ -1,0 +1,207 @@
+//! The commit protocol: how an ingest becomes visible exactly once.
+//!
+//! A transaction writes its Parquet files under `_seclake/staging/<txn>/`, where no reader
+//! looks. Then:
+//!
+//! 1. **Commit**: the commit record `_seclake/commits/<txn>.json` is created (create-if-absent,
+//!    written whole in one step). It lists every staged file with its final key, and every
+//!    source with its counts. Its existence is the commit point.
+//! 2. **Finalize** (roll forward): each staged file is renamed to its final key inside the
+//!    table; a ledger entry is written for each source; the `.done` marker is written; the
+//!    staging folder is removed.
+//!
+//! Invariants:
+//! - No reader sees a partial file: files are complete before they are staged (object stores
+//!   write whole objects; the local store writes a temporary file and renames it), and they
+//!   enter a table only by rename.
+//! - A transaction's data reaches the tables if and only if its commit record exists.
+//!   [`recover`] rolls every committed-but-unfinished transaction forward and deletes the
+//!   staging of every uncommitted one, so a crash at any moment followed by a re-run leaves
+//!   each source in the lake exactly once.
+//! - A source is skipped as already ingested only once its ledger entry exists, and the ledger
+//!   entry exists only after its transaction committed.
+//! - Finalize is idempotent: renaming a file that is already in place is skipped.
+//!
+//! Recovery must run under the ingest lock ([`super::lock`]), so that it never mistakes another
+//! process's open transaction for an abandoned one.
+
+use std::collections::{BTreeSet, HashSet};
+
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
+use serde::{Deserialize, Serialize};
+
+use super::{Lake, paths};
+use crate::error::{Error, Result};
+
+/// One file of a transaction: where it is staged and where it goes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileMove {
+    pub staged: String,
+    pub target: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// What the ledger records for one ingested source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub source_id: String,
+    pub label: String,
+    pub log_type: String,
+    pub bytes: u64,
+    pub lines: u64,
+    pub rows: u64,
+    pub quarantined: u64,
+    pub txn: String,
+    /// RFC 3339 time the transaction committed.
+    pub ingested_at: String,
+}
+
+/// A commit record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub txn: String,
+    pub created_at: String,
+    pub files: Vec<FileMove>,
+    pub sources: Vec<LedgerEntry>,
+}
+
+/// A new transaction id: sortable by time, unique per process and moment.
+pub fn new_txn_id() -> String {
+    let now = chrono::Utc::now();
+    let nanos = now.timestamp_nanos_opt().unwrap_or_default();
+    let salt = xxhash_rust::xxh3::xxh3_64(
+        format!(
+            "{nanos}:{}:{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .as_bytes(),
+    );
+    format!("{}-{:08x}", now.format("%Y%m%dT%H%M%S%3fZ"), salt as u32)
+}
+
+/// Commit `record`: create its commit record (failing if it exists), then finalize.
+pub async fn commit(lake: &Lake, record: &CommitRecord) -> Result<()> {
+    let body = serde_json::to_vec_pretty(record).map_err(|source| Error::Json {
+        context: format!("commit record {}", record.txn),
+        source,
+    })?;
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    lake.store()
+        .put_opts(&paths::commit_record(&record.txn), body.into(), opts)
+        .await?;
+    finalize(lake, record).await
+}
+
+/// Move a committed transaction's files into place and record its sources. Idempotent.
+pub async fn finalize(lake: &Lake, record: &CommitRecord) -> Result<()> {
+    for f in &record.files {
+        let staged = Path::from(f.staged.as_str());
+        let target = Path::from(f.target.as_str());
+        match lake.store().rename(&staged, &target).await {
+            Ok(()) => {}
+            // Already moved by an earlier, interrupted finalize.
+            Err(object_store::Error::NotFound { .. }) => {
+                lake.store().head(&target).await.map_err(|e| {
+                    Error::invalid(format!(
+                        "transaction {}: staged file {} and its target {} are both missing ({e})",
+                        record.txn, f.staged, f.target
+                    ))
+                })?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for s in &record.sources {
+        let body = serde_json::to_vec(s).map_err(|source| Error::Json {
+            context: format!("ledger entry {}", s.source_id),
+            source,
+        })?;
+        lake.put(&paths::ledger_entry(&s.source_id), body).await?;
+    }
+    lake.put(&paths::commit_done(&record.txn), b"done\n".to_vec())
+        .await?;
+    remove_staging(lake, &record.txn).await
+}
+
+async fn remove_staging(lake: &Lake, txn: &str) -> Result<()> {
+    for meta in lake.list(&paths::staging_dir(txn)).await? {
+        lake.delete_opt(&meta.location).await?;
+    }
+    if let Some(root) = lake.local_root() {
+        let _ = std::fs::remove_dir(root.join(paths::staging_dir(txn).as_ref()));
+    }
+    Ok(())
+}
+
+/// What [`recover`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Committed transactions rolled forward.
+    pub rolled_forward: Vec<String>,
+    /// Uncommitted transactions whose staged files were deleted.
+    pub rolled_back: Vec<String>,
+}
+
+/// Finish every committed transaction and discard every uncommitted one. Call under the
+/// ingest lock.
+pub async fn recover(lake: &Lake) -> Result<Recovery> {
+    let mut out = Recovery::default();
+    let mut committed = HashSet::new();
+    let mut done = HashSet::new();
+    for meta in lake.list(&paths::commits_dir()).await? {
+        let name = meta.location.filename().unwrap_or_default().to_string();
+        if let Some(txn) = name.strip_suffix(".json") {
+            committed.insert(txn.to_string());
+        } else if let Some(txn) = name.strip_suffix(".done") {
+            done.insert(txn.to_string());
+        }
+    }
+    let mut pending: Vec<_> = committed.difference(&done).cloned().collect();
+    pending.sort();
+    for txn in pending {
+        let body = lake
+            .get_opt(&paths::commit_record(&txn))
+            .await?
+            .unwrap_or_default();
+        let record: CommitRecord = serde_json::from_slice(&body).map_err(|source| Error::Json {
+            context: format!("commit record {txn}"),
+            source,
+        })?;
+        finalize(lake, &record).await?;
+        out.rolled_forward.push(txn);
+    }
+    let staged: BTreeSet<String> = lake
+        .list(&Path::from(format!("{}/staging", paths::STATE)))
+        .await?
+        .into_iter()
+        .filter_map(|m| m.location.parts().nth(2).map(|p| p.as_ref().to_string()))
+        .collect();
+    for txn in staged {
+        if !committed.contains(&txn) {
+            remove_staging(lake, &txn).await?;
+            out.rolled_back.push(txn);
+        }
+    }
+    Ok(out)
+}
+
+/// Ids of every source in the ledger.
+pub async fn ledger_ids(lake: &Lake) -> Result<HashSet<String>> {
+    Ok(lake
+        .list(&paths::ledger_dir())
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            m.location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .map(str::to_string)
+        })
+        .collect())
+}

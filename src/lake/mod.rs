@@ -1,0 +1,176 @@
+//! The lake: an object store root holding Hive-partitioned Parquet tables and seclake's state.
+//!
+//! [`Lake`] owns the object store and the lake's location. Everything stored goes through the
+//! key functions in [`paths`]; tables are written by [`writer`] and made visible by the commit
+//! protocol in [`commit`], under the locks of [`lock`].
+
+pub mod commit;
+pub mod lock;
+pub mod paths;
+pub mod writer;
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Databases seclake writes: folders directly under the lake root.
+pub const LOGS_DB: &str = "panther_logs";
+/// Lines that could not be parsed, one table per log type.
+pub const QUARANTINE_DB: &str = "panther_quarantine";
+
+/// An opened lake.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    url: Url,
+}
+
+impl Lake {
+    /// Open (creating if needed) the lake at `location`: a local path.
+    pub fn open(location: &str) -> Result<Self> {
+        if location.contains("://") {
+            return Err(Error::invalid(format!(
+                "lake {location:?}: only local folders are supported in this build"
+            )));
+        }
+        let path = std::path::Path::new(location);
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        let root = path.canonicalize().map_err(|e| Error::io(path, e))?;
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        let url = Url::from_directory_path(&root)
+            .map_err(|_| Error::invalid(format!("lake path {} is not absolute", root.display())))?;
+        Ok(Lake {
+            store: Arc::new(store),
+            url,
+        })
+    }
+
+    /// The object store holding the lake, with keys relative to the lake root.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The lake root as a URL ending in `/` (`file:///data/lake/`).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Local filesystem root, when the lake is local.
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        self.url.to_file_path().ok()
+    }
+
+    /// Write `bytes` at `key`, replacing what is there, atomically.
+    pub async fn put(&self, key: &Path, bytes: impl Into<PutPayload>) -> Result<()> {
+        self.store.put(key, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Read the whole object at `key`, or `None` when it does not exist.
+    pub async fn get_opt(&self, key: &Path) -> Result<Option<bytes::Bytes>> {
+        match self.store.get(key).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every object under `prefix`.
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+        Ok(self.store.list(Some(prefix)).try_collect().await?)
+    }
+
+    /// Delete `key`; a missing object is not an error.
+    pub async fn delete_opt(&self, key: &Path) -> Result<()> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Databases and their tables, from listing the lake (names starting `_` or `.` skipped).
+    pub async fn tables(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let dbs = self.store.list_with_delimiter(None).await?;
+        for db in dbs.common_prefixes {
+            let Some(db_name) = db.filename().map(str::to_string) else {
+                continue;
+            };
+            if hidden(&db_name) {
+                continue;
+            }
+            let tables = self.store.list_with_delimiter(Some(&db)).await?;
+            for t in tables.common_prefixes {
+                if let Some(name) = t.filename().filter(|n| !hidden(n)) {
+                    out.push((db_name.clone(), name.to_string()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Names readers skip.
+pub fn hidden(name: &str) -> bool {
+    name.starts_with('_') || name.starts_with('.')
+}
+
+/// Size of one table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TableStats {
+    pub partitions: usize,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Lake {
+    /// Count a table's partitions, Parquet files, rows (from file footers) and bytes.
+    pub async fn table_stats(&self, db: &str, table: &str) -> Result<TableStats> {
+        let mut stats = TableStats::default();
+        let mut partitions = std::collections::HashSet::new();
+        for meta in self.list(&paths::table_dir(db, table)).await? {
+            let key = meta.location.as_ref();
+            if !key.ends_with(".parquet") || key.split('/').any(hidden) {
+                continue;
+            }
+            if let Some((dir, _)) = key.rsplit_once('/') {
+                partitions.insert(dir.to_string());
+            }
+            stats.rows += self.parquet_rows(&meta).await?;
+            stats.files += 1;
+            stats.bytes += meta.size;
+        }
+        stats.partitions = partitions.len();
+        Ok(stats)
+    }
+
+    /// Rows of a Parquet file, from its footer (two ranged reads).
+    pub async fn parquet_rows(&self, meta: &object_store::ObjectMeta) -> Result<u64> {
+        use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+        let size = meta.size;
+        let bad = || Error::invalid(format!("{}: not a Parquet file", meta.location));
+        if size < 12 {
+            return Err(bad());
+        }
+        let tail = self.store.get_range(&meta.location, size - 8..size).await?;
+        let tail: [u8; 8] = tail.as_ref().try_into().map_err(|_| bad())?;
+        let len = FooterTail::try_new(&tail)?.metadata_length() as u64;
+        if len + 8 > size {
+            return Err(bad());
+        }
+        let buf = self
+            .store
+            .get_range(&meta.location, size - 8 - len..size - 8)
+            .await?;
+        let md = ParquetMetaDataReader::decode_metadata(&buf)?;
+        Ok(md.file_metadata().num_rows() as u64)
+    }
+}

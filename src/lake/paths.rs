@@ -1,0 +1,103 @@
+//! Every object-store key seclake reads or writes, each from one formatting function.
+//!
+//! ```text
+//! <db>/<table>/year=<y>/month=<m>/day=<d>/<txn>-<seq>.parquet   table data (unpadded keys)
+//! _seclake/staging/<txn>/<seq>.parquet                           files of an open transaction
+//! _seclake/commits/<txn>.json                                    a committed transaction
+//! _seclake/commits/<txn>.done                                    ... whose files are all in place
+//! _seclake/ledger/<source id>.json                               an input ingested once
+//! _seclake/locks/<name>.lock                                     a held lock
+//! ```
+//! Partition values are written unpadded (`month=5`), because they are read back as integer
+//! partition columns and DataFusion builds pruning prefixes from the integer's text.
+
+use object_store::path::Path;
+
+/// Folder of seclake's own state; readers skip `_` names.
+pub const STATE: &str = "_seclake";
+
+/// A table's folder: `panther_logs/aws_s3serveraccess`.
+pub fn table_dir(db: &str, table: &str) -> Path {
+    Path::from(format!("{db}/{table}"))
+}
+
+/// A daily partition folder: `…/year=2020/month=5/day=12`.
+pub fn partition_dir(db: &str, table: &str, (y, m, d): (i32, u32, u32)) -> Path {
+    Path::from(format!("{db}/{table}/year={y}/month={m}/day={d}"))
+}
+
+/// A committed data file.
+pub fn data_file(db: &str, table: &str, day: (i32, u32, u32), txn: &str, seq: u32) -> Path {
+    let dir = partition_dir(db, table, day);
+    Path::from(format!("{dir}/{txn}-{seq:05}.parquet"))
+}
+
+/// Folder of a transaction's staged files.
+pub fn staging_dir(txn: &str) -> Path {
+    Path::from(format!("{STATE}/staging/{txn}"))
+}
+
+/// A staged file of a transaction.
+pub fn staging_file(txn: &str, seq: u32) -> Path {
+    Path::from(format!("{STATE}/staging/{txn}/{seq:05}.parquet"))
+}
+
+/// Folder of the commit records.
+pub fn commits_dir() -> Path {
+    Path::from(format!("{STATE}/commits"))
+}
+
+/// The commit record of a transaction: its existence is the commit.
+pub fn commit_record(txn: &str) -> Path {
+    Path::from(format!("{STATE}/commits/{txn}.json"))
+}
+
+/// Marker that a committed transaction's files are all in place.
+pub fn commit_done(txn: &str) -> Path {
+    Path::from(format!("{STATE}/commits/{txn}.done"))
+}
+
+/// Folder of the ingest ledger.
+pub fn ledger_dir() -> Path {
+    Path::from(format!("{STATE}/ledger"))
+}
+
+/// Ledger entry of one ingested source.
+pub fn ledger_entry(source_id: &str) -> Path {
+    Path::from(format!("{STATE}/ledger/{source_id}.json"))
+}
+
+/// A named lock.
+pub fn lock(name: &str) -> Path {
+    Path::from(format!("{STATE}/locks/{name}.lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_keys() {
+        let day = (2020, 5, 12);
+        assert_eq!(
+            partition_dir("panther_logs", "aws_s3serveraccess", day).as_ref(),
+            "panther_logs/aws_s3serveraccess/year=2020/month=5/day=12"
+        );
+        assert_eq!(
+            data_file("panther_logs", "aws_s3serveraccess", (2020, 12, 1), "t1", 3).as_ref(),
+            "panther_logs/aws_s3serveraccess/year=2020/month=12/day=1/t1-00003.parquet"
+        );
+        assert_eq!(table_dir("a", "b").as_ref(), "a/b");
+        assert_eq!(staging_dir("t1").as_ref(), "_seclake/staging/t1");
+        assert_eq!(
+            staging_file("t1", 7).as_ref(),
+            "_seclake/staging/t1/00007.parquet"
+        );
+        assert_eq!(commits_dir().as_ref(), "_seclake/commits");
+        assert_eq!(commit_record("t1").as_ref(), "_seclake/commits/t1.json");
+        assert_eq!(commit_done("t1").as_ref(), "_seclake/commits/t1.done");
+        assert_eq!(ledger_dir().as_ref(), "_seclake/ledger");
+        assert_eq!(ledger_entry("ab").as_ref(), "_seclake/ledger/ab.json");
+        assert_eq!(lock("ingest").as_ref(), "_seclake/locks/ingest.lock");
+    }
+}

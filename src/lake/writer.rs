@@ -1,0 +1,373 @@
+//! The partitioned Parquet writer.
+//!
+//! Rows arrive as record batches for a table; the writer groups them by the UTC day of
+//! `p_event_time`, buffers each day, and turns a day's buffer into one Parquet file when it
+//! reaches [`WriterConfig::rows_per_file`], when all buffers together exceed
+//! [`WriterConfig::memory_budget`] (the largest is flushed), or at the end of a transaction.
+//! Many small inputs therefore become few files, and memory stays bounded whatever the input
+//! size.
+//!
+//! Every file: rows sorted by `p_event_time` and that order declared in the row-group metadata
+//! (`sorting_columns`), zstd compression, page-level statistics and the page index, row groups
+//! of [`WriterConfig::row_group_rows`], dictionary encoding except for columns the schema marks
+//! unique, bloom filters where the schema asks. Files are encoded in memory and staged whole
+//! ([`super::commit`] moves them into the table).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::commit::FileMove;
+use super::{Lake, QUARANTINE_DB, paths};
+use crate::error::{Error, Result};
+use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
+use crate::schema::{LogSchema, TIMESTAMP, standard_fields};
+
+/// Name of the column every table is partitioned and sorted by.
+pub const TIME_COLUMN: &str = "p_event_time";
+
+/// Sizes and levels for written files.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// A day's buffer becomes a file at this many rows.
+    pub rows_per_file: usize,
+    /// Upper bound for buffered Arrow data across all days and tables.
+    pub memory_budget: usize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// zstd level.
+    pub zstd_level: i32,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            rows_per_file: 2_000_000,
+            memory_budget: 768 << 20,
+            row_group_rows: 128 * 1024,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// A table rows are written to: where it lives, its schema, and how its files are encoded.
+#[derive(Debug)]
+pub struct TableSpec {
+    pub db: String,
+    pub table: String,
+    pub schema: SchemaRef,
+    pub log_type: String,
+    time_idx: usize,
+    no_dictionary: Vec<String>,
+    bloom: Vec<String>,
+}
+
+impl TableSpec {
+    /// The table of a log type in `panther_logs`.
+    pub fn for_log(schema: &LogSchema) -> Self {
+        let cols = &schema.columns;
+        let mut no_dictionary: Vec<String> = cols
+            .iter()
+            .filter(|c| !c.dictionary)
+            .map(|c| c.name.clone())
+            .collect();
+        no_dictionary.push("p_row_id".into());
+        let bloom = cols
+            .iter()
+            .filter(|c| c.bloom_filter)
+            .map(|c| c.name.clone())
+            .collect();
+        Self::new(
+            super::LOGS_DB,
+            &schema.table(),
+            &schema.log_type,
+            schema.arrow_schema(),
+            no_dictionary,
+            bloom,
+        )
+    }
+
+    /// The quarantine table of a log type, in `panther_quarantine`.
+    pub fn quarantine(schema: &LogSchema) -> Self {
+        Self::new(
+            QUARANTINE_DB,
+            &schema.table(),
+            &schema.log_type,
+            quarantine_schema(),
+            vec!["p_row_id".into(), "raw".into()],
+            vec![],
+        )
+    }
+
+    /// A table with an explicit schema, which must have a non-null `p_event_time` timestamp.
+    pub fn new(
+        db: &str,
+        table: &str,
+        log_type: &str,
+        schema: SchemaRef,
+        no_dictionary: Vec<String>,
+        bloom: Vec<String>,
+    ) -> Self {
+        let time_idx = schema
+            .index_of(TIME_COLUMN)
+            .expect("every table has p_event_time");
+        TableSpec {
+            db: db.into(),
+            table: table.into(),
+            log_type: log_type.into(),
+            schema,
+            time_idx,
+            no_dictionary,
+            bloom,
+        }
+    }
+
+    fn properties(&self, cfg: &WriterConfig) -> Result<WriterProperties> {
+        let descr = ArrowSchemaConverter::new().convert(&self.schema)?;
+        let leaf = (0..descr.num_columns())
+            .find(|&i| descr.column(i).path().string() == TIME_COLUMN)
+            .ok_or_else(|| Error::invalid("p_event_time is not a leaf column"))?;
+        let mut b = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level)?))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(cfg.row_group_rows))
+            .set_sorting_columns(Some(vec![SortingColumn {
+                column_idx: leaf as i32,
+                descending: false,
+                nulls_first: false,
+            }]))
+            .set_created_by(format!("seclake version {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "seclake.log_type".into(),
+                self.log_type.clone(),
+            )]));
+        for c in &self.no_dictionary {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+        }
+        for c in &self.bloom {
+            let path = ColumnPath::from(c.as_str());
+            b = b
+                .set_column_bloom_filter_enabled(path.clone(), true)
+                .set_column_bloom_filter_fpp(path.clone(), 0.02)
+                .set_column_bloom_filter_max_ndv(path, cfg.row_group_rows as u64);
+        }
+        Ok(b.build())
+    }
+}
+
+/// Schema of quarantine tables: the raw line, where it came from, and why it was refused.
+pub fn quarantine_schema() -> SchemaRef {
+    let std = standard_fields();
+    let pick = |name: &str| {
+        std.iter()
+            .find(|f| f.name() == name)
+            .cloned()
+            .expect("std field")
+    };
+    Arc::new(Schema::new(vec![
+        pick("p_log_type"),
+        pick("p_row_id"),
+        Field::new("line", DataType::Int64, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        pick("p_source_id"),
+        pick("p_source_label"),
+        pick("p_parse_time"),
+        // The partition time of a quarantined line is when it was parsed.
+        Field::new(TIME_COLUMN, TIMESTAMP, false),
+    ]))
+}
+
+/// One file to write: a table's rows for one day.
+#[derive(Debug)]
+pub struct FlushJob {
+    pub table: Arc<TableSpec>,
+    pub props: Arc<WriterProperties>,
+    pub day: i64,
+    pub batches: Vec<RecordBatch>,
+    pub seq: u32,
+    pub txn: String,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+/// Buffers rows per (table, day) and decides when a file is due. Files are encoded by
+/// [`encode_and_stage`], typically on other threads.
+#[derive(Debug)]
+pub struct PartitionedWriter {
+    cfg: WriterConfig,
+    txn: String,
+    tables: Vec<(Arc<TableSpec>, Arc<WriterProperties>)>,
+    buffers: HashMap<(usize, i64), Buffer>,
+    buffered: usize,
+    seq: u32,
+}
+
+impl PartitionedWriter {
+    /// A writer for transaction `txn`.
+    pub fn new(txn: &str, cfg: WriterConfig) -> Self {
+        PartitionedWriter {
+            cfg,
+            txn: txn.into(),
+            tables: Vec::new(),
+            buffers: HashMap::new(),
+            buffered: 0,
+            seq: 0,
+        }
+    }
+
+    /// Register a table; returns the handle to pass to [`PartitionedWriter::push`].
+    pub fn add_table(&mut self, table: Arc<TableSpec>) -> Result<usize> {
+        if let Some(i) = self
+            .tables
+            .iter()
+            .position(|(t, _)| t.db == table.db && t.table == table.table)
+        {
+            return Ok(i);
+        }
+        let props = Arc::new(table.properties(&self.cfg)?);
+        self.tables.push((table, props));
+        Ok(self.tables.len() - 1)
+    }
+
+    /// Add rows of table `t`; returns the files now due.
+    pub fn push(&mut self, t: usize, batch: RecordBatch) -> Result<Vec<FlushJob>> {
+        if batch.num_rows() == 0 {
+            return Ok(vec![]);
+        }
+        let time_idx = self.tables[t].0.time_idx;
+        let mut due = Vec::new();
+        for (day, part) in split_by_day(&batch, time_idx)? {
+            let buf = self.buffers.entry((t, day)).or_default();
+            let bytes = part.get_array_memory_size();
+            buf.rows += part.num_rows();
+            buf.bytes += bytes;
+            buf.batches.push(part);
+            self.buffered += bytes;
+            if buf.rows >= self.cfg.rows_per_file {
+                due.push(self.take(t, day));
+            }
+        }
+        while self.buffered > self.cfg.memory_budget {
+            let Some(&(t, day)) = self
+                .buffers
+                .iter()
+                .max_by_key(|(_, b)| b.bytes)
+                .map(|(k, _)| k)
+            else {
+                break;
+            };
+            due.push(self.take(t, day));
+        }
+        Ok(due)
+    }
+
+    /// All remaining buffers as files.
+    pub fn finish(&mut self) -> Vec<FlushJob> {
+        let mut keys: Vec<_> = self.buffers.keys().copied().collect();
+        keys.sort();
+        keys.into_iter().map(|(t, d)| self.take(t, d)).collect()
+    }
+
+    fn take(&mut self, t: usize, day: i64) -> FlushJob {
+        let buf = self.buffers.remove(&(t, day)).unwrap_or_default();
+        self.buffered -= buf.bytes;
+        self.seq += 1;
+        FlushJob {
+            table: self.tables[t].0.clone(),
+            props: self.tables[t].1.clone(),
+            day,
+            batches: buf.batches,
+            seq: self.seq,
+            txn: self.txn.clone(),
+        }
+    }
+}
+
+/// Split a batch into one batch per UTC day of column `time_idx` (microseconds).
+pub fn split_by_day(batch: &RecordBatch, time_idx: usize) -> Result<Vec<(i64, RecordBatch)>> {
+    let times = batch
+        .column(time_idx)
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(|| Error::invalid("p_event_time must be a microsecond timestamp"))?;
+    let day = |v: i64| v.div_euclid(MICROS_PER_DAY);
+    let values = times.values();
+    let first = values.first().map_or(0, |v| day(*v));
+    if values.iter().all(|v| day(*v) == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut groups: HashMap<i64, Vec<u32>> = HashMap::new();
+    for (i, v) in values.iter().enumerate() {
+        groups.entry(day(*v)).or_default().push(i as u32);
+    }
+    let mut out: Vec<(i64, RecordBatch)> = groups
+        .into_iter()
+        .map(|(d, idx)| Ok((d, take_record_batch(batch, &UInt32Array::from(idx))?)))
+        .collect::<Result<_>>()?;
+    out.sort_by_key(|(d, _)| *d);
+    Ok(out)
+}
+
+/// Sort a job's rows by time, encode them as Parquet and stage the file. Returns the move
+/// that places it in its table at commit.
+pub fn encode_and_stage(
+    job: FlushJob,
+    lake: &Lake,
+    rt: &tokio::runtime::Handle,
+) -> Result<FileMove> {
+    let (bytes, rows) = encode(&job)?;
+    let staged = paths::staging_file(&job.txn, job.seq);
+    let target = paths::data_file(
+        &job.table.db,
+        &job.table.table,
+        civil_from_days(job.day),
+        &job.txn,
+        job.seq,
+    );
+    let len = bytes.len() as u64;
+    rt.block_on(lake.put(&staged, bytes))?;
+    Ok(FileMove {
+        staged: staged.to_string(),
+        target: target.to_string(),
+        rows: rows as u64,
+        bytes: len,
+    })
+}
+
+/// Encode a job's rows, sorted by time, as one Parquet file in memory.
+pub fn encode(job: &FlushJob) -> Result<(Vec<u8>, usize)> {
+    let schema = job.table.schema.clone();
+    let batch = concat_batches(&schema, &job.batches)?;
+    let times = batch.column(job.table.time_idx);
+    let sorted = if is_sorted(times.as_ref()) {
+        batch
+    } else {
+        let idx = sort_to_indices(times, None, None)?;
+        take_record_batch(&batch, &idx)?
+    };
+    let rows = sorted.num_rows();
+    let mut buf = Vec::with_capacity(rows * 64);
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some((*job.props).clone()))?;
+    w.write(&sorted)?;
+    w.close()?;
+    Ok((buf, rows))
+}
+
+fn is_sorted(a: &dyn Array) -> bool {
+    a.as_primitive_opt::<TimestampMicrosecondType>()
+        .is_some_and(|t| t.null_count() == 0 && t.values().windows(2).all(|w| w[0] <= w[1]))
+}

@@ -1,0 +1,22 @@
+//! # seclake
+//!
+//! An embedded security data lake. seclake turns raw AWS logs (S3 server access logs) into
+//! Hive-partitioned Parquet tables modelled on Panther's data lake
+//! (`panther_logs.aws_s3serveraccess/year=/month=/day=`), which any Parquet reader can use.
+//!
+//! Modules:
+//! - [`schema`]: log types as data (`schemas/*.yml`) → Arrow schemas;
+//! - [`parse`]: one parser per log format, with standard `p_` fields and indicators;
+//! - [`lake`]: the object store, key layout, partitioned writer, commit protocol and locks;
+//! - [`ingest`]: sources → parse → write, exactly once;
+//! - [`cli`]: the `seclake` command line.
+
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod ingest;
+pub mod lake;
+pub mod parse;
+pub mod schema;
+
+pub use error::{Error, Result};

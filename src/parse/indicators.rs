@@ -1,0 +1,180 @@
+//! Indicator extraction: the `p_any_*` lists, computed from the columns a schema marks.
+//!
+//! One pass over the parsed columns per batch, generic over log types: each `p_any_*` column
+//! collects, per row, the valid values of every column that feeds it, de-duplicated, in column
+//! order. An empty list is stored as NULL (as Panther omits the field).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
+use arrow::datatypes::DataType;
+
+use crate::schema::{Indicator, LogSchema};
+
+/// How one `p_any_*` column is filled: its name and the (column, kind) pairs feeding it.
+#[derive(Debug, Clone)]
+struct Output {
+    column: &'static str,
+    sources: Vec<(usize, Indicator)>,
+}
+
+/// The plan for a log type: which columns feed which list.
+#[derive(Debug, Clone)]
+pub struct IndicatorPlan {
+    outputs: Vec<Output>,
+}
+
+impl IndicatorPlan {
+    /// Build the plan for a schema; outputs follow [`LogSchema::indicator_columns`].
+    pub fn new(schema: &LogSchema) -> Self {
+        let outputs = schema
+            .indicator_columns()
+            .into_iter()
+            .map(|column| {
+                let mut sources = Vec::new();
+                for (i, c) in schema.columns.iter().enumerate() {
+                    for &kind in &c.indicators {
+                        if feeds(kind, column) {
+                            sources.push((i, kind));
+                        }
+                    }
+                }
+                Output { column, sources }
+            })
+            .collect();
+        IndicatorPlan { outputs }
+    }
+
+    /// Compute every `p_any_*` column for `columns` (the declared columns of a batch).
+    pub fn build(&self, columns: &[ArrayRef], rows: usize) -> Vec<ArrayRef> {
+        self.outputs
+            .iter()
+            .map(|out| build_output(out, columns, rows))
+            .collect()
+    }
+}
+
+/// True when values of `kind` contribute to the list `column`: their own list, and for ARNs
+/// also the account list (the ARN's account).
+fn feeds(kind: Indicator, column: &str) -> bool {
+    kind.column() == column || (kind == Indicator::AwsArn && column == ACCOUNTS)
+}
+
+const ACCOUNTS: &str = "p_any_aws_account_ids";
+
+fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
+    let mut builder =
+        ListBuilder::with_capacity(StringBuilder::with_capacity(rows, rows * 16), rows);
+    let mut values: Vec<&str> = Vec::with_capacity(8);
+    for row in 0..rows {
+        values.clear();
+        for &(col, kind) in &out.sources {
+            let array = &columns[col];
+            match array.data_type() {
+                DataType::Utf8 => {
+                    let a = array.as_string::<i32>();
+                    if a.is_valid(row) {
+                        collect(a.value(row), kind, out.column, &mut values);
+                    }
+                }
+                DataType::List(_) => {
+                    let l = array.as_list::<i32>();
+                    if l.is_valid(row) {
+                        let offsets = l.value_offsets();
+                        let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                        if let Some(s) = l.values().as_string_opt::<i32>() {
+                            for i in start..end {
+                                if s.is_valid(i) {
+                                    collect(s.value(i), kind, out.column, &mut values);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if values.is_empty() {
+            builder.append_null();
+        } else {
+            for v in &values {
+                builder.values().append_value(v);
+            }
+            builder.append(true);
+        }
+    }
+    Arc::new(builder.finish())
+}
+
+/// Add the indicator value `raw` yields for `kind` in list `column` to `values`, once.
+fn collect<'a>(raw: &'a str, kind: Indicator, column: &str, values: &mut Vec<&'a str>) {
+    let raw = raw.trim();
+    let v = match kind {
+        Indicator::AwsArn if column == ACCOUNTS => arn_account(raw),
+        Indicator::Ip => raw.parse::<IpAddr>().is_ok().then_some(raw),
+        Indicator::AwsArn => raw.starts_with("arn:").then_some(raw),
+        Indicator::AwsAccountId => is_account_id(raw).then_some(raw),
+        Indicator::Domain => is_domain(raw).then_some(raw),
+        Indicator::AwsInstanceId => is_instance_id(raw).then_some(raw),
+        Indicator::Username => (!raw.is_empty()).then_some(raw),
+    };
+    if let Some(v) = v
+        && !values.contains(&v)
+    {
+        values.push(v);
+    }
+}
+
+/// The account id of an ARN (`arn:partition:service:region:account:resource`), if it has one.
+pub fn arn_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    (parts.next()? == "arn").then_some(())?;
+    let account = parts.nth(3)?;
+    is_account_id(account).then_some(account)
+}
+
+/// True for a 12-digit AWS account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_domain(s: &str) -> bool {
+    s.len() < 254
+        && s.contains('.')
+        && s.parse::<IpAddr>().is_err()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-")
+        .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_accounts() {
+        assert_eq!(
+            arn_account("arn:aws:iam::123456789012:user/alice"),
+            Some("123456789012")
+        );
+        assert_eq!(arn_account("arn:aws:s3:::bucket"), None);
+        assert_eq!(
+            arn_account("arn:aws:iam::cloudfront:user/CloudFront Origin"),
+            None
+        );
+        assert_eq!(arn_account("nope"), None);
+    }
+
+    #[test]
+    fn value_kinds() {
+        assert!(is_instance_id("i-0abc1234567890def"));
+        assert!(!is_instance_id("i-xyz"));
+        assert!(is_domain("s3.amazonaws.com"));
+        assert!(!is_domain("10.0.0.1"));
+    }
+}

@@ -1,0 +1,492 @@
+//! Amazon S3 server access log lines.
+//!
+//! Format (S3 user guide, "Amazon S3 server access log format"): space-separated fields in a
+//! fixed order; the time is bracketed (`[06/Feb/2019:00:00:38 +0000]`), the request-URI,
+//! referer and user agent are double-quoted with `\"` escapes, and `-` means no value.
+//!
+//! What this parser accepts beyond the happy path, all seen in real buckets:
+//! - old lines that stop after 18 fields (before signature version) or 24 (before access
+//!   point ARN); missing fields are NULL;
+//! - fields after the last documented one, kept in order in `additionalfields`;
+//! - the CloudFront origin-access-identity requester
+//!   `arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E15MNIMTCFKK4C`, which
+//!   contains unquoted spaces;
+//! - quoted fields with unescaped inner quotes (a quote closes a field only before a space or
+//!   the end of the line), IPv6 remote addresses, `"-"` as NULL, invalid UTF-8 (replaced).
+//!
+//! A line with fewer than 18 fields, an unreadable time, or a non-numeric value in a numeric
+//! field is quarantined with a reason that names the field.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
+
+use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines};
+use crate::error::{Error, Result};
+use crate::schema::{ColumnType, LogSchema};
+
+/// Documented fields, in log order, with the type each is stored as.
+pub const FIELDS: [(&str, Kind); 27] = [
+    ("bucketowner", Kind::Str),
+    ("bucket", Kind::Str),
+    ("time", Kind::Time),
+    ("remoteip", Kind::Str),
+    ("requester", Kind::Str),
+    ("requestid", Kind::Str),
+    ("operation", Kind::Str),
+    ("key", Kind::Str),
+    ("requesturi", Kind::Str),
+    ("httpstatus", Kind::I32),
+    ("errorcode", Kind::Str),
+    ("bytessent", Kind::I64),
+    ("objectsize", Kind::I64),
+    ("totaltime", Kind::I64),
+    ("turnaroundtime", Kind::I64),
+    ("referrer", Kind::Str),
+    ("useragent", Kind::Str),
+    ("versionid", Kind::Str),
+    ("hostid", Kind::Str),
+    ("signatureversion", Kind::Str),
+    ("ciphersuite", Kind::Str),
+    ("authenticationtype", Kind::Str),
+    ("hostheader", Kind::Str),
+    ("tlsversion", Kind::Str),
+    ("accesspointarn", Kind::Str),
+    ("aclrequired", Kind::Str),
+    ("sourceregion", Kind::Str),
+];
+
+/// Column holding fields beyond the documented ones.
+pub const EXTRA: &str = "additionalfields";
+
+/// Fewest fields a line may have (the format before signature version was added).
+pub const MIN_FIELDS: usize = 18;
+
+/// How a field is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Time,
+    I32,
+    I64,
+}
+
+impl Kind {
+    fn column_type(self) -> ColumnType {
+        match self {
+            Kind::Str => ColumnType::String,
+            Kind::Time => ColumnType::Timestamp,
+            Kind::I32 => ColumnType::Int,
+            Kind::I64 => ColumnType::BigInt,
+        }
+    }
+}
+
+const CLOUDFRONT_OAI: &[&[u8]] = &[
+    b"arn:aws:iam::cloudfront:user/CloudFront",
+    b"Origin",
+    b"Access",
+    b"Identity",
+];
+
+/// One token of a line: a byte range, and whether it was quoted and holds a backslash.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tok {
+    start: u32,
+    end: u32,
+    escaped: bool,
+}
+
+/// Split a line into fields. Returns false when the line cannot be split (an unterminated
+/// bracket).
+fn tokenize(line: &[u8], toks: &mut Vec<Tok>) -> bool {
+    toks.clear();
+    let n = line.len();
+    let mut pos = 0usize;
+    while pos < n {
+        let (start, end, next, escaped) = match line[pos] {
+            b'"' => {
+                let s = pos + 1;
+                let mut q = s;
+                let mut escaped = false;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &line[q..]) {
+                        None => {
+                            // Unterminated quote: the rest of the line is the field.
+                            break (s, n, n, escaped);
+                        }
+                        Some(i) if line[q + i] == b'\\' => {
+                            escaped = true;
+                            q += i + 2;
+                            if q >= n {
+                                break (s, n, n, escaped);
+                            }
+                        }
+                        Some(i) => {
+                            let e = q + i;
+                            if e + 1 == n || line[e + 1] == b' ' {
+                                break (s, e, e + 1, escaped);
+                            }
+                            q = e + 1;
+                        }
+                    }
+                }
+            }
+            b'[' => match memchr::memchr(b']', &line[pos..]) {
+                Some(i) => (pos + 1, pos + i, pos + i + 1, false),
+                None => return false,
+            },
+            _ => {
+                let e = memchr::memchr(b' ', &line[pos..]).map_or(n, |i| pos + i);
+                (pos, e, e, false)
+            }
+        };
+        toks.push(Tok {
+            start: start as u32,
+            end: end as u32,
+            escaped,
+        });
+        // Exactly one space separates fields.
+        pos = next + 1;
+    }
+    // CloudFront origin access identity requesters contain unquoted spaces: merge them back.
+    if toks.len() > 8 {
+        let is_oai = CLOUDFRONT_OAI
+            .iter()
+            .enumerate()
+            .all(|(i, w)| &line[toks[4 + i].start as usize..toks[4 + i].end as usize] == *w);
+        if is_oai {
+            toks[4].end = toks[8].end;
+            toks.drain(5..9);
+        }
+    }
+    true
+}
+
+/// True when `line` reads as an S3 access log line: enough fields and a bracketed time in
+/// the third. Used to detect the log type of a file from its first line.
+pub fn looks_like(line: &[u8]) -> bool {
+    let mut toks = Vec::with_capacity(40);
+    tokenize(line, &mut toks)
+        && toks.len() >= MIN_FIELDS
+        && toks[2].start > 0
+        && line[toks[2].start as usize - 1] == b'['
+        && super::time::parse_clf(&line[toks[2].start as usize..toks[2].end as usize]).is_some()
+}
+
+/// Undo `\"` and `\\` escapes of a quoted field.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n @ ('"' | '\\')) => out.push(n),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn parse_int(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as i64;
+    }
+    Some(v)
+}
+
+/// Column builders for one chunk.
+struct Builders {
+    strings: Vec<StringBuilder>,
+    time: TimestampMicrosecondBuilder,
+    i32s: Int32Builder,
+    i64s: [Int64Builder; 4],
+    extra: ListBuilder<StringBuilder>,
+    event_times: Vec<i64>,
+    lines: Vec<u64>,
+}
+
+/// Index of each field in its builder group (strings, i64s), or 0 for single builders.
+const fn slots() -> [usize; 27] {
+    let mut out = [0usize; 27];
+    let (mut s, mut l) = (0, 0);
+    let mut i = 0;
+    while i < 27 {
+        match FIELDS[i].1 {
+            Kind::Str => {
+                out[i] = s;
+                s += 1;
+            }
+            Kind::I64 => {
+                out[i] = l;
+                l += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+const SLOTS: [usize; 27] = slots();
+const STRING_FIELDS: usize = 21;
+
+impl Builders {
+    fn new(rows: usize, bytes: usize) -> Self {
+        let per = bytes / STRING_FIELDS.max(1);
+        Builders {
+            strings: (0..STRING_FIELDS)
+                .map(|_| StringBuilder::with_capacity(rows, per))
+                .collect(),
+            time: TimestampMicrosecondBuilder::with_capacity(rows),
+            i32s: Int32Builder::with_capacity(rows),
+            i64s: std::array::from_fn(|_| Int64Builder::with_capacity(rows)),
+            extra: ListBuilder::new(StringBuilder::new()),
+            event_times: Vec::with_capacity(rows),
+            lines: Vec::with_capacity(rows),
+        }
+    }
+
+    fn finish(mut self) -> (Vec<ArrayRef>, Vec<i64>, Vec<u64>) {
+        let mut strings = self.strings.iter_mut();
+        let mut i64s = self.i64s.iter_mut();
+        let mut cols: Vec<ArrayRef> = FIELDS
+            .iter()
+            .map(|(_, kind)| -> ArrayRef {
+                match kind {
+                    Kind::Str => Arc::new(strings.next().expect("string slot").finish()),
+                    Kind::Time => Arc::new(self.time.finish()),
+                    Kind::I32 => Arc::new(self.i32s.finish()),
+                    Kind::I64 => Arc::new(i64s.next().expect("i64 slot").finish()),
+                }
+            })
+            .collect();
+        cols.push(Arc::new(self.extra.finish()));
+        (cols, self.event_times, self.lines)
+    }
+}
+
+/// A numeric or time value, checked before anything of the line is appended.
+#[derive(Clone, Copy)]
+enum Num {
+    Null,
+    V(i64),
+}
+
+/// Parses S3 server access log lines.
+#[derive(Debug)]
+pub struct S3AccessParser {
+    schema: Arc<LogSchema>,
+    standard: StandardFields,
+}
+
+impl S3AccessParser {
+    /// A parser for `schema`, which must declare the documented fields in order, then
+    /// `additionalfields`.
+    pub fn new(schema: Arc<LogSchema>) -> Result<Self> {
+        let expected: Vec<(String, ColumnType)> = FIELDS
+            .iter()
+            .map(|(n, k)| (n.to_string(), k.column_type()))
+            .chain([(
+                EXTRA.to_string(),
+                ColumnType::Array(Box::new(ColumnType::String)),
+            )])
+            .collect();
+        let actual: Vec<(String, ColumnType)> = schema
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.clone()))
+            .collect();
+        if expected != actual {
+            return Err(Error::Schema {
+                file: schema.log_type.clone(),
+                message: "the s3_access parser needs the 27 documented fields in log order, \
+                          then additionalfields array<string>"
+                    .into(),
+            });
+        }
+        let standard = StandardFields::new(schema.clone());
+        Ok(S3AccessParser { schema, standard })
+    }
+
+    /// Parse one line into the builders, or say why it cannot be parsed. Nothing is appended
+    /// when an error is returned.
+    fn parse_line(
+        &self,
+        line: &[u8],
+        text: &str,
+        toks: &mut Vec<Tok>,
+        b: &mut Builders,
+    ) -> std::result::Result<(), String> {
+        if !tokenize(line, toks) {
+            return Err("unterminated [ in time field".into());
+        }
+        if toks.len() < MIN_FIELDS {
+            return Err(format!(
+                "expected at least {MIN_FIELDS} space-separated fields, found {}",
+                toks.len()
+            ));
+        }
+        let field = |t: &Tok| &line[t.start as usize..t.end as usize];
+        // Validate every typed field first so a bad line appends nothing.
+        let mut nums = [Num::Null; 27];
+        for (i, (name, kind)) in FIELDS.iter().enumerate().take(toks.len().min(27)) {
+            let raw = field(&toks[i]);
+            if *kind == Kind::Str {
+                continue;
+            }
+            nums[i] = if *kind == Kind::Time {
+                let t = if line[toks[i].start as usize - 1] == b'[' {
+                    super::time::parse_clf(raw)
+                } else {
+                    None
+                };
+                match t {
+                    Some(t) => Num::V(t),
+                    None => {
+                        return Err(format!(
+                            "field {name}: invalid time {:?}",
+                            String::from_utf8_lossy(raw)
+                        ));
+                    }
+                }
+            } else if raw == b"-" {
+                Num::Null
+            } else {
+                match parse_int(raw) {
+                    Some(v) if *kind == Kind::I64 || v <= i32::MAX as i64 => Num::V(v),
+                    _ => {
+                        return Err(format!(
+                            "field {name}: invalid number {:?}",
+                            String::from_utf8_lossy(raw)
+                        ));
+                    }
+                }
+            };
+        }
+        let text_of = |t: &Tok| &text[t.start as usize..t.end as usize];
+        for (i, (_, kind)) in FIELDS.iter().enumerate() {
+            let tok = toks.get(i);
+            match kind {
+                Kind::Str => {
+                    let sb = &mut b.strings[SLOTS[i]];
+                    match tok {
+                        Some(t) => {
+                            let v = text_of(t);
+                            if v == "-" {
+                                sb.append_null();
+                            } else if t.escaped {
+                                sb.append_value(unescape(v));
+                            } else {
+                                sb.append_value(v);
+                            }
+                        }
+                        None => sb.append_null(),
+                    }
+                }
+                Kind::Time => {
+                    let Num::V(t) = nums[i] else {
+                        unreachable!("time validated")
+                    };
+                    b.time.append_value(t);
+                    b.event_times.push(t);
+                }
+                Kind::I32 => match nums[i] {
+                    Num::V(v) => b.i32s.append_value(v as i32),
+                    Num::Null => b.i32s.append_null(),
+                },
+                Kind::I64 => match nums[i] {
+                    Num::V(v) => b.i64s[SLOTS[i]].append_value(v),
+                    Num::Null => b.i64s[SLOTS[i]].append_null(),
+                },
+            }
+        }
+        if toks.len() > FIELDS.len() {
+            for t in &toks[FIELDS.len()..] {
+                let v = text_of(t);
+                if t.escaped {
+                    b.extra.values().append_value(unescape(v));
+                } else {
+                    b.extra.values().append_value(v);
+                }
+            }
+            b.extra.append(true);
+        } else {
+            b.extra.append_null();
+        }
+        Ok(())
+    }
+}
+
+impl Parser for S3AccessParser {
+    fn schema(&self) -> &Arc<LogSchema> {
+        &self.schema
+    }
+
+    fn parse_chunk(
+        &self,
+        chunk: &[u8],
+        first_line: u64,
+        source: &SourceInfo,
+        parse_time: i64,
+    ) -> Result<Parsed> {
+        // Typical lines are 300-500 bytes.
+        let est_rows = chunk.len() / 300 + 16;
+        let mut b = Builders::new(est_rows, chunk.len());
+        let mut out = Parsed::default();
+        let mut toks = Vec::with_capacity(40);
+        let chunk_utf8 = std::str::from_utf8(chunk).is_ok();
+        for (n, line) in lines(chunk, first_line) {
+            if is_blank(line) {
+                continue;
+            }
+            out.lines += 1;
+            let text: Cow<str> = if chunk_utf8 {
+                // SAFETY-free: the whole chunk is valid UTF-8 and lines split at ASCII bytes.
+                Cow::Borrowed(std::str::from_utf8(line).unwrap_or_default())
+            } else {
+                String::from_utf8_lossy(line)
+            };
+            // Token offsets index `line`; a lossy copy changes lengths, so re-tokenize it.
+            let bytes: &[u8] = match &text {
+                Cow::Borrowed(_) => line,
+                Cow::Owned(s) => s.as_bytes(),
+            };
+            match self.parse_line(bytes, &text, &mut toks, &mut b) {
+                Ok(()) => b.lines.push(n),
+                Err(reason) => out.quarantined.push(Quarantined {
+                    line: n,
+                    raw: text.into_owned(),
+                    reason,
+                }),
+            }
+        }
+        if !b.lines.is_empty() {
+            let (columns, times, lines) = b.finish();
+            out.batch = Some(
+                self.standard
+                    .finish(columns, times, &lines, source, parse_time)?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+
+use super::*;
+use crate::schema::Registry;
+
+pub(crate) const DOC_LINE: &str = "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be DOC-EXAMPLE-BUCKET1 [06/Feb/2019:00:00:38 +0000] 192.0.2.3 79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be 3E57427F3EXAMPLE REST.GET.VERSIONING - \"GET /DOC-EXAMPLE-BUCKET1?versioning HTTP/1.1\" 200 - 113 - 7 - \"-\" \"S3Console/0.4\" - s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader DOC-EXAMPLE-BUCKET1.s3.us-west-1.amazonaws.com TLSV1.2 arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP Yes";
+
+fn parser() -> S3AccessParser {
+    let reg = Registry::builtin().unwrap();
+    S3AccessParser::new(reg.get("AWS.S3ServerAccess").unwrap()).unwrap()
+}
+
+fn src() -> SourceInfo {
+    SourceInfo {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        label: "test.log".into(),
+    }
+}
+
+fn parse(text: &str) -> Parsed {
+    parser().parse_chunk(text.as_bytes(), 1, &src(), 0).unwrap()
+}
+
+fn one(line: &str) -> RecordBatch {
+    let p = parse(line);
+    assert!(p.quarantined.is_empty(), "quarantined: {:?}", p.quarantined);
+    let b = p.batch.expect("a row");
+    assert_eq!(b.num_rows(), 1);
+    b
+}
+
+fn s(b: &RecordBatch, col: &str) -> Option<String> {
+    let a = b.column_by_name(col).unwrap().as_string::<i32>();
+    a.is_valid(0).then(|| a.value(0).to_string())
+}
+
+fn i64v(b: &RecordBatch, col: &str) -> Option<i64> {
+    let a = b.column_by_name(col).unwrap().as_primitive::<Int64Type>();
+    a.is_valid(0).then(|| a.value(0))
+}
+
+fn list(b: &RecordBatch, col: &str) -> Option<Vec<String>> {
+    let l = b.column_by_name(col).unwrap().as_list::<i32>();
+    l.is_valid(0).then(|| {
+        let v = l.value(0);
+        let s = v.as_string::<i32>();
+        (0..s.len()).map(|i| s.value(i).to_string()).collect()
+    })
+}
+
+#[test]
+fn aws_documentation_example() {
+    let b = one(DOC_LINE);
+    assert_eq!(s(&b, "bucket").as_deref(), Some("DOC-EXAMPLE-BUCKET1"));
+    let t = b
+        .column_by_name("time")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(t.value(0), 1_549_411_238_000_000);
+    let pt = b
+        .column_by_name("p_event_time")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(pt.value(0), t.value(0));
+    assert_eq!(s(&b, "remoteip").as_deref(), Some("192.0.2.3"));
+    assert_eq!(s(&b, "operation").as_deref(), Some("REST.GET.VERSIONING"));
+    assert_eq!(s(&b, "key"), None);
+    assert_eq!(
+        s(&b, "requesturi").as_deref(),
+        Some("GET /DOC-EXAMPLE-BUCKET1?versioning HTTP/1.1")
+    );
+    let status = b
+        .column_by_name("httpstatus")
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    assert_eq!(status.value(0), 200);
+    assert_eq!(s(&b, "errorcode"), None);
+    assert_eq!(i64v(&b, "bytessent"), Some(113));
+    assert_eq!(i64v(&b, "objectsize"), None);
+    assert_eq!(i64v(&b, "totaltime"), Some(7));
+    assert_eq!(i64v(&b, "turnaroundtime"), None);
+    assert_eq!(s(&b, "referrer"), None);
+    assert_eq!(s(&b, "useragent").as_deref(), Some("S3Console/0.4"));
+    assert_eq!(s(&b, "signatureversion").as_deref(), Some("SigV4"));
+    assert_eq!(s(&b, "tlsversion").as_deref(), Some("TLSV1.2"));
+    assert_eq!(
+        s(&b, "accesspointarn").as_deref(),
+        Some("arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP")
+    );
+    assert_eq!(s(&b, "aclrequired").as_deref(), Some("Yes"));
+    assert_eq!(s(&b, "sourceregion"), None);
+    assert_eq!(list(&b, "additionalfields"), None);
+    assert_eq!(s(&b, "p_log_type").as_deref(), Some("AWS.S3ServerAccess"));
+    assert_eq!(
+        s(&b, "p_row_id").as_deref(),
+        Some("0123456789abcdef00000001")
+    );
+    assert_eq!(s(&b, "p_source_label").as_deref(), Some("test.log"));
+    assert_eq!(
+        list(&b, "p_any_ip_addresses"),
+        Some(vec!["192.0.2.3".into()])
+    );
+    assert_eq!(
+        list(&b, "p_any_aws_arns"),
+        Some(vec![
+            "arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP".into()
+        ])
+    );
+    assert_eq!(
+        list(&b, "p_any_aws_account_ids"),
+        Some(vec!["123456789012".into()])
+    );
+}
+
+#[test]
+fn source_region_and_extra_fields() {
+    let b = one(&format!("{DOC_LINE} us-east-1 future1 \"fut ure2\""));
+    assert_eq!(s(&b, "sourceregion").as_deref(), Some("us-east-1"));
+    assert_eq!(
+        list(&b, "additionalfields"),
+        Some(vec!["future1".into(), "fut ure2".into()])
+    );
+}
+
+#[test]
+fn old_lines_with_18_and_24_fields() {
+    let fields: Vec<&str> = tokens_of(DOC_LINE);
+    let b = one(&fields[..18].join(" "));
+    assert_eq!(s(&b, "versionid"), None);
+    assert_eq!(s(&b, "hostid"), None);
+    assert_eq!(s(&b, "tlsversion"), None);
+    let b = one(&fields[..24].join(" "));
+    assert_eq!(s(&b, "tlsversion").as_deref(), Some("TLSV1.2"));
+    assert_eq!(s(&b, "accesspointarn"), None);
+}
+
+/// Split the doc line into its raw fields (quotes kept) for building variants.
+fn tokens_of(line: &str) -> Vec<&str> {
+    let mut toks = Vec::new();
+    assert!(tokenize(line.as_bytes(), &mut toks));
+    toks.iter()
+        .map(|t| {
+            let (mut a, mut e) = (t.start as usize, t.end as usize);
+            if a > 0 && matches!(line.as_bytes()[a - 1], b'"' | b'[') {
+                a -= 1;
+                e += 1;
+            }
+            &line[a..e]
+        })
+        .collect()
+}
+
+#[test]
+fn escaped_and_unescaped_quotes_in_user_agent() {
+    let line = DOC_LINE.replace(
+        "\"S3Console/0.4\"",
+        "\"Go-http-client/1.1 \\\"quoted\\\" part\"",
+    );
+    let b = one(&line);
+    assert_eq!(
+        s(&b, "useragent").as_deref(),
+        Some("Go-http-client/1.1 \"quoted\" part")
+    );
+    assert_eq!(s(&b, "versionid"), None);
+    let line = DOC_LINE.replace("\"S3Console/0.4\"", "\"odd \"inner\"quote\"");
+    let b = one(&line);
+    assert_eq!(s(&b, "useragent").as_deref(), Some("odd \"inner\"quote"));
+}
+
+#[test]
+fn cloudfront_origin_access_identity_requester() {
+    let oai = "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E15MNIMTCFKK4C";
+    let line = DOC_LINE.replacen(
+        "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be 3E57427F3EXAMPLE",
+        &format!("{oai} 3E57427F3EXAMPLE"),
+        1,
+    );
+    let b = one(&line);
+    assert_eq!(s(&b, "requester").as_deref(), Some(oai));
+    assert_eq!(s(&b, "requestid").as_deref(), Some("3E57427F3EXAMPLE"));
+    assert_eq!(s(&b, "aclrequired").as_deref(), Some("Yes"));
+}
+
+#[test]
+fn ipv6_and_iam_requester() {
+    let line = DOC_LINE
+        .replace("192.0.2.3", "2001:db8:85a3::8a2e:370:7334")
+        .replacen(
+            "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be 3E5",
+            "arn:aws:iam::111122223333:user/alice 3E5",
+            1,
+        );
+    let b = one(&line);
+    assert_eq!(
+        list(&b, "p_any_ip_addresses"),
+        Some(vec!["2001:db8:85a3::8a2e:370:7334".into()])
+    );
+    assert_eq!(
+        list(&b, "p_any_aws_arns"),
+        Some(vec![
+            "arn:aws:iam::111122223333:user/alice".into(),
+            "arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP".into()
+        ])
+    );
+    assert_eq!(
+        list(&b, "p_any_aws_account_ids"),
+        Some(vec!["111122223333".into(), "123456789012".into()])
+    );
+}
+
+#[test]
+fn bad_lines_are_quarantined_with_reasons() {
+    let text = format!(
+        "{DOC_LINE}\nnot a log line\n{}\n{}\n\n{}\n",
+        DOC_LINE.replace(" 200 ", " 2x0 "),
+        DOC_LINE.replace("06/Feb/2019", "06/Fab/2019"),
+        DOC_LINE.replace("[06/Feb/2019:00:00:38 +0000]", "[06/Feb/2019:00:00:38")
+    );
+    let p = parse(&text);
+    assert_eq!(p.lines, 5, "the blank line is not counted");
+    assert_eq!(p.batch.as_ref().unwrap().num_rows(), 1);
+    let reasons: Vec<(u64, &str)> = p
+        .quarantined
+        .iter()
+        .map(|q| (q.line, q.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons[0],
+        (2, "expected at least 18 space-separated fields, found 4")
+    );
+    assert_eq!(reasons[1], (3, "field httpstatus: invalid number \"2x0\""));
+    assert_eq!(
+        reasons[2],
+        (4, "field time: invalid time \"06/Fab/2019:00:00:38 +0000\"")
+    );
+    assert_eq!(reasons[3].0, 6);
+    assert_eq!(p.quarantined[0].raw, "not a log line");
+}
+
+#[test]
+fn invalid_utf8_is_replaced_not_refused() {
+    let mut bytes = DOC_LINE
+        .replace("S3Console/0.4", "S3Console/\u{1}X")
+        .into_bytes();
+    let at = bytes.iter().position(|b| *b == 1).unwrap();
+    bytes[at] = 0xff;
+    let p = parser().parse_chunk(&bytes, 1, &src(), 0).unwrap();
+    let b = p.batch.unwrap();
+    assert_eq!(s(&b, "useragent").as_deref(), Some("S3Console/\u{fffd}X"));
+}
+
+#[test]
+fn crlf_line_endings_and_line_numbers() {
+    let text = format!("{DOC_LINE}\r\n\r\n{DOC_LINE}\r\n");
+    let p = parser()
+        .parse_chunk(text.as_bytes(), 10, &src(), 0)
+        .unwrap();
+    let b = p.batch.unwrap();
+    let ids = b.column_by_name("p_row_id").unwrap().as_string::<i32>();
+    assert_eq!(ids.value(0), "0123456789abcdef0000000a");
+    assert_eq!(ids.value(1), "0123456789abcdef0000000c");
+    assert_eq!(s(&b, "aclrequired").as_deref(), Some("Yes"));
+}
+
+#[test]
+fn detection() {
+    assert!(looks_like(DOC_LINE.as_bytes()));
+    assert!(!looks_like(b"{\"Records\": []}"));
+    assert!(!looks_like(b"hello world"));
+}
+
+#[test]
+fn schema_mismatch_is_refused() {
+    let reg = Registry::builtin().unwrap();
+    let mut schema = (*reg.get("AWS.S3ServerAccess").unwrap()).clone();
+    schema.columns.pop();
+    assert!(S3AccessParser::new(Arc::new(schema)).is_err());
+}

@@ -1,0 +1,137 @@
+//! Timestamp parsing shared by parsers. All results are microseconds since the Unix epoch, UTC.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// (year, month, day) of a day number since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i32, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    ((if m <= 2 { y + 1 } else { y }) as i32, m, d)
+}
+
+/// Microseconds in a day.
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+fn digits<const N: usize>(b: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b.get(..N)? {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u32;
+    }
+    Some(v)
+}
+
+fn month(b: &[u8]) -> Option<u32> {
+    Some(match b {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    })
+}
+
+fn valid(y: u32, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> bool {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let dim = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=dim).contains(&d) && hh < 24 && mm < 60 && ss < 61
+}
+
+/// Parse the S3 access log time `06/Feb/2019:00:00:38 +0000` (without brackets).
+pub fn parse_clf(b: &[u8]) -> Option<i64> {
+    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' {
+        return None;
+    }
+    if b[17] != b':' || b[20] != b' ' {
+        return None;
+    }
+    let d = digits::<2>(b)?;
+    let m = month(&b[3..6])?;
+    let y = digits::<4>(&b[7..])?;
+    let (hh, mm, ss) = (
+        digits::<2>(&b[12..])?,
+        digits::<2>(&b[15..])?,
+        digits::<2>(&b[18..])?,
+    );
+    if !valid(y, m, d, hh, mm, ss) {
+        return None;
+    }
+    let sign = match b[21] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (oh, om) = (digits::<2>(&b[22..])?, digits::<2>(&b[24..])?);
+    if oh > 23 || om > 59 {
+        return None;
+    }
+    let offset = sign * (oh as i64 * 3600 + om as i64 * 60);
+    let secs = days_from_civil(y as i64, m, d) * 86_400
+        + (hh as i64 * 3600 + mm as i64 * 60 + ss as i64)
+        - offset;
+    Some(secs * 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clf_times() {
+        assert_eq!(
+            parse_clf(b"06/Feb/2019:00:00:38 +0000"),
+            Some(1_549_411_238_000_000)
+        );
+        assert_eq!(parse_clf(b"01/Jan/1970:01:00:00 +0100"), Some(0));
+        assert_eq!(parse_clf(b"31/Dec/1969:19:00:00 -0500"), Some(0));
+        assert_eq!(
+            parse_clf(b"29/Feb/2020:00:00:00 +0000"),
+            Some(1_582_934_400_000_000)
+        );
+        assert_eq!(parse_clf(b"29/Feb/2019:00:00:00 +0000"), None);
+        assert_eq!(parse_clf(b"06/Fab/2019:00:00:38 +0000"), None);
+        assert_eq!(parse_clf(b"06/Feb/2019:24:00:38 +0000"), None);
+        assert_eq!(parse_clf(b"06/Feb/2019:00:00:38"), None);
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for z in [-800_000i64, -1, 0, 1, 18_394, 2_932_896] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y as i64, m, d), z);
+        }
+        assert_eq!(civil_from_days(18_394), (2020, 5, 12));
+    }
+}

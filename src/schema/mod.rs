@@ -1,0 +1,334 @@
+//! Log-type schemas: `schemas/*.yml` → Arrow schemas.
+//!
+//! A log type is data. Its YAML file names the log type (`AWS.S3ServerAccess`), the parser
+//! that reads it, the column holding the event time, and the columns with their types and the
+//! indicator lists (`p_any_*`) they feed. From that, [`LogSchema::arrow_schema`] builds the
+//! table's Arrow schema: the declared columns in order, then Panther's standard `p_` fields.
+//!
+//! Guarantees:
+//! - Table names derive from log types by one rule ([`table_name`]): lower case, `.` → `_`.
+//! - Column names are lower case; a schema with an upper-case or duplicate name is rejected.
+//! - The shipped schemas are compiled into the binary ([`Registry::builtin`]), so an installed
+//!   `seclake` works from any directory; a user folder can add or override log types.
+
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+pub use types::ColumnType;
+
+/// The schemas that ship with seclake, compiled in.
+const BUILTIN: &[(&str, &str)] = &[(
+    "aws_s3serveraccess.yml",
+    include_str!("../../schemas/aws_s3serveraccess.yml"),
+)];
+
+/// Table name for a log type: lower case, `.` → `_` (`AWS.S3ServerAccess` → `aws_s3serveraccess`).
+pub fn table_name(log_type: &str) -> String {
+    log_type.to_ascii_lowercase().replace(['.', '-', ' '], "_")
+}
+
+/// The Arrow type of every timestamp seclake writes: microseconds, no zone, meaning UTC (as
+/// Athena's `timestamp`), so SQL `TIMESTAMP '…'` literals compare without casts in every engine.
+pub const TIMESTAMP: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
+
+/// Which parser reads a log type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParserKind {
+    /// Amazon S3 server access log lines.
+    S3Access,
+}
+
+/// A kind of indicator, feeding one `p_any_*` list column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Indicator {
+    /// IPv4 or IPv6 address → `p_any_ip_addresses`.
+    Ip,
+    /// Domain name → `p_any_domain_names`.
+    Domain,
+    /// AWS ARN → `p_any_aws_arns` (and its account → `p_any_aws_account_ids`).
+    AwsArn,
+    /// 12-digit AWS account id → `p_any_aws_account_ids`.
+    AwsAccountId,
+    /// EC2 instance id → `p_any_aws_instance_ids`.
+    AwsInstanceId,
+    /// User name → `p_any_usernames`.
+    Username,
+}
+
+impl Indicator {
+    /// The `p_any_*` column this indicator feeds.
+    pub fn column(self) -> &'static str {
+        match self {
+            Indicator::Ip => "p_any_ip_addresses",
+            Indicator::Domain => "p_any_domain_names",
+            Indicator::AwsArn => "p_any_aws_arns",
+            Indicator::AwsAccountId => "p_any_aws_account_ids",
+            Indicator::AwsInstanceId => "p_any_aws_instance_ids",
+            Indicator::Username => "p_any_usernames",
+        }
+    }
+}
+
+/// One declared column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    /// Lower-case column name.
+    pub name: String,
+    /// Column type, e.g. `string`, `bigint`, `timestamp`, `array<string>`.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    /// What the column means.
+    #[serde(default)]
+    pub description: String,
+    /// Indicator lists this column's values feed.
+    #[serde(default)]
+    pub indicators: Vec<Indicator>,
+    /// Dictionary-encode in Parquet (default true); turn off for unique values such as ids.
+    #[serde(default = "yes")]
+    pub dictionary: bool,
+    /// Write a Parquet bloom filter so equality lookups skip row groups.
+    #[serde(default)]
+    pub bloom_filter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A log type read from its YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSchema {
+    /// Panther-style log type name, e.g. `AWS.S3ServerAccess`.
+    pub log_type: String,
+    /// What the logs are.
+    #[serde(default)]
+    pub description: String,
+    /// Parser that reads raw input of this type.
+    pub parser: ParserKind,
+    /// Column holding the event time; copied into `p_event_time`.
+    pub event_time: String,
+    /// Declared columns, in order.
+    pub columns: Vec<Column>,
+}
+
+/// Standard fields every row carries, after the declared columns.
+pub const STANDARD_FIELDS: &[&str] = &[
+    "p_log_type",
+    "p_row_id",
+    "p_event_time",
+    "p_parse_time",
+    "p_source_id",
+    "p_source_label",
+];
+
+impl LogSchema {
+    /// Parse and validate a schema from YAML text; `file` names it in errors.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Self> {
+        let schema: LogSchema = serde_yaml::from_str(text).map_err(|source| Error::Yaml {
+            file: file.to_string(),
+            source,
+        })?;
+        schema.validate(file)?;
+        Ok(schema)
+    }
+
+    fn validate(&self, file: &str) -> Result<()> {
+        let err = |message: String| Error::Schema {
+            file: file.to_string(),
+            message,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.columns {
+            if c.name.is_empty() || c.name != c.name.to_ascii_lowercase() {
+                return Err(err(format!("column name {:?} must be lower case", c.name)));
+            }
+            if c.name.starts_with("p_") || matches!(c.name.as_str(), "year" | "month" | "day") {
+                return Err(err(format!(
+                    "column name {:?} is reserved for standard or partition fields",
+                    c.name
+                )));
+            }
+            if !seen.insert(c.name.as_str()) {
+                return Err(err(format!("column {:?} is declared twice", c.name)));
+            }
+        }
+        match self.column(&self.event_time) {
+            Some(c) if c.ty == ColumnType::Timestamp => Ok(()),
+            Some(c) => Err(err(format!(
+                "event_time column {:?} has type {}, not timestamp",
+                c.name, c.ty
+            ))),
+            None => Err(err(format!(
+                "event_time names {:?}, which is not a column",
+                self.event_time
+            ))),
+        }
+    }
+
+    /// The table this log type is stored in.
+    pub fn table(&self) -> String {
+        table_name(&self.log_type)
+    }
+
+    /// A declared column by name.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The `p_any_*` columns this log type has, in a stable order.
+    pub fn indicator_columns(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<Indicator> = self
+            .columns
+            .iter()
+            .flat_map(|c| c.indicators.iter().copied())
+            .collect();
+        if kinds.contains(&Indicator::AwsArn) {
+            kinds.push(Indicator::AwsAccountId);
+        }
+        kinds.sort();
+        kinds.dedup();
+        kinds.into_iter().map(Indicator::column).collect()
+    }
+
+    /// The table's Arrow schema: declared columns, standard fields, indicator lists.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self.columns.iter().map(|c| c.ty.field(&c.name)).collect();
+        fields.extend(standard_fields());
+        fields.extend(self.indicator_columns().into_iter().map(indicator_field));
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The standard `p_` fields, in order.
+pub fn standard_fields() -> Vec<Field> {
+    vec![
+        Field::new("p_log_type", DataType::Utf8, false),
+        Field::new("p_row_id", DataType::Utf8, false),
+        Field::new("p_event_time", TIMESTAMP, false),
+        Field::new("p_parse_time", TIMESTAMP, false),
+        Field::new("p_source_id", DataType::Utf8, false),
+        Field::new("p_source_label", DataType::Utf8, false),
+    ]
+}
+
+/// A `p_any_*` list column.
+pub fn indicator_field(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        true,
+    )
+}
+
+/// All known log types, by log type name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    by_type: BTreeMap<String, Arc<LogSchema>>,
+}
+
+impl Registry {
+    /// The schemas compiled into the binary.
+    pub fn builtin() -> Result<Self> {
+        let mut reg = Registry::default();
+        for (file, text) in BUILTIN {
+            reg.insert(LogSchema::from_yaml(file, text)?);
+        }
+        Ok(reg)
+    }
+
+    /// Add every `*.yml`/`*.yaml` in `dir`; a file with an existing log type replaces it.
+    pub fn load_dir(&mut self, dir: &Path) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            self.insert(LogSchema::from_yaml(&path.display().to_string(), &text)?);
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, schema: LogSchema) {
+        self.by_type
+            .insert(schema.log_type.clone(), Arc::new(schema));
+    }
+
+    /// A log type by name, case-insensitively (`aws.s3serveraccess` works).
+    pub fn get(&self, log_type: &str) -> Result<Arc<LogSchema>> {
+        self.by_type
+            .values()
+            .find(|s| s.log_type.eq_ignore_ascii_case(log_type) || s.table() == log_type)
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown log type {log_type:?}; known: {}",
+                    self.names().join(", ")
+                ))
+            })
+    }
+
+    /// Every log type name.
+    pub fn names(&self) -> Vec<String> {
+        self.by_type.keys().cloned().collect()
+    }
+
+    /// Every schema.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LogSchema>> {
+        self.by_type.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_follow_panther() {
+        assert_eq!(table_name("AWS.S3ServerAccess"), "aws_s3serveraccess");
+        assert_eq!(table_name("AWS.CloudTrail"), "aws_cloudtrail");
+    }
+
+    #[test]
+    fn builtin_s3_schema_builds() {
+        let reg = Registry::builtin().unwrap();
+        let s = reg.get("AWS.S3ServerAccess").unwrap();
+        let arrow = s.arrow_schema();
+        assert_eq!(arrow.field(0).name(), "bucketowner");
+        assert!(arrow.field_with_name("p_event_time").is_ok());
+        assert_eq!(
+            s.indicator_columns(),
+            vec![
+                "p_any_ip_addresses",
+                "p_any_aws_arns",
+                "p_any_aws_account_ids"
+            ]
+        );
+        assert_eq!(reg.get("aws.s3serveraccess").unwrap().log_type, s.log_type);
+    }
+
+    #[test]
+    fn rejects_bad_schemas() {
+        let bad = "log_type: X\nparser: s3_access\nevent_time: t\ncolumns:\n  - {name: T, type: timestamp}\n";
+        let e = LogSchema::from_yaml("x.yml", bad).unwrap_err().to_string();
+        assert!(e.contains("x.yml") && e.contains("lower case"), "{e}");
+        let bad = "log_type: X\nparser: s3_access\nevent_time: t\ncolumns:\n  - {name: t, type: string}\n";
+        let e = LogSchema::from_yaml("x.yml", bad).unwrap_err().to_string();
+        assert!(e.contains("not timestamp"), "{e}");
+        let bad = "log_type: X\nparser: s3_access\nevent_time: t\nextra: 1\ncolumns: []\n";
+        assert!(LogSchema::from_yaml("x.yml", bad).is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! `seclake ingest` through the real binary: sample data, re-ingest, quarantine, failures,
+//! crash recovery, and the partition layout the query engine depends on.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::util::{TestLake, copy_sample, rows, sample_dir, scalar_i64, sql};
+
+/// Non-blank lines of the sample, counted independently of seclake.
+fn sample_lines() -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(sample_dir()).unwrap().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap();
+        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut s = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+                &mut s,
+            )
+            .unwrap();
+            s
+        } else {
+            String::from_utf8(bytes).unwrap()
+        };
+        n += text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    }
+    n
+}
+
+fn field(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn ingests_the_sample_and_counts_add_up() {
+    let t = TestLake::new();
+    let out = t.ok(&["ingest", sample_dir().to_str().unwrap()]);
+    let expected = sample_lines();
+    assert_eq!(
+        field(&out, "lines:"),
+        format!(
+            "lines: {expected} read = {} rows written + 2 quarantined",
+            expected - 2
+        )
+    );
+    assert_eq!(
+        field(&out, "files:"),
+        "files: 9 found, 9 ingested, 0 skipped (already ingested), 0 failed"
+    );
+
+    // Hive layout with unpadded partition values, nothing staged left behind.
+    let files = t.files("panther_logs/aws_s3serveraccess/", ".parquet");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.contains("/year=2020/month=5/day=12/")),
+        "{files:?}"
+    );
+    assert!(files.iter().all(|f| !f.contains("month=05")));
+    assert!(
+        t.files("_seclake/staging", "").is_empty(),
+        "{}",
+        t.listing()
+    );
+    // Few files: one per day here, not one per input.
+    assert!(files.len() <= 9, "{files:?}");
+
+    let n = scalar_i64(&sql(
+        &t.lake(),
+        "SELECT count(*) FROM panther_logs.aws_s3serveraccess",
+    ));
+    assert_eq!(n as u64, expected - 2);
+    let q = sql(
+        &t.lake(),
+        "SELECT line, reason, raw FROM panther_quarantine.aws_s3serveraccess ORDER BY reason",
+    );
+    assert_eq!(rows(&q), 2);
+    let text = arrow::util::pretty::pretty_format_batches(&q)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("field httpstatus: invalid number \"OK\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("this line is not an S3 access log line"),
+        "{text}"
+    );
+
+    let tables = t.ok(&["tables"]);
+    assert!(tables.contains("aws_s3serveraccess"), "{tables}");
+    assert!(tables.contains(&(expected - 2).to_string()), "{tables}");
+}
+
+#[test]
+fn reingest_is_a_no_op() {
+    let t = TestLake::new();
+    let src = sample_dir();
+    t.ok(&["ingest", src.to_str().unwrap()]);
+    let before = t.listing();
+    let out = t.ok(&["ingest", src.to_str().unwrap()]);
+    assert_eq!(
+        field(&out, "files:"),
+        "files: 9 found, 0 ingested, 9 skipped (already ingested), 0 failed"
+    );
+    assert_eq!(
+        field(&out, "lines:"),
+        "lines: 0 read = 0 rows written + 0 quarantined"
+    );
+    assert_eq!(t.listing(), before);
+}
+
+#[test]
+fn seed_query_shape_finds_rows_with_integer_partitions() {
+    let t = TestLake::new();
+    t.ok(&["ingest", sample_dir().to_str().unwrap()]);
+    let seed = "SELECT DISTINCT requester, httpstatus, errorcode, COUNT(*) as err_count FROM \
+                panther_logs.aws_s3serveraccess WHERE errorcode IS NOT NULL AND month=5 AND day>=10 AND \
+                httpstatus IN (400, 403, 405) GROUP BY requester, httpstatus, errorcode ORDER BY err_count DESC";
+    let got = sql(&t.lake(), seed);
+    assert!(rows(&got) > 3, "seed query found {} rows", rows(&got));
+    let check = "SELECT count(*) FROM panther_logs.aws_s3serveraccess WHERE errorcode IS NOT NULL \
+                 AND p_event_time >= TIMESTAMP '2020-05-10 00:00:00' AND httpstatus IN (400, 403, 405)";
+    let total: i64 = scalar_i64(&sql(&t.lake(), check));
+    let sum = format!("SELECT sum(err_count) FROM ({seed})");
+    assert_eq!(scalar_i64(&sql(&t.lake(), &sum)), total);
+}
+
+#[test]
+fn globs_gzip_and_single_files() {
+    let t = TestLake::new();
+    let input = t.path("in");
+    copy_sample(&input);
+    let glob = format!("{}/2020-05-1*", input.display());
+    let out = t.ok(&["ingest", &glob]);
+    assert!(
+        field(&out, "files:").starts_with("files: 4 found, 4 ingested"),
+        "{out}"
+    );
+    let out = t.ok(&[
+        "ingest",
+        input
+            .join("2020-05-05-23-59-59-80F5636AD37F0125")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(
+        field(&out, "files:").starts_with("files: 1 found, 1 ingested"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unreadable_and_unrecognised_inputs_fail_by_name_and_the_rest_lands() {
+    let t = TestLake::new();
+    let input = t.path("in");
+    copy_sample(&input);
+    // A gzip file cut short, and a file that is not a log.
+    let gz = std::fs::read(input.join("2020-05-12-02-59-59-4B75F435EF47C4A7.gz")).unwrap();
+    std::fs::write(input.join("broken.gz"), &gz[..gz.len() / 2]).unwrap();
+    std::fs::write(input.join("notes.txt"), "hello\nworld\n").unwrap();
+    let out = t.run_code(&["ingest", input.to_str().unwrap()], 2);
+    assert!(
+        out.contains("files: 11 found, 9 ingested, 0 skipped (already ingested), 2 failed"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("failed: ") && l.contains("broken.gz")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("notes.txt") && l.contains("cannot tell the log type")),
+        "{out}"
+    );
+    let n = scalar_i64(&sql(
+        &t.lake(),
+        "SELECT count(*) FROM panther_logs.aws_s3serveraccess",
+    ));
+    assert_eq!(n as u64, sample_lines() - 2);
+}
+
+#[test]
+fn missing_input_is_a_clear_error() {
+    let t = TestLake::new();
+    let out = t.run(&["ingest", "/no/such/file.log"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/no/such/file.log") && err.contains("no such file"),
+        "{err}"
+    );
+}
+
+/// Write `files` inputs of `lines_per_file` lines each, built from the sample's lines with
+/// times spread over several days, and return the total line count.
+fn make_inputs(dir: &std::path::Path, files: usize, lines_per_file: usize) -> u64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let base =
+        std::fs::read_to_string(sample_dir().join("2020-05-05-23-59-59-80F5636AD37F0125")).unwrap();
+    let lines: Vec<&str> = base.lines().collect();
+    let mut total = 0;
+    for f in 0..files {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(dir.join(format!("part-{f:03}.log"))).unwrap(),
+        );
+        for i in 0..lines_per_file {
+            let l = lines[(f * 7 + i) % lines.len()];
+            let day = 6 + (i % 5);
+            let l = with_day(l, day);
+            writeln!(w, "{l}").unwrap();
+            total += 1;
+        }
+    }
+    total
+}
+
+fn with_day(line: &str, day: usize) -> String {
+    // Replace the day of month in `[dd/May/2020:` with `day`.
+    match line.find("/May/2020:") {
+        Some(p) if p >= 2 => format!("{}{:02}{}", &line[..p - 2], day, &line[p..]),
+        _ => line.to_string(),
+    }
+}
+
+#[test]
+fn crash_at_random_points_then_rerun_leaves_every_line_exactly_once() {
+    let t = TestLake::new();
+    let input = t.path("big");
+    let total = make_inputs(&input, 12, 6000);
+    let lake = t.lake();
+    // Kill the real process at spread-out moments, many times.
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut killed = 0;
+    for round in 0..14 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(20 + seed % (200 + 100 * round));
+        let mut child = t
+            .cmd(&[
+                "ingest",
+                "--no-progress",
+                "--txn-bytes",
+                "400000",
+                input.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        // Readers never see a partial file: every visible Parquet file opens.
+        if lake.join("panther_logs").exists() {
+            sql(
+                &lake,
+                "SELECT count(*) FROM panther_logs.aws_s3serveraccess",
+            );
+        }
+    }
+    assert!(killed > 3, "only {killed} runs were killed mid-way");
+    t.ok(&["ingest", "--no-progress", input.to_str().unwrap()]);
+    let n = scalar_i64(&sql(
+        &lake,
+        "SELECT count(*) FROM panther_logs.aws_s3serveraccess",
+    ));
+    let distinct = scalar_i64(&sql(
+        &lake,
+        "SELECT count(DISTINCT p_row_id) FROM panther_logs.aws_s3serveraccess",
+    ));
+    assert_eq!(
+        n as u64,
+        total,
+        "rows in lake vs lines in input\n{}",
+        t.listing()
+    );
+    assert_eq!(distinct, n, "duplicate rows after crashes");
+    assert!(
+        t.files("_seclake/staging", "").is_empty(),
+        "{}",
+        t.listing()
+    );
+    let again = t.ok(&["ingest", "--no-progress", input.to_str().unwrap()]);
+    assert!(again.contains("0 ingested, 12 skipped"), "{again}");
+}

@@ -1,0 +1,5 @@
+//! seclake's integration tests: one binary (each links all of DataFusion), one module per area.
+
+mod ingest;
+mod parser_props;
+mod util;

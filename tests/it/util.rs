@@ -1,0 +1,171 @@
+//! Test harness: a temporary lake and the real `seclake` binary. A failing command panics
+//! with the command line, its output and a listing of the lake.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// Path of the repository's bundled sample data.
+pub fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/s3-access-logs")
+}
+
+/// A temporary folder holding a lake (`lake/`) and inputs.
+pub struct TestLake {
+    pub dir: TempDir,
+}
+
+impl TestLake {
+    pub fn new() -> Self {
+        TestLake {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// A path inside the temp folder (not the lake).
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `seclake --lake <lake> <args>`, not yet run.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin!("seclake"));
+        c.arg("--lake").arg(self.lake()).args(args);
+        c.env_remove("SECLAKE_LAKE");
+        c
+    }
+
+    /// Run and return the output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("spawn seclake")
+    }
+
+    /// Run, expect exit code `code`, return stdout.
+    pub fn run_code(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        if out.status.code() != Some(code) {
+            panic!(
+                "seclake {} exited {:?}, expected {code}\n--- stdout\n{}\n--- stderr\n{}\n--- lake\n{}",
+                args.join(" "),
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.listing()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run, expect success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.run_code(args, 0)
+    }
+
+    /// Every file under the lake, relative, sorted.
+    pub fn listing(&self) -> String {
+        let mut out = Vec::new();
+        walk(&self.lake(), &self.lake(), &mut out);
+        out.sort();
+        out.join("\n")
+    }
+
+    /// Files under the lake whose relative path starts with `prefix` and ends with `suffix`.
+    pub fn files(&self, prefix: &str, suffix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.lake(), &self.lake(), &mut out);
+        out.retain(|p| p.starts_with(prefix) && p.ends_with(suffix));
+        out.sort();
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+}
+
+/// Copy the bundled sample into `dest`.
+pub fn copy_sample(dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for e in std::fs::read_dir(sample_dir()).unwrap().flatten() {
+        std::fs::copy(e.path(), dest.join(e.file_name())).unwrap();
+    }
+}
+
+/// Run SQL against the lake with DataFusion directly, tables registered as the query command
+/// would. Returns rows rendered as pretty text.
+pub fn sql(lake: &Path, query: &str) -> Vec<arrow::record_batch::RecordBatch> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ctx = seclake_session(lake).await;
+        ctx.sql(query).await.unwrap().collect().await.unwrap()
+    })
+}
+
+async fn seclake_session(lake: &Path) -> datafusion::prelude::SessionContext {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
+    use datafusion::prelude::SessionContext;
+    use std::sync::Arc;
+    let ctx = SessionContext::new();
+    for db in ["panther_logs", "panther_quarantine"] {
+        let dbdir = lake.join(db);
+        let Ok(rd) = std::fs::read_dir(&dbdir) else {
+            continue;
+        };
+        ctx.sql(&format!("CREATE SCHEMA IF NOT EXISTS {db}"))
+            .await
+            .unwrap();
+        for t in rd.flatten() {
+            let name = t.file_name().to_string_lossy().to_string();
+            let url = ListingTableUrl::parse(format!("{}/", t.path().display())).unwrap();
+            let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![
+                    ("year".into(), DataType::Int32),
+                    ("month".into(), DataType::Int32),
+                    ("day".into(), DataType::Int32),
+                ]);
+            let cfg = ListingTableConfig::new(url)
+                .with_listing_options(opts)
+                .infer_schema(&ctx.state())
+                .await
+                .unwrap();
+            let table = ListingTable::try_new(cfg).unwrap();
+            ctx.register_table(format!("{db}.{name}"), Arc::new(table))
+                .unwrap();
+        }
+    }
+    ctx
+}
+
+/// Total rows of a query's batches.
+pub fn rows(batches: &[arrow::record_batch::RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// The single i64 value of a one-row, one-column result.
+pub fn scalar_i64(batches: &[arrow::record_batch::RecordBatch]) -> i64 {
+    use arrow::array::AsArray;
+    let b = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+    b.column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}
