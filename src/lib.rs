@@ -16,7 +16,9 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod lake;
+pub mod output;
 pub mod parse;
+pub mod repl;
 pub mod schema;
 
 pub use error::{Error, Result};

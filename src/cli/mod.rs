@@ -2,9 +2,12 @@
 //! the work is in the library).
 
 mod ingest;
+mod query;
+mod repl;
 mod tables;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -15,7 +18,8 @@ use crate::schema::Registry;
 /// seclake: an embedded security data lake for AWS logs.
 ///
 /// Ingest S3 server access logs into Hive-partitioned Parquet tables
-/// (`panther_logs.<table>/year=/month=/day=`) that DuckDB, Athena and Spark read as they are.
+/// (`panther_logs.<table>/year=/month=/day=`) that DuckDB, Athena and Spark read as they are,
+/// and search them with SQL.
 #[derive(Debug, Parser)]
 #[command(name = "seclake", version, about, long_about = None)]
 pub struct Cli {
@@ -38,6 +42,10 @@ pub enum Command {
     Ingest(ingest::Args),
     /// List databases and tables with partitions, files, rows and bytes.
     Tables(tables::Args),
+    /// Run SQL over the lake and print or save the result.
+    Query(query::Args),
+    /// Interactive SQL shell (history, completion, backslash commands).
+    Repl(repl::Args),
 }
 
 /// What a command asks `main` to exit with.
@@ -54,7 +62,7 @@ pub enum Outcome {
 /// Context shared by subcommands.
 pub struct Ctx {
     pub lake: Lake,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
 }
 
 impl Cli {
@@ -66,11 +74,13 @@ impl Cli {
         }
         let ctx = Ctx {
             lake: Lake::open(&self.lake)?,
-            registry,
+            registry: Arc::new(registry),
         };
         match self.command {
             Command::Ingest(args) => ingest::run(&ctx, args).await,
             Command::Tables(args) => tables::run(&ctx, args).await,
+            Command::Query(args) => query::run(&ctx, args).await,
+            Command::Repl(args) => repl::run(&ctx, args).await,
         }
     }
 }

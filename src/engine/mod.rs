@@ -106,6 +106,11 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Where the lake is.
+    pub fn lake_url(&self) -> &url::Url {
+        self.lake.url()
+    }
+
     /// The DataFusion session.
     pub fn ctx(&self) -> &SessionContext {
         &self.ctx

@@ -444,11 +444,12 @@ fn read_sources(
                 return Ok(());
             }
             let mut buf = std::mem::take(&mut carry);
-            let start = buf.len();
-            buf.resize(start + chunk_bytes, 0);
-            let n = read_full(&mut reader, &mut buf[start..])
+            buf.reserve(chunk_bytes);
+            // `read_to_end` fills spare capacity without zeroing it first.
+            let n = (&mut reader)
+                .take(chunk_bytes as u64)
+                .read_to_end(&mut buf)
                 .map_err(|e| TxnError::Source(i, Error::io(&src.path, e)))?;
-            buf.truncate(start + n);
             if buf.is_empty() {
                 break;
             }
@@ -486,19 +487,6 @@ fn read_sources(
         }
     }
     Ok(())
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Counts bytes read into the progress bar.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, UInt32Array};
-use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::compute::{interleave_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
@@ -349,22 +349,68 @@ pub fn encode_and_stage(
 }
 
 /// Encode a job's rows, sorted by time, as one Parquet file in memory.
+///
+/// The rows are gathered in time order straight from the buffered batches, one row group at a
+/// time (`interleave`), so the data is copied once and no whole-file batch is materialised.
 pub fn encode(job: &FlushJob) -> Result<(Vec<u8>, usize)> {
     let schema = job.table.schema.clone();
-    let batch = concat_batches(&schema, &job.batches)?;
-    let times = batch.column(job.table.time_idx);
-    let sorted = if is_sorted(times.as_ref()) {
-        batch
-    } else {
-        let idx = sort_to_indices(times, None, None)?;
-        take_record_batch(&batch, &idx)?
-    };
-    let rows = sorted.num_rows();
+    let rows: usize = job.batches.iter().map(|b| b.num_rows()).sum();
     let mut buf = Vec::with_capacity(rows * 64);
     let mut w = ArrowWriter::try_new(&mut buf, schema, Some((*job.props).clone()))?;
-    w.write(&sorted)?;
+    let time_idx = job.table.time_idx;
+    let in_order = job
+        .batches
+        .iter()
+        .all(|b| is_sorted(b.column(time_idx).as_ref()))
+        && job
+            .batches
+            .windows(2)
+            .all(|p| last_time(&p[0], time_idx) <= first_time(&p[1], time_idx));
+    if in_order {
+        for b in &job.batches {
+            w.write(b)?;
+        }
+    } else {
+        let mut keys: Vec<(i64, u32, u32)> = Vec::with_capacity(rows);
+        for (bi, b) in job.batches.iter().enumerate() {
+            let times = b
+                .column(time_idx)
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| Error::invalid("p_event_time must be a microsecond timestamp"))?;
+            keys.extend(
+                times
+                    .values()
+                    .iter()
+                    .enumerate()
+                    .map(|(r, t)| (*t, bi as u32, r as u32)),
+            );
+        }
+        keys.sort_unstable();
+        let batches: Vec<&RecordBatch> = job.batches.iter().collect();
+        let step = job.props.max_row_group_row_count().unwrap_or(rows).max(1);
+        let mut idx = Vec::with_capacity(step.min(rows));
+        for chunk in keys.chunks(step) {
+            idx.clear();
+            idx.extend(chunk.iter().map(|(_, b, r)| (*b as usize, *r as usize)));
+            w.write(&interleave_record_batch(&batches, &idx)?)?;
+        }
+    }
     w.close()?;
     Ok((buf, rows))
+}
+
+fn first_time(b: &RecordBatch, i: usize) -> i64 {
+    b.column(i)
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .and_then(|t| t.values().first().copied())
+        .unwrap_or(i64::MIN)
+}
+
+fn last_time(b: &RecordBatch, i: usize) -> i64 {
+    b.column(i)
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .and_then(|t| t.values().last().copied())
+        .unwrap_or(i64::MAX)
 }
 
 fn is_sorted(a: &dyn Array) -> bool {

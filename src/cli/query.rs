@@ -1,0 +1,134 @@
+//! `seclake query`.
+
+use std::io::Write;
+
+use futures::StreamExt;
+
+use crate::engine::{Engine, EngineOptions};
+use crate::error::{Error, Result};
+use crate::output::{Format, Printer};
+
+use super::{Ctx, Outcome};
+
+/// Run SQL over the lake.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  seclake query \"SELECT count(*) FROM panther_logs.aws_s3serveraccess WHERE month=5\"
+  seclake query -f hunt.sql --format csv > out.csv
+  seclake query -f hunt.sql --output result.parquet
+
+Databases: panther_logs (default), panther_quarantine, panther_rule_matches,
+panther_cloudsecurity, panther_views (all_logs). Partition columns year, month, day are
+integers: WHERE year=2020 AND month=5 AND day>=10 reads only those folders.
+Security functions: glob_match, cidr_contains, is_private_ip, is_public_ip, arn_account,
+arn_service, arn_region, arn_partition, arn_resource, json_get_str and the other json_*.")]
+pub struct Args {
+    /// SQL to run (several statements may be separated by `;`).
+    pub sql: Option<String>,
+
+    /// Read the SQL from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "sql")]
+    pub file: Option<std::path::PathBuf>,
+
+    /// Output format: table, csv, tsv, json, ndjson.
+    #[arg(long, default_value = "table", value_parser = parse_format)]
+    pub format: Format,
+
+    /// Write the result to a file instead of stdout; `.parquet` writes Parquet, `.csv`,
+    /// `.tsv`, `.json`, `.ndjson` pick that format.
+    #[arg(short, long)]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Refuse statements that write files or change tables (COPY, INSERT, CREATE, …).
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+/// clap value parser for [`Format`].
+pub fn parse_format(s: &str) -> std::result::Result<Format, String> {
+    s.parse::<Format>().map_err(|e| e.to_string())
+}
+
+pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
+    let sql = match (&args.sql, &args.file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
+        (None, None) => return Err(Error::invalid("give SQL as an argument or with -f FILE")),
+    };
+    let engine = Engine::open(
+        &ctx.lake,
+        ctx.registry.clone(),
+        EngineOptions {
+            read_only: args.read_only,
+        },
+    )
+    .await?;
+    let statements = crate::repl::split_statements(&sql)?;
+    if statements.is_empty() {
+        return Err(Error::invalid("no SQL statement given"));
+    }
+    match &args.output {
+        Some(path) => {
+            let p = path.display().to_string();
+            if p.to_ascii_lowercase().ends_with(".parquet") {
+                let last = statements.last().expect("non-empty");
+                for s in &statements[..statements.len() - 1] {
+                    engine.sql(s).await?.collect().await?;
+                }
+                write_parquet(&engine, last, path).await?;
+            } else {
+                let format = Format::from_extension(&p).unwrap_or(args.format);
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
+                );
+                run_statements(&engine, &statements, format, &mut f).await?;
+                f.flush().map_err(|e| Error::io(path, e))?;
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            run_statements(&engine, &statements, args.format, &mut out).await?;
+            out.flush().map_err(|e| Error::io("stdout", e))?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Run statements in order, printing each result.
+pub async fn run_statements(
+    engine: &Engine,
+    statements: &[String],
+    format: Format,
+    out: &mut impl Write,
+) -> Result<()> {
+    for s in statements {
+        let df = engine.sql(s).await?;
+        let schema = df.schema().inner().clone();
+        let mut stream = df.execute_stream().await?;
+        let mut printer = Printer::new(format, schema, out);
+        while let Some(batch) = stream.next().await {
+            printer.write(&batch?)?;
+        }
+        printer.finish()?;
+    }
+    Ok(())
+}
+
+async fn write_parquet(engine: &Engine, sql: &str, path: &std::path::Path) -> Result<()> {
+    let df = engine.sql(sql).await?;
+    let schema = df.schema().inner().clone();
+    let mut stream = df.execute_stream().await?;
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))?;
+    while let Some(batch) = stream.next().await {
+        w.write(&batch?)?;
+    }
+    w.close()?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Result printing, shared by `query`, the REPL and scheduled work: one [`Format`] enum and
+//! printers that write to any `Write`, so they are testable.
+//!
+//! Formats: `table` (aligned text), `csv`, `tsv`, `json` (one array), `ndjson` (one object per
+//! line). Lists and structs are written as JSON in `json`/`ndjson`, and as their text form in
+//! `table`/`csv`/`tsv`. Timestamps are ISO 8601 without zone (they are UTC).
+
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::error::{Error, Result};
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Csv,
+    Tsv,
+    Json,
+    Ndjson,
+}
+
+impl Format {
+    /// Every format, for help and completion.
+    pub const ALL: [Format; 5] = [
+        Format::Table,
+        Format::Csv,
+        Format::Tsv,
+        Format::Json,
+        Format::Ndjson,
+    ];
+
+    /// The format a file name's extension implies, if any.
+    pub fn from_extension(path: &str) -> Option<Format> {
+        let ext = path.rsplit_once('.')?.1.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "csv" => Format::Csv,
+            "tsv" => Format::Tsv,
+            "json" => Format::Json,
+            "ndjson" | "jsonl" => Format::Ndjson,
+            "txt" => Format::Table,
+            _ => return None,
+        })
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "table" => Format::Table,
+            "csv" => Format::Csv,
+            "tsv" => Format::Tsv,
+            "json" => Format::Json,
+            "ndjson" | "jsonl" => Format::Ndjson,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown format {s:?}; use one of table, csv, tsv, json, ndjson"
+                )));
+            }
+        })
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+        })
+    }
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::io("output", e)
+}
+
+/// Writes batches in one format; call [`Printer::write`] per batch, then [`Printer::finish`].
+/// `table` output buffers (it aligns columns); the others stream.
+pub struct Printer<'w, W: Write> {
+    format: Format,
+    out: &'w mut W,
+    schema: SchemaRef,
+    started: bool,
+    table: Vec<RecordBatch>,
+}
+
+impl<'w, W: Write> Printer<'w, W> {
+    pub fn new(format: Format, schema: SchemaRef, out: &'w mut W) -> Self {
+        Printer {
+            format,
+            out,
+            schema,
+            started: false,
+            table: Vec::new(),
+        }
+    }
+
+    /// Write one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self.format {
+            Format::Table => self.table.push(batch.clone()),
+            Format::Csv | Format::Tsv => {
+                let delim = if self.format == Format::Csv {
+                    b','
+                } else {
+                    b'\t'
+                };
+                let flat = flatten_nested(batch)?;
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(!self.started)
+                    .with_delimiter(delim)
+                    .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.f".into())
+                    .build(&mut *self.out);
+                w.write(&flat)?;
+            }
+            Format::Json => {
+                for row in json_rows(batch)? {
+                    let sep = if self.started { ",\n" } else { "[\n" };
+                    self.out.write_all(sep.as_bytes()).map_err(io)?;
+                    self.out.write_all(&row).map_err(io)?;
+                    self.started = true;
+                }
+            }
+            Format::Ndjson => {
+                for row in json_rows(batch)? {
+                    self.out.write_all(&row).map_err(io)?;
+                    self.out.write_all(b"\n").map_err(io)?;
+                }
+            }
+        }
+        if batch.num_rows() > 0 || self.format != Format::Json {
+            self.started = true;
+        }
+        Ok(())
+    }
+
+    /// Finish the output (closing brackets, the table itself).
+    pub fn finish(mut self) -> Result<()> {
+        match self.format {
+            Format::Table => {
+                let batches = std::mem::take(&mut self.table);
+                let text = if batches.iter().all(|b| b.num_rows() == 0) {
+                    header_only(&self.schema)?
+                } else {
+                    arrow::util::pretty::pretty_format_batches(&batches)?.to_string()
+                };
+                writeln!(self.out, "{text}").map_err(io)?;
+            }
+            Format::Csv | Format::Tsv if !self.started => {
+                let delim = if self.format == Format::Csv {
+                    ","
+                } else {
+                    "\t"
+                };
+                let names: Vec<&str> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                writeln!(self.out, "{}", names.join(delim)).map_err(io)?;
+            }
+            Format::Json => {
+                let end = if self.started { "\n]\n" } else { "[]\n" };
+                self.out.write_all(end.as_bytes()).map_err(io)?;
+            }
+            _ => {}
+        }
+        self.out.flush().map_err(io)
+    }
+}
+
+/// Write all `batches` in `format`.
+pub fn write_all(
+    format: Format,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    out: &mut impl Write,
+) -> Result<()> {
+    let mut p = Printer::new(format, schema, out);
+    for b in batches {
+        p.write(b)?;
+    }
+    p.finish()
+}
+
+fn header_only(schema: &Schema) -> Result<String> {
+    let empty = RecordBatch::new_empty(Arc::new(schema.clone()));
+    Ok(arrow::util::pretty::pretty_format_batches(&[empty])?.to_string())
+}
+
+/// Each row of `batch` as a JSON object (keys in column order; NULLs kept as `null`).
+fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
+        w.write(batch)?;
+        w.finish()?;
+    }
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Replace list, struct and map columns by their text form (CSV cannot hold them).
+pub fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch> {
+    let nested = |t: &DataType| {
+        matches!(
+            t,
+            DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::ListView(_)
+                | DataType::FixedSizeList(_, _)
+                | DataType::Struct(_)
+                | DataType::Map(_, _)
+        )
+    };
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let opts = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if nested(f.data_type()) {
+            let fmt = ArrayFormatter::try_new(c.as_ref(), &opts)?;
+            let mut b = StringBuilder::new();
+            for i in 0..c.len() {
+                if c.is_null(i) {
+                    b.append_null();
+                } else {
+                    b.append_value(fmt.value(i).to_string());
+                }
+            }
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(Arc::new(b.finish()));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+
+    fn batch() -> RecordBatch {
+        RecordBatch::try_from_iter(vec![
+            (
+                "a",
+                Arc::new(Int32Array::from(vec![Some(1), None])) as ArrayRef,
+            ),
+            (
+                "b",
+                Arc::new(StringArray::from(vec![Some("x,y"), Some("z")])) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn render(f: Format) -> String {
+        let b = batch();
+        let mut out = Vec::new();
+        write_all(f, b.schema(), &[b], &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(render(Format::Csv), "a,b\n1,\"x,y\"\n,z\n");
+        assert_eq!(render(Format::Tsv), "a\tb\n1\tx,y\n\tz\n");
+        assert_eq!(
+            render(Format::Ndjson),
+            "{\"a\":1,\"b\":\"x,y\"}\n{\"a\":null,\"b\":\"z\"}\n"
+        );
+        assert_eq!(
+            render(Format::Json),
+            "[\n{\"a\":1,\"b\":\"x,y\"},\n{\"a\":null,\"b\":\"z\"}\n]\n"
+        );
+        assert!(render(Format::Table).contains("| 1 | x,y |"));
+        assert_eq!("NDJSON".parse::<Format>().unwrap(), Format::Ndjson);
+        assert!("xml".parse::<Format>().is_err());
+        assert_eq!(Format::from_extension("out.jsonl"), Some(Format::Ndjson));
+    }
+
+    #[test]
+    fn empty_results_still_have_shape() {
+        let b = batch();
+        let empty = RecordBatch::new_empty(b.schema());
+        let mut out = Vec::new();
+        write_all(Format::Json, b.schema(), &[empty.clone()], &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "[]\n");
+        let mut out = Vec::new();
+        write_all(Format::Csv, b.schema(), &[empty], &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a,b\n");
+    }
+}
