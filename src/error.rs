@@ -60,8 +60,9 @@ pub enum Error {
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
 
-    /// Planning or running a query failed.
-    #[error("{0}")]
+    /// Planning or running a query failed. Shows the root cause (DataFusion wraps errors in
+    /// the optimizer rule or operator that met them).
+    #[error("{}", .0.find_root())]
     DataFusion(#[from] datafusion::error::DataFusionError),
 }
 

@@ -311,7 +311,13 @@ mod tests {
         let b = batch();
         let empty = RecordBatch::new_empty(b.schema());
         let mut out = Vec::new();
-        write_all(Format::Json, b.schema(), &[empty.clone()], &mut out).unwrap();
+        write_all(
+            Format::Json,
+            b.schema(),
+            std::slice::from_ref(&empty),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "[]\n");
         let mut out = Vec::new();
         write_all(Format::Csv, b.schema(), &[empty], &mut out).unwrap();

@@ -42,6 +42,11 @@ pub struct Args {
     /// Refuse statements that write files or change tables (COPY, INSERT, CREATE, …).
     #[arg(long)]
     pub read_only: bool,
+
+    /// Benchmark: run the (last) statement once to warm up, then N times, and print the
+    /// median wall time instead of the result (as bench/query.sh and the DuckDB peer do).
+    #[arg(long, hide = true)]
+    pub bench_runs: Option<usize>,
 }
 
 /// clap value parser for [`Format`].
@@ -66,6 +71,9 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     let statements = crate::repl::split_statements(&sql)?;
     if statements.is_empty() {
         return Err(Error::invalid("no SQL statement given"));
+    }
+    if let Some(runs) = args.bench_runs {
+        return bench(&engine, statements.last().expect("non-empty"), runs).await;
     }
     match &args.output {
         Some(path) => {
@@ -113,6 +121,23 @@ pub async fn run_statements(
         printer.finish()?;
     }
     Ok(())
+}
+
+async fn bench(engine: &Engine, sql: &str, runs: usize) -> Result<Outcome> {
+    let mut times = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for i in 0..=runs {
+        let start = std::time::Instant::now();
+        let batches = engine.sql(sql).await?.collect().await?;
+        rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or_default();
+    println!("median_ms={median:.1}\trows={rows}");
+    Ok(Outcome::Ok)
 }
 
 async fn write_parquet(engine: &Engine, sql: &str, path: &std::path::Path) -> Result<()> {

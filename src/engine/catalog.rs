@@ -132,10 +132,6 @@ impl SchemaProvider for LakeSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        self.names
-            .read()
-            .expect("not poisoned")
-            .iter()
-            .any(|n| *n == name)
+        self.names.read().expect("not poisoned").contains(&name)
     }
 }

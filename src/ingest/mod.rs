@@ -375,7 +375,7 @@ fn run_txn(
         .collect::<Result<_>>()?;
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(threads * 2);
     let (parsed_tx, parsed_rx) = bounded::<ParsedMsg>(threads * 2);
-    let (job_tx, job_rx) = bounded::<FlushJob>(1);
+    let (job_tx, job_rx) = bounded::<FlushJob>(0);
     let files = Mutex::new(Vec::new());
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let fail = |e: Error| {

@@ -21,7 +21,7 @@ use arrow::compute::{interleave_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -52,7 +52,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             rows_per_file: 2_000_000,
-            memory_budget: 768 << 20,
+            memory_budget: 512 << 20,
             row_group_rows: 128 * 1024,
             zstd_level: 3,
         }
@@ -150,8 +150,31 @@ impl TableSpec {
                 "seclake.log_type".into(),
                 self.log_type.clone(),
             )]));
+        // Unique values (ids): no dictionary, and the fastest zstd level, since their bytes are
+        // high-entropy and long matches are not there to be found.
         for c in &self.no_dictionary {
-            b = b.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false);
+            let path = ColumnPath::from(c.as_str());
+            b = b.set_column_dictionary_enabled(path.clone(), false);
+            if self
+                .schema
+                .field_with_name(c)
+                .is_ok_and(|f| f.data_type() == &DataType::Utf8)
+            {
+                b = b.set_column_compression(path, Compression::ZSTD(ZstdLevel::try_new(1)?));
+            }
+        }
+        // Timestamps are (nearly) sorted within a file: delta encoding makes them tiny.
+        for f in self.schema.fields() {
+            if matches!(f.data_type(), DataType::Timestamp(_, _)) {
+                let path = ColumnPath::from(f.name().as_str());
+                b = b
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+            }
+        }
+        // Row ids share their source prefix: store only what differs from the previous one.
+        if self.schema.field_with_name("p_row_id").is_ok() {
+            b = b.set_column_encoding(ColumnPath::from("p_row_id"), Encoding::DELTA_BYTE_ARRAY);
         }
         for c in &self.bloom {
             let path = ColumnPath::from(c.as_str());

@@ -58,7 +58,7 @@ fn month(b: &[u8]) -> Option<u32> {
 }
 
 fn valid(y: u32, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> bool {
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let dim = match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

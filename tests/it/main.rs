@@ -2,4 +2,5 @@
 
 mod ingest;
 mod parser_props;
+mod query;
 mod util;

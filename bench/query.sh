@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Query benchmark: the shared query suite on a lake built by `seclake ingest`, run by seclake
+# and by DuckDB over the same Parquet files, in one run. Each query: one warm-up, then RUNS
+# runs in-process; the median is printed with the ratio (duckdb / seclake, >1 = seclake faster).
+#
+#   bench/query.sh [LINES] [RUNS]     (default 10000000 lines, 5 runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LINES=${1:-10000000}
+RUNS=${2:-5}
+SHARED=${SHARED:-../shared/bench}
+OUT=bench-out
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seclake-target}"
+mkdir -p "$OUT"
+cargo build --release --quiet
+BIN="$CARGO_TARGET_DIR/release/seclake"
+IN="$OUT/access-$LINES.log"
+LAKE="$OUT/lake-q$LINES"
+[ -s "$IN" ] || python3 "$SHARED/gen_s3_access_logs.py" --lines "$LINES" > "$IN"
+python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb pyarrow pytz
+[ -d "$LAKE/panther_logs" ] || "$BIN" --lake "$LAKE" ingest --no-progress "$IN"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); lake: $LINES rows"
+printf '%-32s %12s %12s %8s %s\n' query seclake_ms duckdb_ms ratio rows
+for q in "$SHARED"/queries/*.sql; do
+  name=$(basename "$q")
+  s=$("$BIN" --lake "$LAKE" query --bench-runs "$RUNS" -f "$q")
+  d=$(python3 "$SHARED/duckdb_query.py" "$LAKE" "$q" --runs "$RUNS" --threads "$(nproc)")
+  sm=$(echo "$s" | sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p'); sr=$(echo "$s" | sed -n 's/.*rows=\([0-9]*\).*/\1/p')
+  dm=$(echo "$d" | sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p'); dr=$(echo "$d" | sed -n 's/.*rows=\([0-9]*\).*/\1/p')
+  printf '%-32s %12s %12s %8.2f %s\n' "$name" "$sm" "$dm" "$(echo "$dm / $sm" | bc -l)" "$sr/$dr"
+done

@@ -1,0 +1,327 @@
+//! `seclake query` and `seclake repl` through the real binary: formats, the seed query,
+//! partition and statistics pruning, the all_logs view, security functions, read-only, and
+//! freshness of an open session.
+
+use std::sync::Arc;
+
+use crate::util::{TestLake, sample_dir};
+
+const SEED: &str = "SELECT DISTINCT requester, httpstatus, errorcode, COUNT(*) as err_count FROM \
+    panther_logs.aws_s3serveraccess WHERE errorcode IS NOT NULL AND month=5 AND day>=10 AND \
+    httpstatus IN (400, 403, 405) GROUP BY requester, httpstatus, errorcode ORDER BY err_count DESC";
+
+fn sample_lake() -> TestLake {
+    let t = TestLake::new();
+    t.ok(&["ingest", "--no-progress", sample_dir().to_str().unwrap()]);
+    t
+}
+
+#[test]
+fn every_output_format() {
+    let t = sample_lake();
+    let q = "SELECT bucket, httpstatus, count(*) AS n, min(p_any_ip_addresses) AS ips \
+             FROM aws_s3serveraccess WHERE day = 12 AND bucket LIKE 'backup%' \
+             GROUP BY 1, 2 ORDER BY 1, 2";
+    for format in ["table", "csv", "tsv", "json", "ndjson"] {
+        let out = t.ok(&["query", "--format", format, q]);
+        insta::assert_snapshot!(format!("format_{format}"), out);
+    }
+}
+
+#[test]
+fn output_files_by_extension() {
+    let t = sample_lake();
+    let pq = t.path("out.parquet");
+    t.ok(&[
+        "query",
+        "--output",
+        pq.to_str().unwrap(),
+        "SELECT bucket, count(*) n FROM aws_s3serveraccess GROUP BY 1",
+    ]);
+    let f = std::fs::File::open(&pq).unwrap();
+    let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+    use parquet::file::reader::FileReader;
+    assert!(r.metadata().file_metadata().num_rows() > 5);
+    let csv = t.path("out.csv");
+    t.ok(&[
+        "query",
+        "-o",
+        csv.to_str().unwrap(),
+        "SELECT 1 AS a, 'x' AS b",
+    ]);
+    assert_eq!(std::fs::read_to_string(csv).unwrap(), "a,b\n1,x\n");
+}
+
+#[test]
+fn seed_query_runs_verbatim_from_a_file() {
+    let t = sample_lake();
+    let f = t.path("hunt.sql");
+    std::fs::write(&f, format!("{SEED};\n")).unwrap();
+    let out = t.ok(&["query", "-f", f.to_str().unwrap(), "--format", "csv"]);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("requester,httpstatus,errorcode,err_count")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 3, "{out}");
+    assert!(
+        rows.iter().all(|r| r.contains(",403,AccessDenied,")
+            || r.contains(",400,")
+            || r.contains(",405,")),
+        "{out}"
+    );
+    // Counts are descending.
+    let counts: Vec<i64> = rows
+        .iter()
+        .map(|r| r.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+}
+
+/// Data files the physical plan of `sql` reads.
+fn files_scanned(t: &TestLake, sql: &str) -> Vec<String> {
+    let plan = t.ok(&["query", "--format", "csv", &format!("EXPLAIN {sql}")]);
+    let mut files: Vec<String> = plan
+        .split(|c: char| c == '[' || c == ']' || c == ',' || c.is_whitespace())
+        .filter(|w| w.ends_with(".parquet"))
+        .map(|w| {
+            let i = w.find("year=").expect("partition path");
+            w[i..w.rfind('/').unwrap()].to_string()
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+#[test]
+fn partition_filters_prune_folders() {
+    let t = sample_lake();
+    let all = files_scanned(
+        &t,
+        "SELECT count(*) FROM aws_s3serveraccess WHERE errorcode IS NOT NULL",
+    );
+    assert_eq!(all.len(), 8, "{all:?}");
+    assert_eq!(
+        files_scanned(&t, SEED),
+        vec![
+            "year=2020/month=5/day=10",
+            "year=2020/month=5/day=11",
+            "year=2020/month=5/day=12"
+        ]
+    );
+    assert_eq!(
+        files_scanned(
+            &t,
+            "SELECT count(*) FROM aws_s3serveraccess WHERE year=2020 AND month=5 AND day=12 \
+             AND errorcode IS NOT NULL"
+        ),
+        vec!["year=2020/month=5/day=12"]
+    );
+}
+
+#[test]
+fn time_ranges_prune_by_statistics() {
+    let t = sample_lake();
+    let sql = "SELECT count(*) FROM aws_s3serveraccess WHERE p_event_time >= TIMESTAMP '2020-05-11 06:00:00' \
+               AND p_event_time < TIMESTAMP '2020-05-11 07:00:00'";
+    let plan = t.ok(&[
+        "query",
+        "--format",
+        "tsv",
+        &format!("EXPLAIN ANALYZE {sql}"),
+    ]);
+    // File statistics leave 2 of the 8 daily files, row-group statistics 1 row group.
+    assert!(
+        plan.contains("files_ranges_pruned_statistics=8 total → 2 matched"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("row_groups_pruned_statistics=2 total → 1 matched"),
+        "{plan}"
+    );
+    let n: i64 = t
+        .ok(&["query", "--format", "csv", sql])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n > 0);
+}
+
+#[test]
+fn all_logs_view_searches_indicators() {
+    let t = sample_lake();
+    let out = t.ok(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT p_log_type, count(*) AS n FROM panther_views.all_logs \
+         WHERE array_has(p_any_aws_account_ids, '111122223333') GROUP BY 1",
+    ]);
+    assert_eq!(out, "p_log_type,n\nAWS.S3ServerAccess,3\n");
+}
+
+#[test]
+fn security_functions() {
+    let t = sample_lake();
+    let q = |sql: &str| t.ok(&["query", "--format", "csv", sql]);
+    assert_eq!(
+        q(
+            "SELECT glob_match('panther-bootstrap-x', 'panther-bootstrap-*') a, glob_match(NULL, '*') b, \
+           cidr_contains('10.0.0.0/8', '10.2.3.4') c, cidr_contains('2001:db8::/32', '2001:db8:85a3::1') d, \
+           cidr_contains('10.0.0.0/8', 'not-an-ip') e, is_private_ip('192.168.0.1') f, is_public_ip('8.8.8.8') g, \
+           arn_account('arn:aws:iam::111122223333:user/alice') h, arn_service('arn:aws:s3:::b') i, arn_region('arn:aws:s3:::b') j"
+        ),
+        "a,b,c,d,e,f,g,h,i,j\ntrue,,true,true,,true,true,111122223333,s3,\n"
+    );
+    // Over columns (arrays), including IPv6 addresses and NULL requesters.
+    assert_eq!(
+        q(
+            "SELECT remoteip, cidr_contains('2001:db8::/32', remoteip) v6, arn_account(requester) acct \
+           FROM aws_s3serveraccess WHERE requestid IN ('A1B2C3D4E5F60718', '7D1C9E2F4A6B8C0E') ORDER BY requestid"
+        ),
+        "remoteip,v6,acct\n203.0.113.9,false,\n2001:db8:85a3::8a2e:370:7334,true,111122223333\n"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM aws_s3serveraccess WHERE glob_match(bucket, 'app-*') AND NOT glob_match(bucket, 'app-?-*')")
+            .lines()
+            .nth(1)
+            .map(|n| n.parse::<i64>().unwrap() > 0),
+        Some(true)
+    );
+    assert_eq!(
+        q("SELECT json_get_str('{\"bucketName\": \"b1\"}', 'bucketName') AS b"),
+        "b\nb1\n"
+    );
+    for (bad, needle) in [
+        (
+            "SELECT glob_match(bucket, '[z-a]') FROM aws_s3serveraccess",
+            "glob_match: invalid pattern \"[z-a]\"",
+        ),
+        (
+            "SELECT cidr_contains('10.0.0.0/33', remoteip) FROM aws_s3serveraccess",
+            "cidr_contains: invalid CIDR \"10.0.0.0/33\"",
+        ),
+    ] {
+        let out = t.run(&["query", bad]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle) && err.contains("planning"), "{err}");
+    }
+}
+
+#[test]
+fn read_only_refuses_writes() {
+    let t = sample_lake();
+    let target = t.path("leak.csv");
+    for sql in [
+        format!("COPY (SELECT 1) TO '{}'", target.display()),
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/'".to_string(),
+        "CREATE TABLE y AS SELECT 1".to_string(),
+    ] {
+        let out = t.run(&["query", "--read-only", &sql]);
+        assert_eq!(out.status.code(), Some(2), "{sql}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("read-only session"), "{err}");
+    }
+    assert!(!target.exists());
+    t.ok(&[
+        "query",
+        "--read-only",
+        "SELECT count(*) FROM aws_s3serveraccess",
+    ]);
+}
+
+#[test]
+fn errors_exit_2_and_closed_pipes_do_not() {
+    let t = sample_lake();
+    let out = t.run(&["query", "SELEC 1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SELEC"));
+    let out = t.run(&["query", "SELECT * FROM no_such_table"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_table"));
+    // `| head -1`: the reader goes away early.
+    let mut child = t
+        .cmd(&[
+            "query",
+            "--format",
+            "csv",
+            "SELECT * FROM aws_s3serveraccess",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn repl_script_from_stdin() {
+    let t = sample_lake();
+    let script = "\\format csv\nSELECT count(*) AS n\n  FROM aws_s3serveraccess\n  WHERE day = 12;\nSELEC oops;\n\\d\n\\maxrows 2\nSELECT bucket FROM aws_s3serveraccess ORDER BY p_row_id;\n\\q\nSELECT 'never';\n";
+    let mut child = t
+        .cmd(&["repl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("format set to csv"), "{text}");
+    assert!(text.contains("n\n5"), "count of day 12 rows:\n{text}");
+    assert!(text.contains("1 row in "), "{text}");
+    assert!(text.contains("error: syntax error"), "{text}");
+    assert!(
+        text.contains("panther_logs,aws_s3serveraccess,BASE TABLE"),
+        "{text}"
+    );
+    assert!(text.contains("(showing the first 2;"), "{text}");
+    assert!(!text.contains("never"), "{text}");
+}
+
+#[test]
+fn open_session_sees_data_ingested_by_another_process() {
+    let t = TestLake::new();
+    let input = t.path("in");
+    crate::util::copy_sample(&input);
+    let first = input.join("2020-05-05-23-59-59-80F5636AD37F0125");
+    t.ok(&["ingest", "--no-progress", first.to_str().unwrap()]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lake = seclake::lake::Lake::open(t.lake().to_str().unwrap()).unwrap();
+        let reg = Arc::new(seclake::schema::Registry::builtin().unwrap());
+        let engine = seclake::engine::Engine::open(&lake, reg, Default::default())
+            .await
+            .unwrap();
+        let count = || async {
+            engine.refresh().await.unwrap();
+            let b = engine
+                .sql("SELECT count(*) FROM aws_s3serveraccess")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            crate::util::scalar_i64(&b)
+        };
+        let before = count().await;
+        t.ok(&["ingest", "--no-progress", input.to_str().unwrap()]);
+        let after = count().await;
+        assert!(after > before, "{before} -> {after}");
+        // Quarantine appeared as a new table too.
+        engine.refresh().await.unwrap();
+        engine
+            .sql("SELECT count(*) FROM panther_quarantine.aws_s3serveraccess")
+            .await
+            .unwrap();
+    });
+}
