@@ -65,6 +65,14 @@ pub struct Ctx {
     pub registry: Arc<Registry>,
 }
 
+impl Ctx {
+    /// A query session over the lake.
+    pub async fn engine(&self, read_only: bool) -> Result<crate::engine::Engine> {
+        let opts = crate::engine::EngineOptions { read_only };
+        crate::engine::Engine::open(&self.lake, self.registry.clone(), opts).await
+    }
+}
+
 impl Cli {
     /// Run the parsed command.
     pub async fn run(self) -> Result<Outcome> {

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use futures::StreamExt;
 
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::output::{Format, Printer};
 
@@ -60,20 +60,17 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
         (None, None) => return Err(Error::invalid("give SQL as an argument or with -f FILE")),
     };
-    let engine = Engine::open(
-        &ctx.lake,
-        ctx.registry.clone(),
-        EngineOptions {
-            read_only: args.read_only,
-        },
-    )
-    .await?;
+    let engine = ctx.engine(args.read_only).await?;
     let statements = crate::repl::split_statements(&sql)?;
     if statements.is_empty() {
         return Err(Error::invalid("no SQL statement given"));
     }
     if let Some(runs) = args.bench_runs {
-        return bench(&engine, statements.last().expect("non-empty"), runs).await;
+        let (last, setup) = statements.split_last().expect("non-empty");
+        for s in setup {
+            engine.sql(s).await?.collect().await?;
+        }
+        return bench(&engine, last, runs).await;
     }
     match &args.output {
         Some(path) => {

@@ -1,6 +1,5 @@
 //! `seclake repl`.
 
-use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
 use crate::repl::Repl;
 
@@ -24,14 +23,7 @@ pub struct Args {
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
-    let engine = Engine::open(
-        &ctx.lake,
-        ctx.registry.clone(),
-        EngineOptions {
-            read_only: args.read_only,
-        },
-    )
-    .await?;
+    let engine = ctx.engine(args.read_only).await?;
     let mut repl = Repl::new(&engine);
     repl.format = args.format;
     repl.run().await?;
