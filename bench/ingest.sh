@@ -6,17 +6,9 @@
 #
 # Inputs and lakes go to bench-out/ (git-ignored). The input is generated once per line count.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 LINES=${1:-1000000}
-SHARED=${SHARED:-../shared/bench}
-OUT=bench-out
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seclake-target}"
-mkdir -p "$OUT"
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/seclake"
-IN="$OUT/access-$LINES.log"
-[ -s "$IN" ] || python3 "$SHARED/gen_s3_access_logs.py" --lines "$LINES" > "$IN"
-python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb pyarrow pytz
+source "$(dirname "$0")/common.sh"
+IN=$(generated "$LINES")
 
 rm -rf "$OUT/lake-seclake" "$OUT/lake-duckdb"
 cat "$IN" > /dev/null   # warm the page cache for both

@@ -8,23 +8,15 @@
 # The generator makes about 33,000 lines/s, so the 10M-row lake ingests COPIES hard links of
 # one generated 1M-line file (each link is its own source to seclake).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 COPIES=${1:-10}
 RUNS=${2:-5}
 LINES=$((COPIES * 1000000))
-SHARED=${SHARED:-../shared/bench}
-OUT=bench-out
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seclake-target}"
-mkdir -p "$OUT"
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/seclake"
-ONE="$OUT/access-1000000.log"
+source "$(dirname "$0")/common.sh"
+ONE=$(generated 1000000)
 IN="$OUT/access-${COPIES}x1m"
 LAKE="$OUT/lake-q$LINES"
-[ -s "$ONE" ] || python3 "$SHARED/gen_s3_access_logs.py" --lines 1000000 > "$ONE"
 mkdir -p "$IN"
 for i in $(seq 1 "$COPIES"); do [ -e "$IN/part-$i.log" ] || ln "$ONE" "$IN/part-$i.log"; done
-python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb pyarrow pytz
 [ -d "$LAKE/panther_logs" ] || "$BIN" --lake "$LAKE" ingest --no-progress "$IN"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); lake: $LINES rows"
 printf '%-32s %12s %12s %8s %s\n' query seclake_ms duckdb_ms ratio rows
