@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::output::{Format, Printer};
+use crate::output::Format;
 
 use super::{Ctx, Outcome};
 
@@ -108,14 +108,7 @@ pub async fn run_statements(
     out: &mut impl Write,
 ) -> Result<()> {
     for s in statements {
-        let df = engine.sql(s).await?;
-        let schema = df.schema().inner().clone();
-        let mut stream = df.execute_stream().await?;
-        let mut printer = Printer::new(format, schema, out);
-        while let Some(batch) = stream.next().await {
-            printer.write(&batch?)?;
-        }
-        printer.finish()?;
+        engine.print(s, format, 0, out).await?;
     }
     Ok(())
 }

@@ -55,8 +55,8 @@ impl LakeSchema {
         }
     }
 
-    /// The database this schema is.
-    pub fn table_names_db(&self) -> &str {
+    /// The database (lake folder) this schema lists.
+    pub fn db(&self) -> &str {
         &self.db
     }
 

@@ -121,33 +121,30 @@ impl Engine {
     /// Re-list the lake's tables, rebuild `panther_views`, forget cached file listings.
     pub async fn refresh(&self) -> Result<()> {
         let tables = self.lake.tables().await?;
+        let in_db = |db: &str| -> Vec<String> {
+            tables
+                .iter()
+                .filter(|(d, _)| d == db)
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
         for s in &self.schemas {
-            let db = s_name(s, &tables);
-            s.set_tables(db);
+            s.set_tables(in_db(s.db()));
         }
         if let Some(cache) = self.ctx.runtime_env().cache_manager.get_list_files_cache() {
             cache.clear();
         }
-        self.rebuild_views().await
+        self.rebuild_views(&in_db(crate::lake::LOGS_DB)).await
     }
 
-    async fn rebuild_views(&self) -> Result<()> {
-        let logs = self
-            .schemas
-            .iter()
-            .find(|s| s.table_names_db() == "panther_logs")
-            .map(|s| {
-                let mut t = s.table_names();
-                t.sort();
-                t
-            })
-            .unwrap_or_default();
+    /// Rebuild `panther_views.all_logs` over the log tables `logs` (sorted).
+    async fn rebuild_views(&self, logs: &[String]) -> Result<()> {
         let _ = self.views.deregister_table("all_logs");
         if logs.is_empty() {
             return Ok(());
         }
         let mut parts = Vec::new();
-        for t in &logs {
+        for t in logs {
             let provider = self.ctx.table_provider(format!("panther_logs.{t}")).await?;
             let schema = provider.schema();
             let mut cols: Vec<String> = STANDARD_FIELDS.iter().map(|c| c.to_string()).collect();
@@ -170,6 +167,35 @@ impl Engine {
         Ok(())
     }
 
+    /// Run one statement and print its result in `format`, streaming; at most `limit` rows
+    /// are printed (0: all). Returns the number of rows the statement produced.
+    pub async fn print(
+        &self,
+        sql: &str,
+        format: crate::output::Format,
+        limit: usize,
+        out: &mut impl std::io::Write,
+    ) -> Result<usize> {
+        use futures::StreamExt;
+        let df = self.sql(sql).await?;
+        let schema = df.schema().inner().clone();
+        let mut stream = df.execute_stream().await?;
+        let mut printer = crate::output::Printer::new(format, schema, out);
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let n = batch.num_rows();
+            if limit == 0 {
+                printer.write(&batch)?;
+            } else if rows < limit {
+                printer.write(&batch.slice(0, n.min(limit - rows)))?;
+            }
+            rows += n;
+        }
+        printer.finish()?;
+        Ok(rows)
+    }
+
     /// Plan one SQL statement, refusing writes in a read-only session.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let options = if self.opts.read_only {
@@ -184,15 +210,6 @@ impl Engine {
             .await
             .map_err(|e| read_only_message(e, self.opts.read_only))
     }
-}
-
-fn s_name(s: &LakeSchema, tables: &[(String, String)]) -> Vec<String> {
-    let db = s.table_names_db();
-    tables
-        .iter()
-        .filter(|(d, _)| d == db)
-        .map(|(_, t)| t.clone())
-        .collect()
 }
 
 fn read_only_message(e: datafusion::error::DataFusionError, read_only: bool) -> Error {

@@ -18,12 +18,11 @@ use std::time::Instant;
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-use futures::StreamExt;
 use rustyline::error::ReadlineError;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::output::{Format, Printer};
+use crate::output::Format;
 use helper::{Names, ReplHelper};
 
 /// Split SQL text into statements at `;` outside strings and comments (each without its `;`,
@@ -320,7 +319,7 @@ impl<'e> Repl<'e> {
         self.engine.refresh().await?;
         for s in &statements {
             let started = Instant::now();
-            let run = self.run_one(s, out);
+            let run = self.engine.print(s, self.format, self.max_rows, out);
             let rows = tokio::select! {
                 r = run => r?,
                 _ = tokio::signal::ctrl_c() => {
@@ -347,29 +346,6 @@ impl<'e> Repl<'e> {
             }
         }
         Ok(())
-    }
-
-    async fn run_one(&self, sql: &str, out: &mut impl Write) -> Result<usize> {
-        let df = self.engine.sql(sql).await?;
-        let schema = df.schema().inner().clone();
-        let mut stream = df.execute_stream().await?;
-        let mut printer = Printer::new(self.format, schema, out);
-        let mut rows = 0usize;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let n = batch.num_rows();
-            if self.max_rows == 0 || rows < self.max_rows {
-                let keep = if self.max_rows == 0 {
-                    n
-                } else {
-                    n.min(self.max_rows - rows)
-                };
-                printer.write(&batch.slice(0, keep))?;
-            }
-            rows += n;
-        }
-        printer.finish()?;
-        Ok(rows)
     }
 
     async fn names(&self) -> Result<Names> {
