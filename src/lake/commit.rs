@@ -130,11 +130,18 @@ pub async fn finalize(lake: &Lake, record: &CommitRecord) -> Result<()> {
 }
 
 async fn remove_staging(lake: &Lake, txn: &str) -> Result<()> {
-    for meta in lake.list(&paths::staging_dir(txn)).await? {
-        lake.delete_opt(&meta.location).await?;
-    }
+    let dir = paths::staging_dir(txn);
     if let Some(root) = lake.local_root() {
-        let _ = std::fs::remove_dir(root.join(paths::staging_dir(txn).as_ref()));
+        // Locally the folder can also hold a killed writer's temporary `<file>#<n>`, which
+        // object_store never lists: remove the folder whole.
+        let dir = root.join(dir.as_ref());
+        return match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&dir, e)),
+            _ => Ok(()),
+        };
+    }
+    for meta in lake.list(&dir).await? {
+        lake.delete_opt(&meta.location).await?;
     }
     Ok(())
 }
@@ -176,11 +183,15 @@ pub async fn recover(lake: &Lake) -> Result<Recovery> {
         finalize(lake, &record).await?;
         out.rolled_forward.push(txn);
     }
+    // Folders, not files: a folder holding only a killed writer's temporary file lists no
+    // objects but must still go.
     let staged: BTreeSet<String> = lake
-        .list(&Path::from(format!("{}/staging", paths::STATE)))
+        .store()
+        .list_with_delimiter(Some(&Path::from(format!("{}/staging", paths::STATE))))
         .await?
+        .common_prefixes
         .into_iter()
-        .filter_map(|m| m.location.parts().nth(2).map(|p| p.as_ref().to_string()))
+        .filter_map(|p| p.filename().map(str::to_string))
         .collect();
     for txn in staged {
         if !committed.contains(&txn) {
@@ -204,4 +215,22 @@ pub async fn ledger_ids(lake: &Lake) -> Result<HashSet<String>> {
                 .map(str::to_string)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn recover_removes_staging_holding_only_a_killed_writers_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let staged = dir.path().join(paths::staging_dir("t1").as_ref());
+        std::fs::create_dir_all(&staged).unwrap();
+        // object_store's local store writes `<key>#<n>` and renames; a kill leaves it behind.
+        std::fs::write(staged.join("00002.parquet#1"), b"PAR1").unwrap();
+        let r = recover(&lake).await.unwrap();
+        assert_eq!(r.rolled_back, vec!["t1".to_string()]);
+        assert!(!staged.exists());
+    }
 }
