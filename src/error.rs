@@ -40,6 +40,14 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A rule, scheduled query or policy is not valid.
+    #[error("{id} ({file}): {message}")]
+    Detection {
+        file: String,
+        id: String,
+        message: String,
+    },
+
     /// The user asked for something that cannot be done as asked.
     #[error("{0}")]
     Invalid(String),

@@ -8,10 +8,14 @@
 //! - [`schema`]: log types as data (`schemas/*.yml`) → Arrow schemas;
 //! - [`parse`]: one parser per log format, with standard `p_` fields and indicators;
 //! - [`lake`]: the object store, key layout, partitioned writer, commit protocol and locks;
-//! - [`ingest`]: sources → parse → write, exactly once;
+//! - [`ingest`]: sources → parse → detect → write, exactly once;
+//! - [`detect`]: rules, the alert pipeline (dedup, thresholds, storage, destinations);
+//! - [`config`]: the lake's `seclake.yml` (destinations, rule folders);
 //! - [`cli`]: the `seclake` command line.
 
 pub mod cli;
+pub mod config;
+pub mod detect;
 pub mod engine;
 pub mod error;
 pub mod ingest;

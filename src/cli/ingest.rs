@@ -15,7 +15,9 @@ use super::{Ctx, Outcome};
   seclake ingest --log-type AWS.S3ServerAccess logs.gz
 
 Files already ingested (same path, size and modification time) are skipped. Lines that do not
-parse are kept in panther_quarantine.<table> with the reason.")]
+parse are kept in panther_quarantine.<table> with the reason. Enabled rules run on every event;
+matches go to panther_rule_matches.<table>, alerts to panther_views.alerts and the
+destinations in seclake.yml.")]
 pub struct Args {
     /// Files, folders (searched recursively) or glob patterns; plain or gzip.
     #[arg(required = true)]
@@ -33,6 +35,10 @@ pub struct Args {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// Do not run detection rules.
+    #[arg(long)]
+    pub no_rules: bool,
+
     /// Input bytes per transaction (commit); smaller means more, smaller commits.
     #[arg(long, hide = true)]
     pub txn_bytes: Option<u64>,
@@ -49,6 +55,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     }
     if let Some(t) = args.threads {
         opts.threads = t.max(1);
+    }
+    if !args.no_rules {
+        opts.rules = ctx.rules(&[])?.into_iter().filter(|r| r.enabled).collect();
+        opts.config = ctx.config.clone();
     }
     let summary = ingest(&ctx.lake, &ctx.registry, &args.paths, &opts).await?;
     print_summary(&mut std::io::stdout().lock(), &summary)?;
@@ -101,10 +111,36 @@ pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
             s.files_written,
             s.bytes_written as f64 / 1048576.0
         )?;
+        if s.rule_matches > 0 || s.alerts_changed > 0 {
+            writeln!(
+                w,
+                "detections: {} rule matches; alerts: {} raised, {} created or updated",
+                s.rule_matches, s.alerts_raised, s.alerts_changed
+            )?;
+        }
+        print_delivery(w, &s.delivery)?;
         for (file, why) in &s.failed {
             writeln!(w, "failed: {file}: {why}")?;
         }
         Ok(())
     })()
     .map_err(io)
+}
+
+/// Print what alert delivery did (nothing when there was nothing to deliver).
+pub fn print_delivery(
+    w: &mut impl Write,
+    d: &crate::detect::sink::DeliveryReport,
+) -> std::io::Result<()> {
+    if d.delivered > 0 || d.pending > 0 {
+        writeln!(
+            w,
+            "delivery: {} sent, {} alert(s) pending (retried on the next run)",
+            d.delivered, d.pending
+        )?;
+    }
+    for e in &d.errors {
+        writeln!(w, "delivery failed: {e}")?;
+    }
+    Ok(())
 }

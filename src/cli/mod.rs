@@ -1,9 +1,12 @@
 //! Command-line interface: argument definitions and one module per subcommand (wiring only;
 //! the work is in the library).
 
+mod alerts;
+mod detect;
 mod ingest;
 mod query;
 mod repl;
+mod rules;
 mod tables;
 
 use std::path::PathBuf;
@@ -11,6 +14,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::Config;
+use crate::detect::rule::Rule;
 use crate::error::Result;
 use crate::lake::Lake;
 use crate::schema::Registry;
@@ -19,7 +24,7 @@ use crate::schema::Registry;
 ///
 /// Ingest S3 server access logs into Hive-partitioned Parquet tables
 /// (`panther_logs.<table>/year=/month=/day=`) that DuckDB, Athena and Spark read as they are,
-/// and search them with SQL.
+/// run detection rules on them as they arrive, and search them with SQL.
 #[derive(Debug, Parser)]
 #[command(name = "seclake", version, about, long_about = None)]
 pub struct Cli {
@@ -30,6 +35,15 @@ pub struct Cli {
     /// Extra folder of log-type schemas (*.yml); a schema with a shipped log type replaces it.
     #[arg(long, global = true, env = "SECLAKE_SCHEMAS")]
     pub schemas: Option<PathBuf>,
+
+    /// Extra folder of rules (*.yml), besides the shipped ones and the config's rules_dirs; a
+    /// rule with a shipped RuleID replaces it.
+    #[arg(long = "rules", global = true, env = "SECLAKE_RULES", value_name = "DIR")]
+    pub rules_dir: Option<PathBuf>,
+
+    /// Configuration file (destinations, rule folders) [default: <lake>/seclake.yml].
+    #[arg(long, global = true, env = "SECLAKE_CONFIG")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -46,6 +60,14 @@ pub enum Command {
     Query(query::Args),
     /// Interactive SQL shell (history, completion, backslash commands).
     Repl(repl::Args),
+    /// Detection rules: list them, run their tests, try them on events.
+    #[command(subcommand)]
+    Rules(rules::Command),
+    /// Run rules over events already in the lake (new rules, backfills), without duplicating
+    /// alerts that exist.
+    Detect(detect::Args),
+    /// List alerts.
+    Alerts(alerts::Args),
 }
 
 /// What a command asks `main` to exit with.
@@ -63,9 +85,22 @@ pub enum Outcome {
 pub struct Ctx {
     pub lake: Lake,
     pub registry: Arc<Registry>,
+    pub config: Config,
+    /// `--rules`, when given.
+    pub rules_dir: Option<PathBuf>,
 }
 
 impl Ctx {
+    /// Rules: shipped, then the config's `rules_dirs`, then `--rules`; `only` keeps those ids.
+    pub fn rules(&self, only: &[String]) -> Result<Vec<Arc<Rule>>> {
+        let mut dirs: Vec<&std::path::Path> =
+            self.config.rules_dirs.iter().map(PathBuf::as_path).collect();
+        dirs.extend(self.rules_dir.as_deref());
+        let rules = crate::detect::load_rules(&dirs, only)?;
+        crate::detect::check(&rules, &self.registry)?;
+        Ok(rules)
+    }
+
     /// A query session over the lake.
     pub async fn engine(&self, read_only: bool) -> Result<crate::engine::Engine> {
         let opts = crate::engine::EngineOptions { read_only };
@@ -80,15 +115,22 @@ impl Cli {
         if let Some(dir) = &self.schemas {
             registry.load_dir(dir)?;
         }
+        let lake = Lake::open(&self.lake)?;
+        let config = Config::load(&lake, self.config.as_deref()).await?;
         let ctx = Ctx {
-            lake: Lake::open(&self.lake)?,
+            lake,
             registry: Arc::new(registry),
+            config,
+            rules_dir: self.rules_dir,
         };
         match self.command {
             Command::Ingest(args) => ingest::run(&ctx, args).await,
             Command::Tables(args) => tables::run(&ctx, args).await,
             Command::Query(args) => query::run(&ctx, args).await,
             Command::Repl(args) => repl::run(&ctx, args).await,
+            Command::Rules(cmd) => rules::run(&ctx, cmd).await,
+            Command::Detect(args) => detect::run(&ctx, args).await,
+            Command::Alerts(args) => alerts::run(&ctx, args).await,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! [`Engine::open`] builds a session whose catalog maps the lake's folders to databases
 //! ([`catalog`]): `panther_logs`, `panther_rule_matches`, `panther_cloudsecurity`,
 //! `panther_quarantine`, and `panther_views` with `all_logs`, a view over the standard `p_`
-//! fields of every log table. `panther_logs` is the default database, so
+//! fields of every log table, plus `alerts` (newest version of each alert) and
+//! `alert_versions` (every stored version). `panther_logs` is the default database, so
 //! `SELECT * FROM aws_s3serveraccess` works too.
 //!
 //! Freshness: [`Engine::refresh`] re-lists the lake's tables and drops DataFusion's cached
@@ -137,8 +138,43 @@ impl Engine {
         self.rebuild_views(&in_db(crate::lake::LOGS_DB)).await
     }
 
-    /// Rebuild `panther_views.all_logs` over the log tables `logs` (sorted).
+    /// Register `panther_views.alert_versions` (every stored version) and
+    /// `panther_views.alerts` (the newest version of each alert).
+    async fn register_alerts(&self) -> Result<()> {
+        use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
+        let _ = self.views.deregister_table("alerts");
+        let _ = self.views.deregister_table("alert_versions");
+        let url = ListingTableUrl::parse(format!(
+            "{}{}/",
+            self.lake.url(),
+            crate::lake::paths::alerts_dir()
+        ))?;
+        let options = datafusion::datasource::listing::ListingOptions::new(Arc::new(
+            datafusion::datasource::file_format::parquet::ParquetFormat::default(),
+        ))
+        .with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(crate::detect::alert::alert_schema());
+        self.views
+            .register_table("alert_versions".into(), Arc::new(ListingTable::try_new(config)?))?;
+        let sql = "SELECT alert_id, origin, detection_id, severity, title, dedup, event_count, \
+                   threshold, raised, first_event_time, last_event_time, window_start, \
+                   created_at, raised_at, updated_at, runbook, reference, version \
+                   FROM (SELECT *, row_number() OVER (PARTITION BY alert_id ORDER BY version DESC) AS rn \
+                   FROM panther_views.alert_versions) WHERE rn = 1";
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        self.views.register_table(
+            "alerts".into(),
+            Arc::new(ViewTable::new(plan, Some(sql.to_string()))),
+        )?;
+        Ok(())
+    }
+
+    /// Rebuild `panther_views.all_logs` over the log tables `logs` (sorted), and the alert
+    /// views.
     async fn rebuild_views(&self, logs: &[String]) -> Result<()> {
+        self.register_alerts().await?;
         let _ = self.views.deregister_table("all_logs");
         if logs.is_empty() {
             return Ok(());

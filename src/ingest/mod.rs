@@ -10,6 +10,11 @@
 //! parsers turn chunks into Arrow batches, one writer groups rows by table and day, and
 //! `threads` encoders write Parquet files to staging. The transaction then commits.
 //!
+//! Detection: when [`IngestOptions::rules`] holds rules, the parser threads evaluate them on
+//! every batch they produce; the writer counts the matches into alerts ([`AlertBook`]) and
+//! writes them to `panther_rule_matches.<table>`. The transaction's alert versions and outbox
+//! items are staged and committed with its data, then pending alerts are delivered.
+//!
 //! Guarantees: every non-blank input line of a committed source is in the lake exactly once,
 //! as a row or as a quarantined line (`rows + quarantined == lines`). A source that fails to
 //! read (missing, unreadable, corrupt gzip) is reported by name and contributes nothing; the
@@ -27,6 +32,11 @@ use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::config::Config;
+use crate::detect::alert::{self, AlertBook, Detection};
+use crate::detect::eval::{RuleMatches, RuleSet};
+use crate::detect::rule::Rule;
+use crate::detect::sink::{self, DeliveryReport};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry};
@@ -54,6 +64,10 @@ pub struct IngestOptions {
     pub chunk_bytes: usize,
     /// File sizes and encoding.
     pub writer: WriterConfig,
+    /// Rules to evaluate on every batch (none: no detection).
+    pub rules: Vec<Arc<Rule>>,
+    /// Destinations for raised alerts.
+    pub config: Config,
 }
 
 impl Default for IngestOptions {
@@ -65,6 +79,8 @@ impl Default for IngestOptions {
             txn_bytes: 2 << 30,
             chunk_bytes: 4 << 20,
             writer: WriterConfig::default(),
+            rules: Vec::new(),
+            config: Config::default(),
         }
     }
 }
@@ -103,7 +119,43 @@ pub struct Summary {
     pub tables: std::collections::BTreeMap<String, TableCounts>,
     /// Transactions recovered before starting: (rolled forward, rolled back).
     pub recovered: (usize, usize),
+    /// Events that matched a rule.
+    pub rule_matches: u64,
+    /// Alerts raised (threshold reached) by this ingest.
+    pub alerts_raised: usize,
+    /// Alerts created or updated by this ingest, raised or not.
+    pub alerts_changed: usize,
+    /// Alert delivery after the last commit.
+    pub delivery: DeliveryReport,
     pub elapsed: Duration,
+}
+
+/// Rules compiled per log type, and the alert state they update.
+struct Detector {
+    sets: HashMap<String, Arc<RuleSet>>,
+    book: Mutex<AlertBook>,
+}
+
+impl Detector {
+    fn new(rules: &[Arc<Rule>], schemas: &[Arc<LogSchema>], book: AlertBook) -> Result<Self> {
+        let mut sets = HashMap::new();
+        for s in schemas {
+            if !sets.contains_key(&s.log_type) {
+                let set = RuleSet::compile(rules, &s.log_type, &s.arrow_schema())?;
+                if !set.rules.is_empty() {
+                    sets.insert(s.log_type.clone(), Arc::new(set));
+                }
+            }
+        }
+        Ok(Detector {
+            sets,
+            book: Mutex::new(book),
+        })
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, AlertBook> {
+        self.book.lock().expect("not poisoned")
+    }
 }
 
 /// Ingest `args` (files, folders, globs) into `lake`.
@@ -157,6 +209,13 @@ pub async fn ingest(
             todo.push((src, schema));
         }
 
+        let detector = if opts.rules.is_empty() {
+            None
+        } else {
+            let schemas: Vec<_> = todo.iter().map(|(_, s)| s.clone()).collect();
+            let book = AlertBook::load(lake).await?;
+            Some(Arc::new(Detector::new(&opts.rules, &schemas, book)?))
+        };
         let total: u64 = todo.iter().map(|(s, _)| s.size).sum();
         let pb = progress_bar(opts.progress, total);
         let parse_time = chrono::Utc::now().timestamp_micros();
@@ -165,33 +224,72 @@ pub async fn ingest(
             while !group.is_empty() {
                 let txn = commit::new_txn_id();
                 let run = {
-                    let (lake, group2, opts2, pb2, txn2) = (
+                    let (lake, group2, opts2, pb2, txn2, det) = (
                         lake.clone(),
                         group.clone(),
                         opts.clone(),
                         pb.clone(),
                         txn.clone(),
+                        detector.clone(),
                     );
                     let rt = tokio::runtime::Handle::current();
                     tokio::task::spawn_blocking(move || {
-                        run_txn(&lake, &rt, &txn2, &group2, &opts2, parse_time, &pb2)
+                        run_txn(
+                            &lake,
+                            &rt,
+                            &txn2,
+                            &group2,
+                            &opts2,
+                            parse_time,
+                            &pb2,
+                            det.as_deref(),
+                        )
                     })
                     .await
                     .map_err(|e| Error::invalid(format!("ingest worker panicked: {e}")))?
                 };
                 match run {
                     Ok(out) => {
-                        let record = out.record(&txn, &group);
-                        commit::commit(lake, &record).await?;
+                        let mut record = out.record(&txn, &group);
+                        if let Some(d) = &detector {
+                            let staged = stage_alerts(lake, &txn, d, opts).await;
+                            match staged {
+                                Ok(moves) => record.files.extend(moves),
+                                Err(e) => {
+                                    d.book().rollback();
+                                    commit::recover(lake).await?;
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        if let Err(e) = commit::commit(lake, &record).await {
+                            if let Some(d) = &detector {
+                                d.book().rollback();
+                            }
+                            return Err(e);
+                        }
+                        if let Some(d) = &detector {
+                            let mut book = d.book();
+                            summary.alerts_raised += book.newly_raised().len();
+                            summary.alerts_changed += book.changes().len();
+                            book.commit();
+                        }
+                        summary.rule_matches += out.matches;
                         summary.add(&record, &group);
                         break;
                     }
                     Err(TxnError::Source(i, e)) => {
+                        if let Some(d) = &detector {
+                            d.book().rollback();
+                        }
                         commit::recover(lake).await?;
                         let (src, _) = group.remove(i);
                         summary.failed.push((src.info.label.clone(), e.to_string()));
                     }
                     Err(TxnError::Other(e)) => {
+                        if let Some(d) = &detector {
+                            d.book().rollback();
+                        }
                         commit::recover(lake).await?;
                         return Err(e);
                     }
@@ -199,6 +297,7 @@ pub async fn ingest(
             }
         }
         pb.finish_and_clear();
+        summary.delivery = sink::deliver_pending(lake, &opts.config).await?;
         Ok(())
     }
     .await;
@@ -217,7 +316,7 @@ impl Summary {
             self.quarantined += s.quarantined;
             self.bytes += s.bytes;
         }
-        for f in &record.files {
+        for f in record.files.iter().filter(|f| !is_state(&f.target)) {
             self.files_written += 1;
             self.bytes_written += f.bytes;
         }
@@ -230,6 +329,34 @@ impl Summary {
             e.quarantined += s.quarantined;
         }
     }
+}
+
+/// Whether a key is seclake's own state rather than table data.
+fn is_state(key: &str) -> bool {
+    key.starts_with(crate::lake::paths::STATE)
+}
+
+/// Stage the open transaction's alert changes; the moves to commit with it.
+async fn stage_alerts(
+    lake: &Lake,
+    txn: &str,
+    d: &Detector,
+    opts: &IngestOptions,
+) -> Result<Vec<FileMove>> {
+    // Stage from a snapshot so the book's lock is not held across awaits.
+    let snapshot = {
+        let book = d.book();
+        AlertBook::snapshot_of(&book)
+    };
+    alert::stage(lake, txn, &snapshot, |a| {
+        let only = opts
+            .rules
+            .iter()
+            .find(|r| r.id == a.detection_id)
+            .and_then(|r| r.output_ids.as_deref());
+        opts.config.destinations_for(a.severity, only)
+    })
+    .await
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
@@ -307,6 +434,7 @@ struct SourceCounts {
 struct TxnOutput {
     files: Vec<FileMove>,
     counts: Vec<SourceCounts>,
+    matches: u64,
 }
 
 impl TxnOutput {
@@ -356,9 +484,12 @@ struct Chunk {
 struct ParsedMsg {
     src: usize,
     result: Result<crate::parse::Parsed>,
+    /// Rules that matched rows of the parsed batch: (rule index in the log type's set, rows).
+    hits: Vec<(usize, RuleMatches)>,
 }
 
 /// Run one transaction's pipeline to staged files (not yet committed).
+#[allow(clippy::too_many_arguments)]
 fn run_txn(
     lake: &Lake,
     rt: &tokio::runtime::Handle,
@@ -367,6 +498,7 @@ fn run_txn(
     opts: &IngestOptions,
     parse_time: i64,
     pb: &ProgressBar,
+    detector: Option<&Detector>,
 ) -> Result<TxnOutput, TxnError> {
     let threads = opts.threads.max(1);
     let parsers: Vec<Arc<dyn Parser>> = group
@@ -383,13 +515,19 @@ fn run_txn(
         slot.get_or_insert(e);
     };
 
+    let sets: Vec<Option<Arc<RuleSet>>> = group
+        .iter()
+        .map(|(_, s)| detector.and_then(|d| d.sets.get(&s.log_type).cloned()))
+        .collect();
     let mut counts = vec![SourceCounts::default(); group.len()];
+    let mut matches = 0u64;
     let read_result = std::thread::scope(|s| {
         for _ in 0..threads {
             let (rx, tx) = (chunk_rx.clone(), parsed_tx.clone());
             let parsers = &parsers;
             let group = &group;
-            s.spawn(move || parse_worker(rx, tx, parsers, group, parse_time));
+            let sets = &sets;
+            s.spawn(move || parse_worker(rx, tx, parsers, sets, group, parse_time));
         }
         drop(parsed_tx);
         for _ in 0..threads {
@@ -406,9 +544,17 @@ fn run_txn(
         }
         drop(job_rx);
         let counts = &mut counts;
+        let matches = &mut matches;
         let fail = &fail;
+        let sets = &sets;
         let writer = s.spawn(move || {
-            if let Err(e) = write_loop(parsed_rx, job_tx, group, txn, opts, parse_time, counts) {
+            let out = Output {
+                counts,
+                matches,
+                sets,
+                detector,
+            };
+            if let Err(e) = write_loop(parsed_rx, job_tx, group, txn, opts, parse_time, out) {
                 fail(e);
             }
         });
@@ -424,6 +570,7 @@ fn run_txn(
     Ok(TxnOutput {
         files: files.into_inner().expect("not poisoned"),
         counts,
+        matches,
     })
 }
 
@@ -507,22 +654,42 @@ fn parse_worker(
     rx: Receiver<Chunk>,
     tx: Sender<ParsedMsg>,
     parsers: &[Arc<dyn Parser>],
+    sets: &[Option<Arc<RuleSet>>],
     group: &[(Source, Arc<LogSchema>)],
     parse_time: i64,
 ) {
     for chunk in rx {
         let src = &group[chunk.src].0.info;
-        let result = parsers[chunk.src].parse_chunk(&chunk.data, chunk.first_line, src, parse_time);
+        let mut result =
+            parsers[chunk.src].parse_chunk(&chunk.data, chunk.first_line, src, parse_time);
+        let mut hits = Vec::new();
+        if let (Ok(parsed), Some(set)) = (&result, &sets[chunk.src])
+            && let Some(batch) = &parsed.batch
+        {
+            match set.eval(batch) {
+                Ok(h) => hits = h,
+                Err(e) => result = Err(e),
+            }
+        }
         if tx
             .send(ParsedMsg {
                 src: chunk.src,
                 result,
+                hits,
             })
             .is_err()
         {
             return;
         }
     }
+}
+
+/// Where the writer loop reports, and what it needs for rule matches.
+struct Output<'a> {
+    counts: &'a mut [SourceCounts],
+    matches: &'a mut u64,
+    sets: &'a [Option<Arc<RuleSet>>],
+    detector: Option<&'a Detector>,
 }
 
 fn write_loop(
@@ -532,10 +699,18 @@ fn write_loop(
     txn: &str,
     opts: &IngestOptions,
     parse_time: i64,
-    counts: &mut [SourceCounts],
+    out: Output<'_>,
 ) -> Result<()> {
+    let Output {
+        counts,
+        matches,
+        sets,
+        detector,
+    } = out;
     let mut writer = PartitionedWriter::new(txn, opts.writer.clone());
     let mut tables: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut match_tables: HashMap<String, usize> = HashMap::new();
+    let mut detections: HashMap<String, Vec<Detection>> = HashMap::new();
     let send = |due: Vec<FlushJob>| -> Result<()> {
         for job in due {
             jobs.send(job)
@@ -565,6 +740,40 @@ fn write_loop(
         if !parsed.quarantined.is_empty() {
             let q = quarantine_batch(&schema.log_type, &src.info, &parsed.quarantined, parse_time)?;
             send(writer.push(quarantine_t, q)?)?;
+        }
+        if msg.hits.is_empty() {
+            continue;
+        }
+        let (Some(set), Some(det)) = (&sets[msg.src], detector) else {
+            continue;
+        };
+        let t = match match_tables.get(&schema.log_type) {
+            Some(t) => *t,
+            None => {
+                let t = writer.add_table(Arc::new(TableSpec::rule_matches(schema)))?;
+                match_tables.insert(schema.log_type.clone(), t);
+                t
+            }
+        };
+        let spec_schema = writer.schema(t);
+        let dets = detections
+            .entry(schema.log_type.clone())
+            .or_insert_with(|| {
+                set.rules
+                    .iter()
+                    .map(|r| crate::detect::detection(&r.rule))
+                    .collect()
+            });
+        for (i, m) in &msg.hits {
+            let rule = &set.rules[*i].rule;
+            let batch = {
+                let mut book = det.book();
+                crate::detect::matches::build(rule, &dets[*i], m, &mut book, parse_time, &spec_schema)?
+            };
+            if let Some(b) = batch {
+                *matches += b.num_rows() as u64;
+                send(writer.push(t, b)?)?;
+            }
         }
     }
     send(writer.finish())

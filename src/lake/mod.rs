@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 
 /// Databases seclake writes: folders directly under the lake root.
 pub const LOGS_DB: &str = "panther_logs";
+/// Events that matched a rule, one table per log type.
+pub const RULE_MATCHES_DB: &str = "panther_rule_matches";
 /// Lines that could not be parsed, one table per log type.
 pub const QUARANTINE_DB: &str = "panther_quarantine";
 

@@ -6,6 +6,8 @@
 //! _seclake/commits/<txn>.json                                    a committed transaction
 //! _seclake/commits/<txn>.done                                    ... whose files are all in place
 //! _seclake/ledger/<source id>.json                               an input ingested once
+//! _seclake/alerts/<txn>.parquet                                  alert versions a txn wrote
+//! _seclake/outbox/<alert id>.json                                an alert not yet delivered
 //! _seclake/locks/<name>.lock                                     a held lock
 //! ```
 //! Partition values are written unpadded (`month=5`), because they are read back as integer
@@ -67,6 +69,31 @@ pub fn ledger_entry(source_id: &str) -> Path {
     Path::from(format!("{STATE}/ledger/{source_id}.json"))
 }
 
+/// A staged file of a transaction other than table data (alerts, outbox items).
+pub fn staging_named(txn: &str, name: &str) -> Path {
+    Path::from(format!("{STATE}/staging/{txn}/{name}"))
+}
+
+/// Folder of alert versions, one Parquet file per transaction that changed alerts.
+pub fn alerts_dir() -> Path {
+    Path::from(format!("{STATE}/alerts"))
+}
+
+/// Alert versions written by transaction `txn`.
+pub fn alerts_file(txn: &str) -> Path {
+    Path::from(format!("{STATE}/alerts/{txn}.parquet"))
+}
+
+/// Folder of alerts waiting for delivery.
+pub fn outbox_dir() -> Path {
+    Path::from(format!("{STATE}/outbox"))
+}
+
+/// An alert waiting for delivery.
+pub fn outbox_item(alert_id: &str) -> Path {
+    Path::from(format!("{STATE}/outbox/{alert_id}.json"))
+}
+
 /// A named lock.
 pub fn lock(name: &str) -> Path {
     Path::from(format!("{STATE}/locks/{name}.lock"))
@@ -98,6 +125,12 @@ mod tests {
         assert_eq!(commit_done("t1").as_ref(), "_seclake/commits/t1.done");
         assert_eq!(ledger_dir().as_ref(), "_seclake/ledger");
         assert_eq!(ledger_entry("ab").as_ref(), "_seclake/ledger/ab.json");
+        assert_eq!(
+            staging_named("t1", "alerts.parquet").as_ref(),
+            "_seclake/staging/t1/alerts.parquet"
+        );
+        assert_eq!(alerts_file("t1").as_ref(), "_seclake/alerts/t1.parquet");
+        assert_eq!(outbox_item("a1").as_ref(), "_seclake/outbox/a1.json");
         assert_eq!(lock("ingest").as_ref(), "_seclake/locks/ingest.lock");
     }
 }

@@ -20,6 +20,7 @@ use arrow::array::{Array, AsArray, UInt32Array};
 use arrow::compute::{interleave_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
+use object_store::path::Path;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -93,6 +94,24 @@ impl TableSpec {
             schema.arrow_schema(),
             no_dictionary,
             bloom,
+        )
+    }
+
+    /// The rule-match table of a log type, in `panther_rule_matches`: the log table's columns
+    /// plus [`crate::detect::matches::match_fields`].
+    pub fn rule_matches(schema: &LogSchema) -> Self {
+        let logs = Self::for_log(schema);
+        let mut fields: Vec<Field> = logs.schema.fields().iter().map(|f| (**f).clone()).collect();
+        fields.extend(crate::detect::matches::match_fields());
+        let mut no_dictionary = logs.no_dictionary;
+        no_dictionary.push("p_alert_context".into());
+        Self::new(
+            super::RULE_MATCHES_DB,
+            &schema.table(),
+            &schema.log_type,
+            Arc::new(Schema::new(fields)),
+            no_dictionary,
+            vec![],
         )
     }
 
@@ -267,6 +286,11 @@ impl PartitionedWriter {
         Ok(self.tables.len() - 1)
     }
 
+    /// Schema of table `t`.
+    pub fn schema(&self, t: usize) -> SchemaRef {
+        self.tables[t].0.schema.clone()
+    }
+
     /// Add rows of table `t`; returns the files now due.
     pub fn push(&mut self, t: usize, batch: RecordBatch) -> Result<Vec<FlushJob>> {
         if batch.num_rows() == 0 {
@@ -352,7 +376,15 @@ pub fn encode_and_stage(
     lake: &Lake,
     rt: &tokio::runtime::Handle,
 ) -> Result<FileMove> {
-    let (bytes, rows) = encode(&job)?;
+    let (bytes, mv) = encode_job(&job)?;
+    rt.block_on(lake.put(&Path::from(mv.staged.as_str()), bytes))?;
+    Ok(mv)
+}
+
+/// A job encoded, with the move that will stage and place it (the caller puts the bytes at
+/// `staged`).
+pub fn encode_job(job: &FlushJob) -> Result<(Vec<u8>, FileMove)> {
+    let (bytes, rows) = encode(job)?;
     let staged = paths::staging_file(&job.txn, job.seq);
     let target = paths::data_file(
         &job.table.db,
@@ -361,14 +393,13 @@ pub fn encode_and_stage(
         &job.txn,
         job.seq,
     );
-    let len = bytes.len() as u64;
-    rt.block_on(lake.put(&staged, bytes))?;
-    Ok(FileMove {
+    let mv = FileMove {
         staged: staged.to_string(),
         target: target.to_string(),
         rows: rows as u64,
-        bytes: len,
-    })
+        bytes: bytes.len() as u64,
+    };
+    Ok((bytes, mv))
 }
 
 /// Encode a job's rows, sorted by time, as one Parquet file in memory.

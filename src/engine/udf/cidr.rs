@@ -1,4 +1,4 @@
-//! `cidr_contains(cidr, ip)`, `is_private_ip(ip)`, `is_public_ip(ip)`.
+//! `cidr_contains(cidr, ip)`, `ip_in_cidrs(ip, cidr, …)`, `is_private_ip(ip)`, `is_public_ip(ip)`.
 //!
 //! Networks and addresses are IPv4 or IPv6; an IPv4 address is never inside an IPv6 network
 //! or the reverse (as Python's `ipaddress` in Panther rules). A single address is accepted as
@@ -121,6 +121,87 @@ impl ScalarUDFImpl for CidrContains {
             });
         }
         Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
+    }
+}
+
+/// `ip_in_cidrs(ip, cidr, …)`: whether the address is inside any of the networks.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IpInCidrs {
+    signature: Signature,
+}
+
+impl IpInCidrs {
+    pub fn new() -> Self {
+        IpInCidrs {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for IpInCidrs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for IpInCidrs {
+    fn name(&self) -> &str {
+        "ip_in_cidrs"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: OnceLock<Documentation> = OnceLock::new();
+        Some(DOC.get_or_init(|| {
+            Documentation::builder(
+                section(),
+                "True when the address is inside any of the literal networks (NULL networks \
+                 are skipped); false when in none; NULL when the address is NULL or not an IP.",
+                "ip_in_cidrs(ip, cidr, ...)",
+            )
+            .with_sql_example("SELECT * FROM panther_logs.aws_s3serveraccess WHERE NOT ip_in_cidrs(remoteip, '10.0.0.0/8', '192.168.0.0/16')")
+            .build()
+        }))
+    }
+    fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        if args.len() < 2 {
+            return plan_err!("ip_in_cidrs takes an address and at least one network");
+        }
+        for a in &args[1..] {
+            match literal_str(a) {
+                Some(c) if parse_cidr(c).is_none() => {
+                    return plan_err!("ip_in_cidrs: invalid CIDR {c:?} (expected e.g. 10.0.0.0/8)");
+                }
+                None if !matches!(a, Expr::Literal(..)) => {
+                    return plan_err!("ip_in_cidrs: networks must be literals");
+                }
+                _ => {}
+            }
+        }
+        Ok(ExprSimplifyResult::Original(args))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let mut nets = Vec::new();
+        for a in &args.args[1..] {
+            match scalar_str(a) {
+                Some(Some(c)) => match parse_cidr(&c) {
+                    Some(n) => nets.push(n),
+                    None => return exec_err!("ip_in_cidrs: invalid CIDR {c:?}"),
+                },
+                Some(None) => {}
+                None => return exec_err!("ip_in_cidrs: networks must be literals"),
+            }
+        }
+        map_bool(&args.args[0], args.number_rows, |ip| {
+            ip.trim()
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| nets.iter().any(|n| n.contains(&ip)))
+        })
     }
 }
 

@@ -1,4 +1,6 @@
-//! `glob_match(value, pattern)`: Python `fnmatch.fnmatchcase` semantics, as Panther rules use.
+//! Glob matching with Python `fnmatch.fnmatchcase` semantics, as Panther rules use:
+//! `glob_match(value, pattern)`, `glob_match_any(value, pattern, …)` and
+//! `glob_map_match(key, value, mapping)`.
 //!
 //! `*` matches any run of characters (including `/`), `?` one character, `[seq]` one character
 //! in the set (ranges allowed), `[!seq]` one not in it; everything else is literal. Matching is
@@ -6,7 +8,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::BooleanArray;
+use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, ScalarValue, plan_err};
 use datafusion::logical_expr::DocSection;
@@ -77,6 +79,72 @@ pub fn fnmatch_regex(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&re)
 }
 
+/// A compiled fnmatch pattern. Patterns whose only wildcard is `*` (the common case:
+/// `REST.*.OBJECT`, `panther-*`) match by prefix, suffix and substring search, not by regex.
+#[derive(Debug, Clone)]
+pub enum Glob {
+    /// Literal prefix, substrings in order, literal suffix; `*` between each.
+    Star {
+        first: String,
+        middle: Vec<String>,
+        last: Option<String>,
+    },
+    Regex(Regex),
+}
+
+impl Glob {
+    /// Compile `pattern`.
+    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        if pattern.contains(['?', '[']) {
+            return fnmatch_regex(pattern).map(Glob::Regex);
+        }
+        let mut parts = pattern.split('*');
+        let first = parts.next().unwrap_or_default().to_string();
+        let mut rest: Vec<String> = parts.map(str::to_string).collect();
+        // With no `*`, the pattern is all prefix and must match the whole value.
+        let last = rest.pop();
+        Ok(Glob::Star {
+            first,
+            middle: rest.into_iter().filter(|m| !m.is_empty()).collect(),
+            last,
+        })
+    }
+
+    /// Whether `v` matches, anchored at both ends.
+    pub fn is_match(&self, v: &str) -> bool {
+        match self {
+            Glob::Regex(re) => re.is_match(v),
+            Glob::Star {
+                first,
+                middle,
+                last,
+            } => {
+                let Some(last) = last else {
+                    return v == first;
+                };
+                if v.len() < first.len() + last.len()
+                    || !v.starts_with(first.as_str())
+                    || !v.ends_with(last.as_str())
+                {
+                    return false;
+                }
+                let mut hay = &v[first.len()..v.len() - last.len()];
+                for m in middle {
+                    match memchr::memmem::find(hay.as_bytes(), m.as_bytes()) {
+                        Some(p) => hay = &hay[p + m.len()..],
+                        None => return false,
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+fn compile_err(name: &str, p: &str, e: regex::Error) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::Execution(format!("{name}: invalid pattern {p:?}: {e}"))
+}
+
 /// The `glob_match` function.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct GlobMatch {
@@ -101,11 +169,7 @@ fn doc() -> &'static Documentation {
     static DOC: OnceLock<Documentation> = OnceLock::new();
     DOC.get_or_init(|| {
         Documentation::builder(
-            DocSection {
-                include: true,
-                label: "Security Functions",
-                description: None,
-            },
+            section(),
             "True when the value matches the fnmatch pattern (`*`, `?`, `[seq]`, `[!seq]`), \
              case-sensitive, as Python's fnmatch in Panther rules. NULL in, NULL out.",
             "glob_match(value, pattern)",
@@ -145,13 +209,7 @@ impl ScalarUDFImpl for GlobMatch {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         expect_args("glob_match", &args.args, 2)?;
         let rows = args.number_rows;
-        let compile = |p: &str| {
-            fnmatch_regex(p).map_err(|e| {
-                datafusion::error::DataFusionError::Execution(format!(
-                    "glob_match: invalid pattern {p:?}: {e}"
-                ))
-            })
-        };
+        let compile = |p: &str| Glob::new(p).map_err(|e| compile_err("glob_match", p, e));
         // Fast path: one pattern for the whole batch.
         if let Some(p) = scalar_str(&args.args[1]) {
             let Some(p) = p else {
@@ -162,7 +220,7 @@ impl ScalarUDFImpl for GlobMatch {
         }
         let values = strings(&args.args[0], rows)?;
         let patterns = strings(&args.args[1], rows)?;
-        let mut cache: Option<(String, Regex)> = None;
+        let mut cache: Option<(String, Glob)> = None;
         let mut out = Vec::with_capacity(rows);
         for (v, p) in values.iter().zip(patterns.iter()) {
             out.push(match (v, p) {
@@ -179,12 +237,259 @@ impl ScalarUDFImpl for GlobMatch {
     }
 }
 
+/// Literal patterns of arguments `from..` (NULL literals skipped); `None` when one is not a
+/// literal.
+fn literal_globs(name: &str, args: &[ColumnarValue], from: usize) -> DfResult<Option<Vec<Glob>>> {
+    let mut out = Vec::new();
+    for a in &args[from..] {
+        match scalar_str(a) {
+            Some(Some(p)) => out.push(Glob::new(&p).map_err(|e| compile_err(name, &p, e))?),
+            Some(None) => {}
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// `glob_match_any(value, pattern, …)`: true when the value matches any of the patterns.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct GlobMatchAny {
+    signature: Signature,
+}
+
+impl GlobMatchAny {
+    pub fn new() -> Self {
+        GlobMatchAny {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for GlobMatchAny {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for GlobMatchAny {
+    fn name(&self) -> &str {
+        "glob_match_any"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: OnceLock<Documentation> = OnceLock::new();
+        Some(DOC.get_or_init(|| {
+            Documentation::builder(
+                section(),
+                "True when the value matches any of the fnmatch patterns (NULL patterns are \
+                 skipped). NULL when the value is NULL.",
+                "glob_match_any(value, pattern, ...)",
+            )
+            .with_sql_example("SELECT glob_match_any(bucket, 'prod-*', 'backup-*') FROM panther_logs.aws_s3serveraccess")
+            .build()
+        }))
+    }
+    fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        if args.len() < 2 {
+            return plan_err!("glob_match_any takes a value and at least one pattern");
+        }
+        for p in args[1..].iter().filter_map(literal_str) {
+            if let Err(e) = fnmatch_regex(p) {
+                return plan_err!("glob_match_any: invalid pattern {p:?}: {e}");
+            }
+        }
+        Ok(ExprSimplifyResult::Original(args))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        if let Some(globs) = literal_globs(self.name(), &args.args, 1)? {
+            return super::map_bool(&args.args[0], rows, |v| {
+                Some(globs.iter().any(|g| g.is_match(v)))
+            });
+        }
+        let values = strings(&args.args[0], rows)?;
+        let patterns: Vec<_> = args.args[1..]
+            .iter()
+            .map(|a| strings(a, rows))
+            .collect::<DfResult<_>>()?;
+        let mut out = Vec::with_capacity(rows);
+        for (i, v) in values.iter().enumerate() {
+            let Some(v) = v else {
+                out.push(None);
+                continue;
+            };
+            let mut hit = false;
+            for p in patterns.iter().filter(|p| p.is_valid(i)) {
+                let p = p.value(i);
+                if Glob::new(p)
+                    .map_err(|e| compile_err(self.name(), p, e))?
+                    .is_match(v)
+                {
+                    hit = true;
+                    break;
+                }
+            }
+            out.push(Some(hit));
+        }
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
+    }
+}
+
+/// A `glob_map_match` mapping: key pattern → value patterns.
+fn parse_mapping(json: &str) -> Result<Vec<(Glob, Vec<Glob>)>, String> {
+    let map: std::collections::BTreeMap<String, Vec<String>> = serde_json::from_str(json)
+        .map_err(|e| format!("mapping must be a JSON object of pattern lists ({e})"))?;
+    map.iter()
+        .map(|(k, vs)| {
+            let key = Glob::new(k).map_err(|e| format!("invalid pattern {k:?}: {e}"))?;
+            let values = vs
+                .iter()
+                .map(|v| Glob::new(v).map_err(|e| format!("invalid pattern {v:?}: {e}")))
+                .collect::<Result<_, _>>()?;
+            Ok((key, values))
+        })
+        .collect()
+}
+
+/// `glob_map_match(key, value, mapping)`: NULL when no key pattern of the mapping matches
+/// `key`; otherwise whether `value` matches a value pattern of a matching key.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct GlobMapMatch {
+    signature: Signature,
+}
+
+impl GlobMapMatch {
+    pub fn new() -> Self {
+        GlobMapMatch {
+            signature: Signature::string(3, Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for GlobMapMatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for GlobMapMatch {
+    fn name(&self) -> &str {
+        "glob_map_match"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: OnceLock<Documentation> = OnceLock::new();
+        Some(DOC.get_or_init(|| {
+            Documentation::builder(
+                section(),
+                "Look up `key` in a JSON object whose keys and values are fnmatch patterns \
+                 (`{\"bucket-*\": [\"role-a-*\", \"role-b\"]}`). NULL when no key pattern \
+                 matches (or key/value is NULL); otherwise true when `value` matches one of the \
+                 patterns listed for a matching key. For allow-lists per bucket: \
+                 `glob_map_match(bucket, requester, mapping) = false` is a disallowed requester.",
+                "glob_map_match(key, value, mapping)",
+            )
+            .build()
+        }))
+    }
+    fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        match args.get(2) {
+            Some(e) => match literal_str(e) {
+                Some(m) => {
+                    if let Err(e) = parse_mapping(m) {
+                        return plan_err!("glob_map_match: {e}");
+                    }
+                }
+                None if matches!(e, Expr::Literal(..)) => {}
+                None => return plan_err!("glob_map_match: the mapping must be a literal"),
+            },
+            None => return plan_err!("glob_map_match takes (key, value, mapping)"),
+        }
+        Ok(ExprSimplifyResult::Original(args))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        expect_args(self.name(), &args.args, 3)?;
+        let rows = args.number_rows;
+        let Some(Some(m)) = scalar_str(&args.args[2]) else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
+        };
+        let mapping = parse_mapping(&m)
+            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("glob_map_match: {e}")))?;
+        let keys = strings(&args.args[0], rows)?;
+        let values = strings(&args.args[1], rows)?;
+        let out: BooleanArray = keys
+            .iter()
+            .zip(values.iter())
+            .map(|(k, v)| {
+                let (k, v) = (k?, v?);
+                let mut found = None;
+                for (_, vgs) in mapping.iter().filter(|(kg, _)| kg.is_match(k)) {
+                    if vgs.iter().any(|g| g.is_match(v)) {
+                        return Some(true);
+                    }
+                    found = Some(false);
+                }
+                found
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+fn section() -> DocSection {
+    DocSection {
+        include: true,
+        label: "Security Functions",
+        description: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn m(v: &str, p: &str) -> bool {
-        fnmatch_regex(p).unwrap().is_match(v)
+        let r = fnmatch_regex(p).unwrap().is_match(v);
+        assert_eq!(Glob::new(p).unwrap().is_match(v), r, "{v:?} ~ {p:?}");
+        r
+    }
+
+    #[test]
+    fn star_patterns_agree_with_the_regex() {
+        for (v, p) in [
+            ("REST.GET.OBJECT", "REST.*.OBJECT"),
+            ("REST.OBJECT", "REST.*.OBJECT"),
+            ("REST..OBJECT", "REST.*.OBJECT"),
+            ("aXbXc", "a*b*c"),
+            ("abc", "a*b*b*c"),
+            ("abbc", "a*b*b*c"),
+            ("", ""),
+            ("x", ""),
+            ("anything", "**"),
+            ("abc", "abc"),
+            ("abcd", "abc"),
+            ("ab", "ab*b"),
+        ] {
+            m(v, p);
+        }
+    }
+
+    #[test]
+    fn mapping_lookup() {
+        let map = parse_mapping(r#"{"b-*": ["r1*", "r2"]}"#).unwrap();
+        assert!(map[0].0.is_match("b-x") && map[0].1[0].is_match("r1z"));
+        assert!(parse_mapping("[1]").is_err());
+        assert!(parse_mapping(r#"{"a": ["[z-a]"]}"#).is_err());
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! | function | returns |
 //! |---|---|
 //! | `glob_match(value, pattern)` | value matches an fnmatch pattern (`*`, `?`, `[seq]`, `[!seq]`) |
+//! | `glob_match_any(value, pattern, …)` | value matches any of the patterns |
+//! | `glob_map_match(key, value, mapping)` | NULL if no key pattern of the JSON mapping matches `key`, else whether `value` matches a pattern listed for it |
 //! | `cidr_contains(cidr, ip)` | the IPv4/IPv6 address is inside the network |
+//! | `ip_in_cidrs(ip, cidr, …)` | the address is inside any of the (literal) networks |
 //! | `is_private_ip(ip)` / `is_public_ip(ip)` | address is (not) private, loopback, link-local, … |
 //! | `arn_partition/arn_service/arn_region/arn_account/arn_resource(arn)` | that part of an ARN |
 //!
@@ -25,14 +28,17 @@ use datafusion::logical_expr::{ColumnarValue, Expr, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use arn::ArnPart;
-pub use cidr::{CidrContains, IpClass, parse_cidr};
-pub use glob::{GlobMatch, fnmatch_regex};
+pub use cidr::{CidrContains, IpClass, IpInCidrs, parse_cidr};
+pub use glob::{Glob, GlobMapMatch, GlobMatch, GlobMatchAny, fnmatch_regex};
 
 /// Every seclake function.
 pub fn all() -> Vec<ScalarUDF> {
     let mut out = vec![
         ScalarUDF::from(GlobMatch::new()),
+        ScalarUDF::from(GlobMatchAny::new()),
+        ScalarUDF::from(GlobMapMatch::new()),
         ScalarUDF::from(CidrContains::new()),
+        ScalarUDF::from(IpInCidrs::new()),
         ScalarUDF::from(IpClass::new(true)),
         ScalarUDF::from(IpClass::new(false)),
     ];

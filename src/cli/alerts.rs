@@ -1,0 +1,64 @@
+//! `seclake alerts`.
+
+use crate::detect::parse_time_arg;
+use crate::detect::rule::sql_string;
+use crate::error::Result;
+use crate::output::Format;
+
+use super::{Ctx, Outcome};
+
+/// List alerts, newest first.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  seclake alerts --since 1d
+  seclake alerts --rule AWS.S3.ServerAccess.Error --format json
+  seclake query \"SELECT * FROM panther_views.alerts WHERE severity = 'HIGH'\"
+
+Alerts live in panther_views.alerts (newest version of each) and panther_views.alert_versions.")]
+pub struct Args {
+    /// Alerts updated at or after this time: a date, a date and time, or an age (1d, 12h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only alerts of this rule, scheduled query or policy.
+    #[arg(long = "rule", value_name = "ID")]
+    pub rule: Option<String>,
+    /// Include alerts still below their threshold.
+    #[arg(long)]
+    pub all: bool,
+    /// table, csv, tsv, json or ndjson.
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+}
+
+pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut filters = Vec::new();
+    if !args.all {
+        filters.push("raised".to_string());
+    }
+    if let Some(s) = &args.since {
+        let t = chrono::DateTime::from_timestamp_micros(parse_time_arg(s, now)?)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%S%.6f");
+        filters.push(format!("updated_at >= TIMESTAMP '{t}'"));
+    }
+    if let Some(r) = &args.rule {
+        filters.push(format!("detection_id = {}", sql_string(r)));
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT alert_id, severity, detection_id, title, event_count, first_event_time, \
+         last_event_time, raised_at FROM panther_views.alerts {filter} \
+         ORDER BY updated_at DESC, alert_id"
+    );
+    let engine = ctx.engine(true).await?;
+    let rows = engine
+        .print(&sql, args.format, 0, &mut std::io::stdout().lock())
+        .await?;
+    let _ = rows;
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,342 @@
+//! Rules compiled to DataFusion physical expressions and evaluated over whole record batches.
+//!
+//! A [`RuleSet`] holds the enabled rules of one log type, compiled against the schema of the
+//! batches they will see (the parser's batches on ingest, the lake's on replay). Compiling
+//! type-checks: a condition must be boolean, a title or dedup expression must cast to a string,
+//! and every column must exist; errors name the rule and its file. Evaluating a batch gives,
+//! per rule that matched anything, the matching rows with their titles, dedup strings and
+//! alert context.
+//!
+//! [`events_to_batch`] turns JSON events (rule tests, `rules eval`) into the same batches the
+//! parser produces, matching Panther's field names to columns case-insensitively.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::{cast, filter_record_batch, prep_null_mask_filter};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+
+use super::rule::Rule;
+use crate::error::{Error, Result};
+use crate::parse::SourceInfo;
+use crate::parse::standard::StandardFields;
+use crate::schema::{ColumnType, LogSchema};
+
+/// A SQL session with seclake's functions, for compiling expressions.
+pub fn expr_session() -> Result<SessionContext> {
+    let mut ctx = SessionContext::new();
+    crate::engine::udf::register(&mut ctx)?;
+    Ok(ctx)
+}
+
+/// Compile a SQL expression against `schema`, checking that its type is one `want` accepts.
+pub fn compile_expr(
+    ctx: &SessionContext,
+    schema: &SchemaRef,
+    sql: &str,
+    want: fn(&DataType) -> bool,
+) -> Result<Arc<dyn PhysicalExpr>, String> {
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+    let expr = ctx
+        .parse_sql_expr(sql, &df_schema)
+        .map_err(|e| e.find_root().to_string())?;
+    // Simplify as the query planner would: some functions (coalesce) only run simplified, and
+    // seclake's functions check literal patterns and networks here.
+    let state = ctx.state();
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(Arc::new(df_schema.clone()))
+            .with_config_options(Arc::clone(state.config_options()))
+            .build(),
+    );
+    let expr = simplifier
+        .coerce(expr, &df_schema)
+        .and_then(|e| simplifier.simplify(e))
+        .map_err(|e| e.find_root().to_string())?;
+    let phys = ctx
+        .create_physical_expr(expr, &df_schema)
+        .map_err(|e| e.find_root().to_string())?;
+    let ty = phys.data_type(schema).map_err(|e| e.to_string())?;
+    if !want(&ty) {
+        return Err(format!("{sql:?} has type {ty}"));
+    }
+    Ok(phys)
+}
+
+fn is_bool(t: &DataType) -> bool {
+    matches!(t, DataType::Boolean | DataType::Null)
+}
+
+fn is_stringable(t: &DataType) -> bool {
+    arrow::compute::can_cast_types(t, &DataType::Utf8)
+}
+
+/// One rule, compiled.
+#[derive(Debug)]
+pub struct CompiledRule {
+    pub rule: Arc<Rule>,
+    condition: Arc<dyn PhysicalExpr>,
+    title: Option<Arc<dyn PhysicalExpr>>,
+    dedup: Option<Arc<dyn PhysicalExpr>>,
+    context: Vec<usize>,
+}
+
+impl CompiledRule {
+    /// Compile `rule` for batches of `schema`.
+    pub fn new(ctx: &SessionContext, rule: Arc<Rule>, schema: &SchemaRef) -> Result<Self> {
+        let compile = |what: &str, sql: &str, want| -> Result<_> {
+            let sql = rule.expand(what, sql)?;
+            compile_expr(ctx, schema, &sql, want).map_err(|m| rule.error(format!("{what}: {m}")))
+        };
+        let condition = compile("Condition", &rule.condition, is_bool)
+            .map_err(|e| with_hint(e, "must be a boolean expression"))?;
+        let title = rule
+            .title
+            .as_deref()
+            .map(|t| compile("Title", t, is_stringable))
+            .transpose()?;
+        let dedup = rule
+            .dedup
+            .as_deref()
+            .map(|t| compile("Dedup", t, is_stringable))
+            .transpose()?;
+        let context = rule
+            .alert_context
+            .iter()
+            .map(|c| {
+                schema.index_of(&c.to_ascii_lowercase()).map_err(|_| {
+                    rule.error(format!("AlertContext: {c:?} is not a column of the log type"))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(CompiledRule {
+            rule,
+            condition,
+            title,
+            dedup,
+            context,
+        })
+    }
+
+    /// Rows of `batch` the condition holds for (NULL counts as false).
+    pub fn matches(&self, batch: &RecordBatch) -> Result<BooleanArray> {
+        let v = self.condition.evaluate(batch)?.into_array(batch.num_rows())?;
+        let b = v
+            .as_boolean_opt()
+            .cloned()
+            .unwrap_or_else(|| BooleanArray::from(vec![false; batch.num_rows()]));
+        Ok(if b.null_count() > 0 {
+            prep_null_mask_filter(&b)
+        } else {
+            b
+        })
+    }
+
+    /// The matching rows of `batch` with their titles, dedup strings and context, or `None`.
+    pub fn eval(&self, batch: &RecordBatch) -> Result<Option<RuleMatches>> {
+        let mask = self.matches(batch)?;
+        if mask.true_count() == 0 {
+            return Ok(None);
+        }
+        let rows = filter_record_batch(batch, &mask)?;
+        let n = rows.num_rows();
+        let titles = match &self.title {
+            Some(e) => strings_or(e.evaluate(&rows)?.into_array(n)?, &self.rule.id)?,
+            None => StringArray::from(vec![self.rule.id.as_str(); n]),
+        };
+        let dedups = match &self.dedup {
+            Some(e) => strings_or(e.evaluate(&rows)?.into_array(n)?, "")?,
+            None => titles.clone(),
+        };
+        let context = if self.context.is_empty() {
+            None
+        } else {
+            Some(context_json(&rows.project(&self.context)?)?)
+        };
+        Ok(Some(RuleMatches {
+            rows,
+            titles,
+            dedups,
+            context,
+        }))
+    }
+}
+
+fn with_hint(e: Error, hint: &str) -> Error {
+    match e {
+        Error::Detection { file, id, message } if message.contains("has type") => {
+            Error::Detection {
+                file,
+                id,
+                message: format!("{message}; it {hint}"),
+            }
+        }
+        e => e,
+    }
+}
+
+/// `a` as strings, NULL replaced by `default`.
+fn strings_or(a: ArrayRef, default: &str) -> Result<StringArray> {
+    let s = cast(&a, &DataType::Utf8)?;
+    let s = s.as_string::<i32>();
+    Ok(if s.null_count() == 0 {
+        s.clone()
+    } else {
+        s.iter().map(|v| Some(v.unwrap_or(default))).collect()
+    })
+}
+
+/// Each row of `batch` as a JSON object string.
+pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(batch)?;
+        w.finish()?;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    Ok(text.lines().map(Some).collect())
+}
+
+/// What one rule matched in one batch.
+#[derive(Debug, Clone)]
+pub struct RuleMatches {
+    /// The matching rows, all columns.
+    pub rows: RecordBatch,
+    pub titles: StringArray,
+    pub dedups: StringArray,
+    /// `AlertContext` columns as JSON objects, when the rule has any.
+    pub context: Option<StringArray>,
+}
+
+/// The enabled rules of one log type, compiled for one batch schema.
+#[derive(Debug)]
+pub struct RuleSet {
+    pub log_type: String,
+    pub rules: Vec<CompiledRule>,
+}
+
+impl RuleSet {
+    /// Compile every rule in `rules` that applies to `log_type`.
+    pub fn compile(rules: &[Arc<Rule>], log_type: &str, schema: &SchemaRef) -> Result<Self> {
+        let ctx = expr_session()?;
+        let rules = rules
+            .iter()
+            .filter(|r| r.log_types.iter().any(|t| t == log_type))
+            .map(|r| CompiledRule::new(&ctx, r.clone(), schema))
+            .collect::<Result<_>>()?;
+        Ok(RuleSet {
+            log_type: log_type.into(),
+            rules,
+        })
+    }
+
+    /// Evaluate every rule on `batch`: `(rule index, matches)` for rules that matched.
+    pub fn eval(&self, batch: &RecordBatch) -> Result<Vec<(usize, RuleMatches)>> {
+        let mut out = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Some(m) = r.eval(batch)? {
+                out.push((i, m));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Lower-case every object key, recursively.
+fn lower_keys(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), lower_keys(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(lower_keys).collect()),
+        v => v.clone(),
+    }
+}
+
+/// JSON events as a batch of `schema`'s log type, exactly as ingest would build it (standard
+/// fields and indicators included). Field names match columns case-insensitively; timestamps
+/// may be RFC 3339, `2020-05-12 10:15:00`, the access-log form `[06/Feb/2019:00:00:38 +0000]`
+/// or microseconds. With `strict`, a field that is not a column is an error.
+pub fn events_to_batch(
+    schema: &Arc<LogSchema>,
+    events: &[serde_json::Value],
+    strict: bool,
+) -> Result<RecordBatch> {
+    let declared = Arc::new(Schema::new(
+        schema
+            .columns
+            .iter()
+            .map(|c| c.ty.field(&c.name))
+            .collect::<Vec<_>>(),
+    ));
+    let mut rows = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        let serde_json::Value::Object(mut obj) = lower_keys(e) else {
+            return Err(Error::invalid(format!("event {}: not a JSON object", i + 1)));
+        };
+        if strict
+            && let Some(k) = obj
+                .keys()
+                .find(|k| declared.index_of(k).is_err() && !k.starts_with("p_"))
+        {
+            return Err(Error::invalid(format!(
+                "event {}: field {k:?} is not a column of {}",
+                i + 1,
+                schema.log_type
+            )));
+        }
+        for c in &schema.columns {
+            if matches!(c.ty, ColumnType::Timestamp)
+                && let Some(serde_json::Value::String(s)) = obj.get(&c.name)
+            {
+                let t = s.trim().trim_start_matches('[').trim_end_matches(']');
+                if let Some(us) = crate::parse::time::parse_clf(t.as_bytes()) {
+                    obj.insert(c.name.clone(), us.into());
+                }
+            }
+        }
+        rows.push(serde_json::Value::Object(obj));
+    }
+    let mut decoder = arrow::json::ReaderBuilder::new(declared.clone())
+        .with_batch_size(rows.len().max(1))
+        .build_decoder()?;
+    decoder
+        .serialize(&rows)
+        .map_err(|e| Error::invalid(format!("events do not fit {}: {e}", schema.log_type)))?;
+    let batch = decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(declared.clone()));
+    let now = chrono::Utc::now().timestamp_micros();
+    let event_times: Vec<i64> = match declared.index_of(&schema.event_time) {
+        Ok(i) => {
+            let t = cast(
+                batch.column(i),
+                &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            )?;
+            let t = t.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            t.iter().map(|v| v.unwrap_or(now)).collect()
+        }
+        Err(_) => vec![now; batch.num_rows()],
+    };
+    let lines: Vec<u64> = (1..=batch.num_rows() as u64).collect();
+    let source = SourceInfo {
+        id: "events".into(),
+        label: "events".into(),
+    };
+    StandardFields::new(schema.clone()).finish(
+        batch.columns().to_vec(),
+        event_times,
+        &lines,
+        &source,
+        now,
+    )
+}

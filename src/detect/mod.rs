@@ -1,0 +1,184 @@
+//! Detection: rules over ingested events, and the alert pipeline every detection shares.
+//!
+//! - [`rule`]: rule files (`queries/rules/*.yml`) — the model, parameters, loading.
+//! - [`eval`]: rules compiled to DataFusion physical expressions, evaluated per batch.
+//! - [`alert`]: hits → alerts (dedup windows, thresholds), stored with the transaction.
+//! - [`sink`]: the outbox and destinations (stdout, file, webhook).
+//! - [`matches`]: rule-match rows for `panther_rule_matches.<table>`.
+//! - [`replay`]: rules over data already in the lake (`seclake detect`).
+//!
+//! Rules run inside `ingest` on every parsed batch, on the parser threads, before the
+//! transaction commits; their matches, alert changes and outbox items commit with the data.
+
+pub mod alert;
+pub mod eval;
+pub mod matches;
+pub mod replay;
+pub mod rule;
+pub mod sink;
+
+use std::sync::Arc;
+
+use alert::{Detection, Origin};
+use rule::Rule;
+
+use crate::error::{Error, Result};
+use crate::schema::Registry;
+
+/// The alert-pipeline view of a rule.
+pub fn detection(rule: &Rule) -> Detection {
+    Detection {
+        origin: Origin::Rule,
+        id: rule.id.clone(),
+        severity: rule.severity,
+        threshold: rule.threshold,
+        dedup_period_minutes: rule.dedup_period_minutes,
+        destinations: rule.output_ids.clone(),
+        runbook: rule.runbook.clone(),
+        reference: rule.reference.clone(),
+    }
+}
+
+/// Outcome of one embedded rule test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestOutcome {
+    pub rule: String,
+    pub test: String,
+    /// `None` when the test passed; otherwise what went wrong.
+    pub failure: Option<String>,
+    /// Title and dedup string when the rule matched.
+    pub title: Option<(String, String)>,
+}
+
+/// Check that every rule compiles against each of its log types.
+pub fn check(rules: &[Arc<Rule>], registry: &Registry) -> Result<()> {
+    let ctx = eval::expr_session()?;
+    for r in rules {
+        for lt in &r.log_types {
+            let schema = registry
+                .get(lt)
+                .map_err(|_| r.error(format!("unknown log type {lt:?}")))?;
+            eval::CompiledRule::new(&ctx, r.clone(), &schema.arrow_schema())?;
+        }
+    }
+    Ok(())
+}
+
+/// Run the embedded tests of `rules`. A rule that does not compile fails each of its tests
+/// with the compile error (and a rule with no tests gets one failing entry for it).
+pub fn run_tests(rules: &[Arc<Rule>], registry: &Registry) -> Result<Vec<TestOutcome>> {
+    let ctx = eval::expr_session()?;
+    let mut out = Vec::new();
+    for r in rules {
+        let outcome = |test: &str, failure: Option<String>, title| TestOutcome {
+            rule: r.id.clone(),
+            test: test.into(),
+            failure,
+            title,
+        };
+        let Some(lt) = r.log_types.first() else {
+            continue;
+        };
+        let schema = match registry.get(lt) {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(outcome("(load)", Some(e.to_string()), None));
+                continue;
+            }
+        };
+        let compiled = match eval::CompiledRule::new(&ctx, r.clone(), &schema.arrow_schema()) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(outcome("(compile)", Some(e.to_string()), None));
+                continue;
+            }
+        };
+        if r.tests.is_empty() {
+            out.push(outcome("(tests)", Some("the rule has no Tests".into()), None));
+        }
+        for t in &r.tests {
+            let result = eval::events_to_batch(&schema, std::slice::from_ref(&t.log), true)
+                .and_then(|b| compiled.eval(&b));
+            out.push(match result {
+                Err(e) => outcome(&t.name, Some(e.to_string()), None),
+                Ok(m) => {
+                    let title = m.map(|m| (m.titles.value(0).to_string(), m.dedups.value(0).to_string()));
+                    let got = title.is_some();
+                    let failure = (got != t.expected_result).then(|| {
+                        format!("expected {}, got {got}", t.expected_result)
+                    });
+                    outcome(&t.name, failure, title)
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Load rules (shipped plus `dirs`), keep `only` (ids) when given, and report unknown ids.
+pub fn load_rules(dirs: &[&std::path::Path], only: &[String]) -> Result<Vec<Arc<Rule>>> {
+    let all = rule::load(dirs)?;
+    for id in only {
+        if !all.iter().any(|r| &r.id == id) {
+            return Err(Error::invalid(format!("no rule with id {id:?}")));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|r| only.is_empty() || only.contains(&r.id))
+        .map(Arc::new)
+        .collect())
+}
+
+/// A point in time given on the command line: a date (`2020-05-10`, midnight UTC), a date and
+/// time (`2020-05-10T12:00:00Z`, `2020-05-10 12:00:00`, UTC when no zone), or an age before
+/// `now` (`30m`, `12h`, `1d`, `2w`). Microseconds since the epoch.
+pub fn parse_time_arg(s: &str, now: i64) -> Result<i64> {
+    let s = s.trim();
+    let bad = || {
+        Error::invalid(format!(
+            "cannot read time {s:?}: use 2020-05-10, 2020-05-10T12:00:00Z or an age like 12h, 1d"
+        ))
+    };
+    if let Some(unit) = s.chars().last().filter(|c| c.is_ascii_alphabetic())
+        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+    {
+        let minutes = match unit {
+            'm' => 1,
+            'h' => 60,
+            'd' => 1440,
+            'w' => 10080,
+            _ => return Err(bad()),
+        };
+        return Ok(now - n * minutes * 60_000_000);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc().timestamp_micros());
+    }
+    Err(bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_args() {
+        let day = 86_400_000_000i64;
+        assert_eq!(parse_time_arg("1970-01-02", 0).unwrap(), day);
+        assert_eq!(parse_time_arg("1970-01-02T00:00:00Z", 0).unwrap(), day);
+        assert_eq!(parse_time_arg("1970-01-02 00:00:00", 0).unwrap(), day);
+        assert_eq!(parse_time_arg("1d", 3 * day).unwrap(), 2 * day);
+        assert_eq!(parse_time_arg("12h", day).unwrap(), day / 2);
+        assert!(parse_time_arg("yesterday", 0).is_err());
+        assert!(parse_time_arg("3y", 0).is_err());
+    }
+}
