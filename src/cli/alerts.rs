@@ -1,6 +1,9 @@
 //! `seclake alerts`.
 
 use crate::detect::parse_time_arg;
+use crate::detect::sink;
+use crate::error::Error;
+use crate::lake::lock::{self, LockOptions};
 use crate::detect::rule::sql_string;
 use crate::error::Result;
 use crate::output::Format;
@@ -25,12 +28,28 @@ pub struct Args {
     /// Include alerts still below their threshold.
     #[arg(long)]
     pub all: bool,
+    /// First retry delivery of alerts still pending for a destination.
+    #[arg(long)]
+    pub deliver: bool,
     /// table, csv, tsv, json or ndjson.
     #[arg(long, default_value = "table")]
     pub format: Format,
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
+    let mut outcome = Outcome::Ok;
+    if args.deliver {
+        // Under the ingest lock, so a concurrent ingest does not deliver the same items.
+        let guard = lock::acquire(&ctx.lake, "ingest", LockOptions::default()).await?;
+        let report = sink::deliver_pending(&ctx.lake, &ctx.config).await;
+        guard.release().await?;
+        let report = report?;
+        let mut err = std::io::stderr().lock();
+        super::ingest::print_delivery(&mut err, &report).map_err(|e| Error::io("stderr", e))?;
+        if !report.errors.is_empty() {
+            outcome = Outcome::Failed;
+        }
+    }
     let now = chrono::Utc::now().timestamp_micros();
     let mut filters = Vec::new();
     if !args.all {
@@ -60,5 +79,5 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
         .print(&sql, args.format, 0, &mut std::io::stdout().lock())
         .await?;
     let _ = rows;
-    Ok(Outcome::Ok)
+    Ok(outcome)
 }

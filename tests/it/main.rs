@@ -3,4 +3,5 @@
 mod ingest;
 mod parser_props;
 mod query;
+mod rules;
 mod util;

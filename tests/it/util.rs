@@ -169,3 +169,51 @@ pub fn scalar_i64(batches: &[arrow::record_batch::RecordBatch]) -> i64 {
         .as_primitive::<arrow::datatypes::Int64Type>()
         .value(0)
 }
+
+/// A local HTTP server that records request bodies and answers with a settable status (each
+/// response closes its connection). For webhook tests.
+pub struct HookServer {
+    pub url: String,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl HookServer {
+    pub fn start(path: &str) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let (b, s) = (bodies.clone(), status.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut r = BufReader::new(conn);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                b.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                let code = s.load(Ordering::SeqCst);
+                let _ = write!(
+                    r.get_mut(),
+                    "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+        HookServer {
+            url,
+            bodies,
+            status,
+        }
+    }
+}
