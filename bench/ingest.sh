@@ -16,7 +16,7 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}'
 echo "input: $IN ($(du -m "$IN" | cut -f1) MiB, $LINES lines)"
 
 start=$(date +%s.%N)
-"$BIN" --lake "$OUT/lake-seclake" ingest --no-progress "$IN" > "$OUT/seclake-ingest.txt"
+"$BIN" --lake "$OUT/lake-seclake" ingest --no-progress --no-rules "$IN" > "$OUT/seclake-ingest.txt"
 end=$(date +%s.%N)
 sl_secs=$(echo "$end - $start" | bc -l)
 sl_bytes=$(du -sb "$OUT/lake-seclake/panther_logs" | cut -f1)

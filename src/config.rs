@@ -2,6 +2,7 @@
 //!
 //! ```yaml
 //! rules_dirs: [./my-rules]          # user rules, added to the shipped ones
+//! queries_dirs: [./my-queries]      # user scheduled and saved queries
 //! destinations:
 //!   - name: console
 //!     type: stdout                  # JSON lines on standard output
@@ -38,6 +39,9 @@ pub struct Config {
     /// Folders of user rules (`*.yml`), added to the shipped rules; same id replaces.
     #[serde(default)]
     pub rules_dirs: Vec<PathBuf>,
+    /// Folders of user scheduled and saved queries (`*.yml`); same QueryName replaces.
+    #[serde(default)]
+    pub queries_dirs: Vec<PathBuf>,
     /// Where alerts are sent.
     #[serde(default)]
     pub destinations: Vec<Destination>,
@@ -134,7 +138,12 @@ impl Config {
                     d.name
                 )));
             }
-            let bad = |m: &str| Err(Error::invalid(format!("{file}: destination {:?}: {m}", d.name)));
+            let bad = |m: &str| {
+                Err(Error::invalid(format!(
+                    "{file}: destination {:?}: {m}",
+                    d.name
+                )))
+            };
             match d.kind {
                 DestinationKind::File if d.path.is_none() => return bad("type file needs a path"),
                 DestinationKind::Webhook => match &d.url {
@@ -156,7 +165,10 @@ impl Config {
             let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
             return Self::from_yaml(&p.display().to_string(), &text);
         }
-        match lake.get_opt(&object_store::path::Path::from(FILE_NAME)).await? {
+        match lake
+            .get_opt(&object_store::path::Path::from(FILE_NAME))
+            .await?
+        {
             Some(b) => Self::from_yaml(
                 &format!("{}{FILE_NAME}", lake.url()),
                 &String::from_utf8_lossy(&b),

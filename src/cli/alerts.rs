@@ -1,11 +1,11 @@
 //! `seclake alerts`.
 
 use crate::detect::parse_time_arg;
+use crate::detect::rule::sql_string;
 use crate::detect::sink;
 use crate::error::Error;
-use crate::lake::lock::{self, LockOptions};
-use crate::detect::rule::sql_string;
 use crate::error::Result;
+use crate::lake::lock::{self, LockOptions};
 use crate::output::Format;
 
 use super::{Ctx, Outcome};

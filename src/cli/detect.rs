@@ -35,6 +35,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     if args.rules.is_empty() {
         rules.retain(|r| r.enabled);
     }
+    let rule_count = rules.len();
     let opts = ReplayOptions {
         since: parse_time_arg(&args.since, now)?,
         until: args
@@ -53,6 +54,17 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
             "events: {}; new rule matches: {}; alerts: {} raised, {} created",
             s.events, s.matches, s.alerts_raised, s.alerts_changed
         )?;
+        let secs = s.eval_time.as_secs_f64();
+        if s.events > 0 && secs > 0.0 {
+            writeln!(
+                out,
+                "rule evaluation: {} rules x {} events in {:.3}s = {:.0} events/s",
+                rule_count,
+                s.events,
+                secs,
+                s.events as f64 / secs
+            )?;
+        }
         super::ingest::print_delivery(&mut out, &s.delivery)
     })()
     .map_err(|e| Error::io("stdout", e))?;

@@ -7,6 +7,7 @@ mod ingest;
 mod query;
 mod repl;
 mod rules;
+mod schedule;
 mod tables;
 
 use std::path::PathBuf;
@@ -38,8 +39,23 @@ pub struct Cli {
 
     /// Extra folder of rules (*.yml), besides the shipped ones and the config's rules_dirs; a
     /// rule with a shipped RuleID replaces it.
-    #[arg(long = "rules", global = true, env = "SECLAKE_RULES", value_name = "DIR")]
+    #[arg(
+        long = "rules",
+        global = true,
+        env = "SECLAKE_RULES",
+        value_name = "DIR"
+    )]
     pub rules_dir: Option<PathBuf>,
+
+    /// Extra folder of scheduled and saved queries (*.yml), besides the shipped ones and the
+    /// config's queries_dirs; a query with a shipped QueryName replaces it.
+    #[arg(
+        long = "queries",
+        global = true,
+        env = "SECLAKE_QUERIES",
+        value_name = "DIR"
+    )]
+    pub queries_dir: Option<PathBuf>,
 
     /// Configuration file (destinations, rule folders) [default: <lake>/seclake.yml].
     #[arg(long, global = true, env = "SECLAKE_CONFIG")]
@@ -68,6 +84,9 @@ pub enum Command {
     Detect(detect::Args),
     /// List alerts.
     Alerts(alerts::Args),
+    /// Scheduled queries: list them, run the due ones (for cron), run one, or run a scheduler.
+    #[command(subcommand)]
+    Schedule(schedule::Command),
 }
 
 /// What a command asks `main` to exit with.
@@ -88,23 +107,67 @@ pub struct Ctx {
     pub config: Config,
     /// `--rules`, when given.
     pub rules_dir: Option<PathBuf>,
+    /// `--queries`, when given.
+    pub queries_dir: Option<PathBuf>,
 }
 
 impl Ctx {
+    /// A query session over the lake.
+    pub async fn engine(&self, read_only: bool) -> Result<crate::engine::Engine> {
+        let opts = crate::engine::EngineOptions { read_only };
+        crate::engine::Engine::open(&self.lake, self.registry.clone(), opts).await
+    }
+
     /// Rules: shipped, then the config's `rules_dirs`, then `--rules`; `only` keeps those ids.
     pub fn rules(&self, only: &[String]) -> Result<Vec<Arc<Rule>>> {
-        let mut dirs: Vec<&std::path::Path> =
-            self.config.rules_dirs.iter().map(PathBuf::as_path).collect();
+        let mut dirs: Vec<&std::path::Path> = self
+            .config
+            .rules_dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .collect();
         dirs.extend(self.rules_dir.as_deref());
         let rules = crate::detect::load_rules(&dirs, only)?;
         crate::detect::check(&rules, &self.registry)?;
         Ok(rules)
     }
 
-    /// A query session over the lake.
-    pub async fn engine(&self, read_only: bool) -> Result<crate::engine::Engine> {
-        let opts = crate::engine::EngineOptions { read_only };
-        crate::engine::Engine::open(&self.lake, self.registry.clone(), opts).await
+    /// Scheduled and saved queries: shipped, the config's `queries_dirs`, then `--queries`.
+    pub fn queries(&self) -> Result<Vec<Arc<crate::detect::schedule::SavedQuery>>> {
+        let mut dirs: Vec<&std::path::Path> = self
+            .config
+            .queries_dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .collect();
+        dirs.extend(self.queries_dir.as_deref());
+        crate::detect::schedule::load(&dirs)
+    }
+
+    /// The saved or scheduled query called `name`.
+    pub fn query_named(&self, name: &str) -> Result<Arc<crate::detect::schedule::SavedQuery>> {
+        let all = self.queries()?;
+        all.iter()
+            .find(|q| q.query_name == name)
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|q| q.query_name.as_str()).collect();
+                crate::Error::invalid(format!(
+                    "no saved query {name:?} (there are: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// The current time; `SECLAKE_NOW` (RFC 3339) replaces the clock, for tests and rehearsals of
+/// schedules.
+pub fn now() -> Result<chrono::DateTime<chrono::Utc>> {
+    match std::env::var("SECLAKE_NOW") {
+        Ok(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| crate::Error::invalid(format!("SECLAKE_NOW={s:?}: {e}"))),
+        Err(_) => Ok(chrono::Utc::now()),
     }
 }
 
@@ -122,6 +185,7 @@ impl Cli {
             registry: Arc::new(registry),
             config,
             rules_dir: self.rules_dir,
+            queries_dir: self.queries_dir,
         };
         match self.command {
             Command::Ingest(args) => ingest::run(&ctx, args).await,
@@ -131,6 +195,7 @@ impl Cli {
             Command::Rules(cmd) => rules::run(&ctx, cmd).await,
             Command::Detect(args) => detect::run(&ctx, args).await,
             Command::Alerts(args) => alerts::run(&ctx, args).await,
+            Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
         }
     }
 }

@@ -30,6 +30,11 @@ pub struct Args {
     #[arg(short = 'f', long = "file", conflicts_with = "sql")]
     pub file: Option<std::path::PathBuf>,
 
+    /// Run the saved or scheduled query with this QueryName, over its lookback window ending
+    /// now (see `seclake schedule list`).
+    #[arg(long, conflicts_with_all = ["sql", "file"], value_name = "NAME")]
+    pub saved: Option<String>,
+
     /// Output format: table, csv, tsv, json, ndjson.
     #[arg(long, default_value = "table", value_parser = parse_format)]
     pub format: Format,
@@ -55,10 +60,15 @@ pub fn parse_format(s: &str) -> std::result::Result<Format, String> {
 }
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
-    let sql = match (&args.sql, &args.file) {
-        (Some(s), _) => s.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
-        (None, None) => return Err(Error::invalid("give SQL as an argument or with -f FILE")),
+    let sql = match (&args.sql, &args.file, &args.saved) {
+        (Some(s), _, _) => s.clone(),
+        (None, Some(f), _) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
+        (None, None, Some(name)) => ctx.query_named(name)?.sql_for(super::now()?)?,
+        (None, None, None) => {
+            return Err(Error::invalid(
+                "give SQL as an argument, with -f FILE or --saved NAME",
+            ));
+        }
     };
     let engine = ctx.engine(args.read_only).await?;
     let statements = crate::repl::split_statements(&sql)?;

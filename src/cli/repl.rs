@@ -26,6 +26,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     let engine = ctx.engine(args.read_only).await?;
     let mut repl = Repl::new(&engine);
     repl.format = args.format;
+    repl.saved = ctx.queries()?;
     repl.run().await?;
     Ok(Outcome::Ok)
 }

@@ -52,7 +52,13 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED);
             t.set_header([
-                "rule", "enabled", "severity", "log types", "threshold", "dedup", "tests",
+                "rule",
+                "enabled",
+                "severity",
+                "log types",
+                "threshold",
+                "dedup",
+                "tests",
             ]);
             for r in ctx.rules(&[])? {
                 t.add_row([

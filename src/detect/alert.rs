@@ -365,7 +365,9 @@ pub fn from_batch(b: &RecordBatch) -> Result<Vec<Alert>> {
         Ok(col(n)?.as_primitive::<TimestampMicrosecondType>().clone())
     };
     let i = |n: &str| -> Result<Int64Array> {
-        Ok(col(n)?.as_primitive::<arrow::datatypes::Int64Type>().clone())
+        Ok(col(n)?
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .clone())
     };
     let (id, origin, det, sev, title, dedup) = (
         s("alert_id")?,
@@ -424,11 +426,13 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
 }
 
-/// Stage the open transaction's alert versions and outbox items of `txn`; returns the moves
-/// that place them at commit. `destinations_for` says where a raised alert must go.
+/// Stage the open transaction's alert versions and outbox items of `txn` in the folder
+/// `staging`; returns the moves that place them at commit. `destinations_for` says where a
+/// raised alert must go.
 pub async fn stage(
     lake: &Lake,
     txn: &str,
+    staging: &object_store::path::Path,
     book: &AlertBook,
     destinations_for: impl Fn(&Alert) -> Vec<String>,
 ) -> Result<Vec<FileMove>> {
@@ -442,7 +446,7 @@ pub async fn stage(
     let mut w = ArrowWriter::try_new(&mut buf, alert_schema(), None)?;
     w.write(&batch)?;
     w.close()?;
-    let staged = paths::staging_named(txn, "alerts.parquet");
+    let staged = staging.clone().join("alerts.parquet");
     moves.push(FileMove {
         staged: staged.to_string(),
         target: paths::alerts_file(txn).to_string(),
@@ -465,7 +469,7 @@ pub async fn stage(
             context: format!("outbox item {}", a.alert_id),
             source,
         })?;
-        let staged = paths::staging_named(txn, &format!("outbox-{}.json", a.alert_id));
+        let staged = staging.clone().join(format!("outbox-{}.json", a.alert_id));
         moves.push(FileMove {
             staged: staged.to_string(),
             target: paths::outbox_item(&a.alert_id).to_string(),

@@ -110,7 +110,9 @@ impl CompiledRule {
             .iter()
             .map(|c| {
                 schema.index_of(&c.to_ascii_lowercase()).map_err(|_| {
-                    rule.error(format!("AlertContext: {c:?} is not a column of the log type"))
+                    rule.error(format!(
+                        "AlertContext: {c:?} is not a column of the log type"
+                    ))
                 })
             })
             .collect::<Result<_>>()?;
@@ -125,7 +127,10 @@ impl CompiledRule {
 
     /// Rows of `batch` the condition holds for (NULL counts as false).
     pub fn matches(&self, batch: &RecordBatch) -> Result<BooleanArray> {
-        let v = self.condition.evaluate(batch)?.into_array(batch.num_rows())?;
+        let v = self
+            .condition
+            .evaluate(batch)?
+            .into_array(batch.num_rows())?;
         let b = v
             .as_boolean_opt()
             .cloned()
@@ -281,7 +286,10 @@ pub fn events_to_batch(
     let mut rows = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
         let serde_json::Value::Object(mut obj) = lower_keys(e) else {
-            return Err(Error::invalid(format!("event {}: not a JSON object", i + 1)));
+            return Err(Error::invalid(format!(
+                "event {}: not a JSON object",
+                i + 1
+            )));
         };
         if strict
             && let Some(k) = obj

@@ -85,7 +85,11 @@ pub fn build(
     }
     let mask = BooleanArray::from(keep);
     let pick = |a: &ArrayRef| -> Result<ArrayRef> {
-        Ok(if kept == n { a.clone() } else { filter(a, &mask)? })
+        Ok(if kept == n {
+            a.clone()
+        } else {
+            filter(a, &mask)?
+        })
     };
     let mut columns: Vec<ArrayRef> = m.rows.columns().iter().map(pick).collect::<Result<_>>()?;
     let mut tags = ListBuilder::new(StringBuilder::new());

@@ -6,15 +6,18 @@
 //! - [`sink`]: the outbox and destinations (stdout, file, webhook).
 //! - [`matches`]: rule-match rows for `panther_rule_matches.<table>`.
 //! - [`replay`]: rules over data already in the lake (`seclake detect`).
+//! - [`schedule`], [`cron`]: scheduled and saved queries, run-due, run records.
 //!
 //! Rules run inside `ingest` on every parsed batch, on the parser threads, before the
 //! transaction commits; their matches, alert changes and outbox items commit with the data.
 
 pub mod alert;
+pub mod cron;
 pub mod eval;
 pub mod matches;
 pub mod replay;
 pub mod rule;
+pub mod schedule;
 pub mod sink;
 
 use std::sync::Arc;
@@ -94,7 +97,11 @@ pub fn run_tests(rules: &[Arc<Rule>], registry: &Registry) -> Result<Vec<TestOut
             }
         };
         if r.tests.is_empty() {
-            out.push(outcome("(tests)", Some("the rule has no Tests".into()), None));
+            out.push(outcome(
+                "(tests)",
+                Some("the rule has no Tests".into()),
+                None,
+            ));
         }
         for t in &r.tests {
             let result = eval::events_to_batch(&schema, std::slice::from_ref(&t.log), true)
@@ -102,11 +109,11 @@ pub fn run_tests(rules: &[Arc<Rule>], registry: &Registry) -> Result<Vec<TestOut
             out.push(match result {
                 Err(e) => outcome(&t.name, Some(e.to_string()), None),
                 Ok(m) => {
-                    let title = m.map(|m| (m.titles.value(0).to_string(), m.dedups.value(0).to_string()));
+                    let title =
+                        m.map(|m| (m.titles.value(0).to_string(), m.dedups.value(0).to_string()));
                     let got = title.is_some();
-                    let failure = (got != t.expected_result).then(|| {
-                        format!("expected {}, got {got}", t.expected_result)
-                    });
+                    let failure = (got != t.expected_result)
+                        .then(|| format!("expected {}, got {got}", t.expected_result));
                     outcome(&t.name, failure, title)
                 }
             });
@@ -161,7 +168,11 @@ pub fn parse_time_arg(s: &str, now: i64) -> Result<i64> {
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc().timestamp_micros());
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .ok_or_else(bad)?
+            .and_utc()
+            .timestamp_micros());
     }
     Err(bad())
 }

@@ -44,6 +44,8 @@ pub struct ReplaySummary {
     pub alerts_raised: usize,
     pub alerts_changed: usize,
     pub delivery: DeliveryReport,
+    /// Time spent evaluating rules (conditions, titles, dedup strings), not reading.
+    pub eval_time: std::time::Duration,
 }
 
 /// `TIMESTAMP '…'` literal for `us` microseconds.
@@ -54,9 +56,8 @@ fn ts_literal(us: i64) -> String {
 
 /// `year*10000 + month*100 + day` of `us`, for partition pruning.
 fn day_number(us: i64) -> i64 {
-    let (y, m, d) = crate::parse::time::civil_from_days(
-        us.div_euclid(crate::parse::time::MICROS_PER_DAY),
-    );
+    let (y, m, d) =
+        crate::parse::time::civil_from_days(us.div_euclid(crate::parse::time::MICROS_PER_DAY));
     i64::from(y) * 10000 + i64::from(m) * 100 + i64::from(d)
 }
 
@@ -137,7 +138,10 @@ async fn replay_locked(
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let batch = arrow::array::RecordBatch::try_new(arrow_schema.clone(), columns)?;
             summary.events += batch.num_rows() as u64;
-            for (i, m) in set.eval(&batch)? {
+            let started = std::time::Instant::now();
+            let hits = set.eval(&batch)?;
+            summary.eval_time += started.elapsed();
+            for (i, m) in hits {
                 let rule = &set.rules[i].rule;
                 if let Some(b) =
                     super::matches::build(rule, &detections[i], &m, &mut book, now, &match_schema)?
@@ -153,14 +157,20 @@ async fn replay_locked(
     for job in writer.finish() {
         files.push(stage(lake, &job).await?);
     }
-    let moves = alert::stage(lake, &txn, &book, |a| {
-        let only = opts
-            .rules
-            .iter()
-            .find(|r| r.id == a.detection_id)
-            .and_then(|r| r.output_ids.as_deref());
-        opts.config.destinations_for(a.severity, only)
-    })
+    let moves = alert::stage(
+        lake,
+        &txn,
+        &crate::lake::paths::staging_dir(&txn),
+        &book,
+        |a| {
+            let only = opts
+                .rules
+                .iter()
+                .find(|r| r.id == a.detection_id)
+                .and_then(|r| r.output_ids.as_deref());
+            opts.config.destinations_for(a.severity, only)
+        },
+    )
     .await?;
     summary.alerts_raised = book.newly_raised().len();
     summary.alerts_changed = book.changes().len();
@@ -178,7 +188,10 @@ async fn replay_locked(
     Ok(summary)
 }
 
-async fn stage(lake: &Lake, job: &crate::lake::writer::FlushJob) -> Result<crate::lake::commit::FileMove> {
+async fn stage(
+    lake: &Lake,
+    job: &crate::lake::writer::FlushJob,
+) -> Result<crate::lake::commit::FileMove> {
     let (bytes, mv) = encode_job(job)?;
     lake.put(&object_store::path::Path::from(mv.staged.as_str()), bytes)
         .await?;

@@ -332,11 +332,19 @@ mod tests {
     fn params_render_as_sql() {
         let p = params("codes: [400, 403]\nname: o'k\nnone: []\nmap: {a-*: [x, y]}\n");
         assert_eq!(
-            expand("s IN (${codes}) AND n = ${name} OR x IN (${none}) AND m(${map})", &p).unwrap(),
+            expand(
+                "s IN (${codes}) AND n = ${name} OR x IN (${none}) AND m(${map})",
+                &p
+            )
+            .unwrap(),
             r#"s IN (400, 403) AND n = 'o''k' OR x IN (NULL) AND m('{"a-*":["x","y"]}')"#
         );
         assert_eq!(expand("${#codes}+${#none}+${# map}", &p).unwrap(), "2+0+1");
-        assert!(expand("${nope}", &p).unwrap_err().contains("unknown parameter"));
+        assert!(
+            expand("${nope}", &p)
+                .unwrap_err()
+                .contains("unknown parameter")
+        );
         assert!(expand("${codes", &p).unwrap_err().contains("unclosed"));
     }
 

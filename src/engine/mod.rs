@@ -156,8 +156,10 @@ impl Engine {
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(crate::detect::alert::alert_schema());
-        self.views
-            .register_table("alert_versions".into(), Arc::new(ListingTable::try_new(config)?))?;
+        self.views.register_table(
+            "alert_versions".into(),
+            Arc::new(ListingTable::try_new(config)?),
+        )?;
         let sql = "SELECT alert_id, origin, detection_id, severity, title, dedup, event_count, \
                    threshold, raised, first_event_time, last_event_time, window_start, \
                    created_at, raised_at, updated_at, runbook, reference, version \

@@ -348,14 +348,20 @@ async fn stage_alerts(
         let book = d.book();
         AlertBook::snapshot_of(&book)
     };
-    alert::stage(lake, txn, &snapshot, |a| {
-        let only = opts
-            .rules
-            .iter()
-            .find(|r| r.id == a.detection_id)
-            .and_then(|r| r.output_ids.as_deref());
-        opts.config.destinations_for(a.severity, only)
-    })
+    alert::stage(
+        lake,
+        txn,
+        &crate::lake::paths::staging_dir(txn),
+        &snapshot,
+        |a| {
+            let only = opts
+                .rules
+                .iter()
+                .find(|r| r.id == a.detection_id)
+                .and_then(|r| r.output_ids.as_deref());
+            opts.config.destinations_for(a.severity, only)
+        },
+    )
     .await
 }
 
@@ -768,7 +774,14 @@ fn write_loop(
             let rule = &set.rules[*i].rule;
             let batch = {
                 let mut book = det.book();
-                crate::detect::matches::build(rule, &dets[*i], m, &mut book, parse_time, &spec_schema)?
+                crate::detect::matches::build(
+                    rule,
+                    &dets[*i],
+                    m,
+                    &mut book,
+                    parse_time,
+                    &spec_schema,
+                )?
             };
             if let Some(b) = batch {
                 *matches += b.num_rows() as u64;

@@ -8,6 +8,9 @@
 //! _seclake/ledger/<source id>.json                               an input ingested once
 //! _seclake/alerts/<txn>.parquet                                  alert versions a txn wrote
 //! _seclake/outbox/<alert id>.json                                an alert not yet delivered
+//! _seclake/schedule/runs/<query>/<slot>.json                     a scheduled query's run
+//! _seclake/schedule/results/<query>/<slot>.parquet               rows of a run that alerted
+//! _seclake/schedule/staging/<query>.<txn>/                       files of an open run
 //! _seclake/locks/<name>.lock                                     a held lock
 //! ```
 //! Partition values are written unpadded (`month=5`), because they are read back as integer
@@ -69,11 +72,6 @@ pub fn ledger_entry(source_id: &str) -> Path {
     Path::from(format!("{STATE}/ledger/{source_id}.json"))
 }
 
-/// A staged file of a transaction other than table data (alerts, outbox items).
-pub fn staging_named(txn: &str, name: &str) -> Path {
-    Path::from(format!("{STATE}/staging/{txn}/{name}"))
-}
-
 /// Folder of alert versions, one Parquet file per transaction that changed alerts.
 pub fn alerts_dir() -> Path {
     Path::from(format!("{STATE}/alerts"))
@@ -92,6 +90,27 @@ pub fn outbox_dir() -> Path {
 /// An alert waiting for delivery.
 pub fn outbox_item(alert_id: &str) -> Path {
     Path::from(format!("{STATE}/outbox/{alert_id}.json"))
+}
+
+/// Staging folder of a scheduled-query transaction (apart from ingest's, whose recovery
+/// must not remove it): `_seclake/schedule/staging/<query>.<txn>`.
+pub fn schedule_staging_dir(query: &str, txn: &str) -> Path {
+    Path::from(format!("{STATE}/schedule/staging/{query}.{txn}"))
+}
+
+/// Folder of a scheduled query's run records.
+pub fn schedule_runs_dir(query: &str) -> Path {
+    Path::from(format!("{STATE}/schedule/runs/{query}"))
+}
+
+/// Record of a scheduled query's run for the slot `slot` (`20200512T100000Z`).
+pub fn schedule_run(query: &str, slot: &str) -> Path {
+    Path::from(format!("{STATE}/schedule/runs/{query}/{slot}.json"))
+}
+
+/// Result rows of a scheduled query's run that raised or updated alerts.
+pub fn schedule_results(query: &str, slot: &str) -> Path {
+    Path::from(format!("{STATE}/schedule/results/{query}/{slot}.parquet"))
 }
 
 /// A named lock.
@@ -125,12 +144,20 @@ mod tests {
         assert_eq!(commit_done("t1").as_ref(), "_seclake/commits/t1.done");
         assert_eq!(ledger_dir().as_ref(), "_seclake/ledger");
         assert_eq!(ledger_entry("ab").as_ref(), "_seclake/ledger/ab.json");
-        assert_eq!(
-            staging_named("t1", "alerts.parquet").as_ref(),
-            "_seclake/staging/t1/alerts.parquet"
-        );
         assert_eq!(alerts_file("t1").as_ref(), "_seclake/alerts/t1.parquet");
         assert_eq!(outbox_item("a1").as_ref(), "_seclake/outbox/a1.json");
+        assert_eq!(
+            schedule_staging_dir("q", "t1").as_ref(),
+            "_seclake/schedule/staging/q.t1"
+        );
+        assert_eq!(
+            schedule_run("q", "20200512T100000Z").as_ref(),
+            "_seclake/schedule/runs/q/20200512T100000Z.json"
+        );
+        assert_eq!(
+            schedule_results("q", "s").as_ref(),
+            "_seclake/schedule/results/q/s.parquet"
+        );
         assert_eq!(lock("ingest").as_ref(), "_seclake/locks/ingest.lock");
     }
 }

@@ -74,6 +74,8 @@ pub enum Command {
     MaxRows(usize),
     /// `\i FILE`: run the statements in a file.
     Include(String),
+    /// `\run NAME`: run a saved or scheduled query over its lookback window ending now.
+    Run(String),
 }
 
 impl Command {
@@ -87,6 +89,7 @@ impl Command {
 \\timing [on|off] show elapsed time and row count after results (default on)
 \\maxrows N      rows shown before the display is cut (0: no limit; default 40)
 \\i FILE         run the SQL statements in FILE
+\\run NAME       run a saved or scheduled query (seclake schedule list) over its window
 SQL statements end with ';' and may span lines. Ctrl-C cancels a running query.";
 }
 
@@ -121,6 +124,10 @@ impl FromStr for Command {
                 arg.ok_or_else(|| Error::invalid("\\i takes a file name"))?
                     .to_string(),
             ),
+            "\\run" => Command::Run(
+                arg.ok_or_else(|| Error::invalid("\\run takes a query name"))?
+                    .to_string(),
+            ),
             _ => {
                 return Err(Error::invalid(format!(
                     "unknown command {cmd}; \\? lists commands"
@@ -133,6 +140,8 @@ impl FromStr for Command {
 /// REPL state.
 pub struct Repl<'e> {
     engine: &'e Engine,
+    /// Saved and scheduled queries `\run` can run.
+    pub saved: Vec<std::sync::Arc<crate::detect::schedule::SavedQuery>>,
     pub format: Format,
     pub timing: bool,
     pub max_rows: usize,
@@ -148,6 +157,7 @@ impl<'e> Repl<'e> {
     pub fn new(engine: &'e Engine) -> Self {
         Repl {
             engine,
+            saved: Vec::new(),
             format: Format::Table,
             timing: true,
             max_rows: 40,
@@ -278,6 +288,16 @@ impl<'e> Repl<'e> {
                 .await
             }
             Command::Describe(Some(t)) => self.describe(&t, out).await,
+            Command::Run(name) => {
+                let q = self
+                    .saved
+                    .iter()
+                    .find(|q| q.query_name == name)
+                    .cloned()
+                    .ok_or_else(|| Error::invalid(format!("no saved query {name:?}")))?;
+                let sql = q.sql_for(chrono::Utc::now())?;
+                self.sql(&sql, out).await
+            }
             Command::Include(file) => {
                 let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
                 Box::pin(self.run_script(&text, out)).await;

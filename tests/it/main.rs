@@ -4,4 +4,5 @@ mod ingest;
 mod parser_props;
 mod query;
 mod rules;
+mod schedule;
 mod util;

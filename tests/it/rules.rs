@@ -75,8 +75,20 @@ fn threshold_and_dedup_windows_raise_each_alert_once() {
         )
     };
     assert_eq!(raised(&t), "event_count,raised\n2,false\n1,false\n");
-    let listed = t.ok(&["--rules", &rules, "alerts", "--rule", "Test.Forbidden", "--format", "csv"]);
-    assert_eq!(listed.lines().count(), 1, "below threshold: not listed\n{listed}");
+    let listed = t.ok(&[
+        "--rules",
+        &rules,
+        "alerts",
+        "--rule",
+        "Test.Forbidden",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "below threshold: not listed\n{listed}"
+    );
 
     // A later file adds the third event of the first window: raised now, and only now.
     let b = write(&t, "b.log", &[line(10, 7, "b1", "REST.GET.OBJECT", 403, 5)]);
@@ -100,7 +112,10 @@ fn threshold_and_dedup_windows_raise_each_alert_once() {
         after.lines().nth(1).unwrap().split(',').next(),
         "raised once: {before} vs {after}"
     );
-    assert!(before.ends_with(",2\n") && after.ends_with(",3\n"), "{before} {after}");
+    assert!(
+        before.ends_with(",2\n") && after.ends_with(",3\n"),
+        "{before} {after}"
+    );
 
     // Re-ingesting everything changes nothing.
     let dir = t.path("all");
@@ -108,11 +123,26 @@ fn threshold_and_dedup_windows_raise_each_alert_once() {
     for f in ["a.log", "b.log", "c.log"] {
         std::fs::rename(t.path(f), dir.join(f)).unwrap();
     }
-    let out = t.ok(&["--rules", &rules, "ingest", "--no-progress", dir.to_str().unwrap()]);
-    assert!(out.contains("3 ingested"), "moved files are new sources: {out}");
+    let out = t.ok(&[
+        "--rules",
+        &rules,
+        "ingest",
+        "--no-progress",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("3 ingested"),
+        "moved files are new sources: {out}"
+    );
     // Moved files are new sources (new paths) so their events count again — but a plain
     // re-run of the same paths is skipped entirely:
-    let again = t.ok(&["--rules", &rules, "ingest", "--no-progress", dir.to_str().unwrap()]);
+    let again = t.ok(&[
+        "--rules",
+        &rules,
+        "ingest",
+        "--no-progress",
+        dir.to_str().unwrap(),
+    ]);
     assert!(again.contains("0 ingested, 3 skipped"), "{again}");
     assert!(!again.contains("detections:"), "{again}");
 
@@ -159,13 +189,29 @@ fn webhook_failures_stay_pending_and_are_retried_without_leaking_the_url() {
     assert!(text.contains("HTTP 503"), "{text}");
     assert!(!text.contains("SECRET-TOKEN"), "secret leaked:\n{text}");
     assert!(text.contains("pending"), "{text}");
-    assert_eq!(hook.bodies.lock().unwrap().len(), 2, "first try plus one retry");
+    assert_eq!(
+        hook.bodies.lock().unwrap().len(),
+        2,
+        "first try plus one retry"
+    );
     // The file destination got it; only the webhook is pending.
     let archived = std::fs::read_to_string(t.path("alerts.jsonl")).unwrap();
-    assert!(archived.contains("\"detection_id\":\"Test.Forbidden\""), "{archived}");
-    assert_eq!(t.files("_seclake/outbox", ".json").len(), 1, "{}", t.listing());
-    let item = std::fs::read_to_string(t.lake().join(&t.files("_seclake/outbox", ".json")[0])).unwrap();
-    assert!(item.contains("\"soc\"") && !item.contains("\"archive\""), "{item}");
+    assert!(
+        archived.contains("\"detection_id\":\"Test.Forbidden\""),
+        "{archived}"
+    );
+    assert_eq!(
+        t.files("_seclake/outbox", ".json").len(),
+        1,
+        "{}",
+        t.listing()
+    );
+    let item =
+        std::fs::read_to_string(t.lake().join(&t.files("_seclake/outbox", ".json")[0])).unwrap();
+    assert!(
+        item.contains("\"soc\"") && !item.contains("\"archive\""),
+        "{item}"
+    );
 
     // The destination recovers: the next run delivers, once.
     hook.status.store(200, Ordering::SeqCst);
@@ -177,7 +223,12 @@ fn webhook_failures_stay_pending_and_are_retried_without_leaking_the_url() {
     let body: serde_json::Value = serde_json::from_str(&bodies[2]).unwrap();
     assert_eq!(body["detection_id"], "Test.Forbidden");
     assert_eq!(body["event_count"], 3);
-    assert!(body["text"].as_str().unwrap().starts_with("[HIGH] Test.Forbidden: 403 on secret-bucket"));
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[HIGH] Test.Forbidden: 403 on secret-bucket")
+    );
     t.ok(&["--rules", &rules, "alerts", "--deliver"]);
     assert_eq!(hook.bodies.lock().unwrap().len(), 3, "delivered once");
     let archived = std::fs::read_to_string(t.path("alerts.jsonl")).unwrap();
@@ -189,7 +240,12 @@ fn replay_finds_the_alerts_ingest_would_have_raised_and_only_once() {
     let with = TestLake::new();
     with.ok(&["ingest", "--no-progress", sample_dir().to_str().unwrap()]);
     let without = TestLake::new();
-    let out = without.ok(&["ingest", "--no-progress", "--no-rules", sample_dir().to_str().unwrap()]);
+    let out = without.ok(&[
+        "ingest",
+        "--no-progress",
+        "--no-rules",
+        sample_dir().to_str().unwrap(),
+    ]);
     assert!(!out.contains("detections"), "{out}");
     let ids = |t: &TestLake| {
         t.ok(&[
@@ -213,10 +269,15 @@ fn replay_finds_the_alerts_ingest_would_have_raised_and_only_once() {
         )
     };
     same("SELECT alert_id, event_count FROM panther_views.alerts ORDER BY 1");
-    same("SELECT p_row_id, p_rule_id, p_alert_id FROM panther_rule_matches.aws_s3serveraccess ORDER BY 1, 2");
+    same(
+        "SELECT p_row_id, p_rule_id, p_alert_id FROM panther_rule_matches.aws_s3serveraccess ORDER BY 1, 2",
+    );
     // Twice: nothing new, and a replay over data that raised alerts on ingest adds nothing.
     let out = without.ok(&["detect", "--since", "2020-05-01"]);
-    assert!(out.contains("new rule matches: 0; alerts: 0 raised, 0 created"), "{out}");
+    assert!(
+        out.contains("new rule matches: 0; alerts: 0 raised, 0 created"),
+        "{out}"
+    );
     let out = with.ok(&["detect", "--since", "2020-05-01"]);
     assert!(out.contains("new rule matches: 0"), "{out}");
     // A range with no events.
@@ -264,7 +325,13 @@ fn invalid_rules_are_clear_errors_and_stop_ingest_before_it_writes() {
         "RuleID: Bad.Rule\nLogTypes: [AWS.Nope]\nSeverity: Low\nCondition: 'true'\n",
         &["Bad.Rule", "unknown log type \"AWS.Nope\""],
     );
-    let out = t.run(&["--rules", d, "ingest", "--no-progress", sample_dir().to_str().unwrap()]);
+    let out = t.run(&[
+        "--rules",
+        d,
+        "ingest",
+        "--no-progress",
+        sample_dir().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(t.files("panther_logs", "").is_empty(), "{}", t.listing());
 }
@@ -280,8 +347,21 @@ fn rule_tests_and_eval_through_the_binary() {
         FORBIDDEN_RULE.replace("ExpectedResult: true", "ExpectedResult: false"),
     )
     .unwrap();
-    let out = t.run_code(&["--rules", &rules, "rules", "test", "--rule", "Test.Forbidden"], 2);
-    assert!(out.contains("FAIL  Test.Forbidden / hit: expected false, got true"), "{out}");
+    let out = t.run_code(
+        &[
+            "--rules",
+            &rules,
+            "rules",
+            "test",
+            "--rule",
+            "Test.Forbidden",
+        ],
+        2,
+    );
+    assert!(
+        out.contains("FAIL  Test.Forbidden / hit: expected false, got true"),
+        "{out}"
+    );
 
     let events = t.path("events.jsonl");
     std::fs::write(

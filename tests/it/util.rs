@@ -202,7 +202,9 @@ impl HookServer {
                 }
                 let mut body = vec![0; len];
                 let _ = r.read_exact(&mut body);
-                b.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                b.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
                 let code = s.load(Ordering::SeqCst);
                 let _ = write!(
                     r.get_mut(),

@@ -423,8 +423,9 @@ impl ScalarUDFImpl for GlobMapMatch {
         let Some(Some(m)) = scalar_str(&args.args[2]) else {
             return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
         };
-        let mapping = parse_mapping(&m)
-            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("glob_map_match: {e}")))?;
+        let mapping = parse_mapping(&m).map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!("glob_map_match: {e}"))
+        })?;
         let keys = strings(&args.args[0], rows)?;
         let values = strings(&args.args[1], rows)?;
         let out: BooleanArray = keys

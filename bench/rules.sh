@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Rules benchmark, in one run on this machine:
+#  1. rule evaluation: seclake's compiled SQL rules vs the per-event Python rules peer
+#     (../shared/bench/python_rules.py: the S3 tutorial's four rules), on the same events;
+#  2. ingest with every built-in rule enabled vs ingest without rules.
+#
+#   bench/rules.sh [LINES]        (default 1000000; needs python3 with pyarrow)
+set -euo pipefail
+LINES=${1:-1000000}
+source "$(dirname "$0")/common.sh"
+IN=$(generated "$LINES")
+FOUR=(--rule AWS.S3.ServerAccess.UnknownRequester --rule AWS.S3.ServerAccess.IPWhitelist
+      --rule AWS.S3.ServerAccess.Insecure --rule AWS.S3.ServerAccess.Error)
+
+cat "$IN" > /dev/null
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "input: $IN ($LINES lines)"
+
+timed() { # timed OUTFILE CMD...: run, keep stdout, print seconds
+  local out=$1; shift
+  local s e; s=$(date +%s.%N); "$@" > "$out"; e=$(date +%s.%N)
+  echo "$e - $s" | bc -l
+}
+
+rm -rf "$OUT/lake-norules" "$OUT/lake-rules"
+t_plain=$(timed "$OUT/ingest-norules.txt" "$BIN" --lake "$OUT/lake-norules" ingest --no-progress --no-rules "$IN")
+t_rules=$(timed "$OUT/ingest-rules.txt" "$BIN" --lake "$OUT/lake-rules" ingest --no-progress "$IN")
+grep -h detections "$OUT/ingest-rules.txt" | sed 's/^/  with rules: /'
+
+py=$(python3 "$SHARED/python_rules.py" "$OUT/lake-norules/panther_logs/aws_s3serveraccess")
+echo "  $py"
+py_rate=$(echo "$py" | sed -E 's/.*= ([0-9,]+) events\/s.*/\1/' | tr -d ,)
+
+"$BIN" --lake "$OUT/lake-norules" detect --since 2000-01-01 "${FOUR[@]}" > "$OUT/detect.txt"
+sed 's/^/  seclake: /' "$OUT/detect.txt"
+sl_rate=$(sed -nE 's/^rule evaluation: .* = ([0-9]+) events\/s/\1/p' "$OUT/detect.txt")
+
+printf 'rule evaluation, 4 tutorial rules: seclake %.0f events/s, python %.0f events/s: %.0fx\n' \
+  "$sl_rate" "$py_rate" "$(echo "$sl_rate / $py_rate" | bc -l)"
+printf 'ingest: %.2fs without rules, %.2fs with all built-in rules: %.0f%% of the throughput\n' \
+  "$t_plain" "$t_rules" "$(echo "100 * $t_plain / $t_rules" | bc -l)"
