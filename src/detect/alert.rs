@@ -117,6 +117,18 @@ pub fn window_start(event_time: i64, period_minutes: u32) -> i64 {
     event_time - event_time.rem_euclid(p)
 }
 
+/// One event (or result row) of a detection, and the alert it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit<'a> {
+    /// [`alert_id`] of the detection, dedup string and window.
+    pub id: &'a str,
+    /// [`window_start`] of the event time.
+    pub window: i64,
+    pub event_time: i64,
+    pub title: &'a str,
+    pub dedup: &'a str,
+}
+
 /// What happened to an alert on one hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observed {
@@ -182,17 +194,15 @@ impl AlertBook {
         )
     }
 
-    /// Count `count` hits at `event_time` (the latest of them) for `det`.
-    pub fn observe(
-        &mut self,
-        det: &Detection,
-        id: &str,
-        window: i64,
-        event_time: i64,
-        title: &str,
-        dedup: &str,
-        now: i64,
-    ) -> Observed {
+    /// Count one hit of `det` into its alert.
+    pub fn observe(&mut self, det: &Detection, hit: &Hit<'_>, now: i64) -> Observed {
+        let Hit {
+            id,
+            window,
+            event_time,
+            title,
+            dedup,
+        } = *hit;
         if self.only_new && self.committed.contains_key(id) {
             return Observed::Existing;
         }
@@ -520,17 +530,57 @@ mod tests {
         let mut book = AlertBook::default();
         let id = alert_id(Origin::Rule, "R", "x", 0);
         for t in 0..2 {
-            book.observe(&d, &id, 0, t, "T", "x", 100);
+            book.observe(
+                &d,
+                &Hit {
+                    id: &id,
+                    window: 0,
+                    event_time: t,
+                    title: "T",
+                    dedup: "x",
+                },
+                100,
+            );
         }
         assert!(book.newly_raised().is_empty());
         book.commit();
-        book.observe(&d, &id, 0, 7, "T", "x", 200);
+        book.observe(
+            &d,
+            &Hit {
+                id: &id,
+                window: 0,
+                event_time: 7,
+                title: "T",
+                dedup: "x",
+            },
+            200,
+        );
         assert_eq!(book.newly_raised().len(), 1);
         book.rollback();
         assert_eq!(book.alerts().next().unwrap().event_count, 2);
-        book.observe(&d, &id, 0, 7, "T", "x", 200);
+        book.observe(
+            &d,
+            &Hit {
+                id: &id,
+                window: 0,
+                event_time: 7,
+                title: "T",
+                dedup: "x",
+            },
+            200,
+        );
         book.commit();
-        book.observe(&d, &id, 0, 8, "T", "x", 300);
+        book.observe(
+            &d,
+            &Hit {
+                id: &id,
+                window: 0,
+                event_time: 8,
+                title: "T",
+                dedup: "x",
+            },
+            300,
+        );
         assert!(book.newly_raised().is_empty(), "raised only once");
         let a = book.changes()[0].clone();
         assert_eq!((a.event_count, a.version, a.raised_at), (4, 3, Some(200)));
@@ -543,10 +593,33 @@ mod tests {
         let d = det(1);
         let mut book = AlertBook::default();
         let id = alert_id(Origin::Rule, "R", "x", 0);
-        book.observe(&d, &id, 0, 1, "T", "x", 1);
+        book.observe(
+            &d,
+            &Hit {
+                id: &id,
+                window: 0,
+                event_time: 1,
+                title: "T",
+                dedup: "x",
+            },
+            1,
+        );
         book.commit();
         let mut book = book.only_new();
-        assert_eq!(book.observe(&d, &id, 0, 1, "T", "x", 2), Observed::Existing);
+        assert_eq!(
+            book.observe(
+                &d,
+                &Hit {
+                    id: &id,
+                    window: 0,
+                    event_time: 1,
+                    title: "T",
+                    dedup: "x"
+                },
+                2
+            ),
+            Observed::Existing
+        );
         assert!(book.changes().is_empty());
     }
 }

@@ -12,7 +12,7 @@ use arrow::array::{
 use arrow::compute::filter;
 use arrow::datatypes::{DataType, Field, SchemaRef, TimestampMicrosecondType};
 
-use super::alert::{AlertBook, Detection, Observed, alert_id, window_start};
+use super::alert::{AlertBook, Detection, Hit, Observed, alert_id, window_start};
 use super::eval::RuleMatches;
 use super::rule::Rule;
 use crate::error::{Error, Result};
@@ -70,7 +70,14 @@ pub fn build(
                 id
             }
         };
-        match book.observe(det, &id, window, t, m.titles.value(r), dedup, now) {
+        let hit = Hit {
+            id: &id,
+            window,
+            event_time: t,
+            title: m.titles.value(r),
+            dedup,
+        };
+        match book.observe(det, &hit, now) {
             Observed::Counted { created_at } => {
                 keep.push(true);
                 ids.append_value(&id);

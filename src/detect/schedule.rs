@@ -476,15 +476,14 @@ impl Runner<'_> {
                     let window = alert::window_start(t, det.dedup_period_minutes);
                     for r in 0..h.num_rows() {
                         let id = alert::alert_id(det.origin, &det.id, dedups.value(r), window);
-                        book.observe(
-                            &det,
-                            &id,
+                        let hit = alert::Hit {
+                            id: &id,
                             window,
-                            t,
-                            titles.value(r),
-                            dedups.value(r),
-                            Utc::now().timestamp_micros(),
-                        );
+                            event_time: t,
+                            title: titles.value(r),
+                            dedup: dedups.value(r),
+                        };
+                        book.observe(&det, &hit, Utc::now().timestamp_micros());
                         ids.push(id);
                     }
                     record.alerts_raised = book.newly_raised().len();
