@@ -232,3 +232,41 @@ fn saved_queries_run_by_name_from_query_and_the_repl() {
     // The window ends now (the real clock), long after the 2020 events: a header, no rows.
     assert!(text.contains("requester,requests,errors,buckets"), "{text}");
 }
+
+#[test]
+fn the_daemon_runs_due_queries_and_stops_cleanly_on_sigterm() {
+    let (t, q) = setup();
+    let mut c = t.cmd(&["--queries", &q, "schedule", "daemon"]);
+    c.env("SECLAKE_NOW", "2020-05-12T13:10:00Z")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id().to_string();
+    // Wait for the first round's run record, then ask it to stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while t
+        .files("_seclake/schedule/runs/denied-by-ip/", ".json")
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run: {}",
+            t.listing()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("scheduler: stopped"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("denied-by-ip: ran for"));
+    assert!(
+        t.files("_seclake/locks", "").is_empty(),
+        "locks released: {}",
+        t.listing()
+    );
+}
