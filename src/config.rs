@@ -3,6 +3,7 @@
 //! ```yaml
 //! rules_dirs: [./my-rules]          # user rules, added to the shipped ones
 //! queries_dirs: [./my-queries]      # user scheduled and saved queries
+//! policies_dirs: [./my-policies]    # user posture policies
 //! destinations:
 //!   - name: console
 //!     type: stdout                  # JSON lines on standard output
@@ -42,6 +43,9 @@ pub struct Config {
     /// Folders of user scheduled and saved queries (`*.yml`); same QueryName replaces.
     #[serde(default)]
     pub queries_dirs: Vec<PathBuf>,
+    /// Folders of user posture policies (`*.yml`); same PolicyID replaces.
+    #[serde(default)]
+    pub policies_dirs: Vec<PathBuf>,
     /// Where alerts are sent.
     #[serde(default)]
     pub destinations: Vec<Destination>,

@@ -11,6 +11,7 @@
 //! - [`ingest`]: sources → parse → detect → write, exactly once;
 //! - [`detect`]: rules, the alert pipeline (dedup, thresholds, storage, destinations);
 //! - [`config`]: the lake's `seclake.yml` (destinations, rule folders);
+//! - [`policy`]: resource snapshots and posture policies;
 //! - [`cli`]: the `seclake` command line.
 
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod ingest;
 pub mod lake;
 pub mod output;
 pub mod parse;
+pub mod policy;
 pub mod repl;
 pub mod schema;
 

@@ -4,6 +4,7 @@
 mod alerts;
 mod detect;
 mod ingest;
+mod posture;
 mod query;
 mod repl;
 mod rules;
@@ -57,6 +58,15 @@ pub struct Cli {
     )]
     pub queries_dir: Option<PathBuf>,
 
+    /// Extra folder of posture policies (*.yml); a policy with a shipped PolicyID replaces it.
+    #[arg(
+        long = "policies",
+        global = true,
+        env = "SECLAKE_POLICIES",
+        value_name = "DIR"
+    )]
+    pub policies_dir: Option<PathBuf>,
+
     /// Configuration file (destinations, rule folders) [default: <lake>/seclake.yml].
     #[arg(long, global = true, env = "SECLAKE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -87,6 +97,12 @@ pub enum Command {
     /// Scheduled queries: list them, run the due ones (for cron), run one, or run a scheduler.
     #[command(subcommand)]
     Schedule(schedule::Command),
+    /// Cloud resource snapshots (S3 bucket configurations).
+    #[command(subcommand)]
+    Resources(posture::ResourcesCommand),
+    /// Posture policies over resource snapshots: list, test, evaluate.
+    #[command(subcommand)]
+    Policies(posture::PoliciesCommand),
 }
 
 /// What a command asks `main` to exit with.
@@ -109,6 +125,8 @@ pub struct Ctx {
     pub rules_dir: Option<PathBuf>,
     /// `--queries`, when given.
     pub queries_dir: Option<PathBuf>,
+    /// `--policies`, when given.
+    pub policies_dir: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -186,6 +204,7 @@ impl Cli {
             config,
             rules_dir: self.rules_dir,
             queries_dir: self.queries_dir,
+            policies_dir: self.policies_dir,
         };
         match self.command {
             Command::Ingest(args) => ingest::run(&ctx, args).await,
@@ -196,6 +215,8 @@ impl Cli {
             Command::Detect(args) => detect::run(&ctx, args).await,
             Command::Alerts(args) => alerts::run(&ctx, args).await,
             Command::Schedule(cmd) => schedule::run(&ctx, cmd).await,
+            Command::Resources(cmd) => posture::resources(&ctx, cmd).await,
+            Command::Policies(cmd) => posture::run(&ctx, cmd).await,
         }
     }
 }

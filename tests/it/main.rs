@@ -2,6 +2,7 @@
 
 mod ingest;
 mod parser_props;
+mod policies;
 mod query;
 mod rules;
 mod schedule;

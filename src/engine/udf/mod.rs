@@ -9,6 +9,9 @@
 //! | `ip_in_cidrs(ip, cidr, …)` | the address is inside any of the (literal) networks |
 //! | `is_private_ip(ip)` / `is_public_ip(ip)` | address is (not) private, loopback, link-local, … |
 //! | `arn_partition/arn_service/arn_region/arn_account/arn_resource(arn)` | that part of an ARN |
+//! | `grants_allow_public(grants, permission)` | an ACL (JSON) gives AllUsers/AuthenticatedUsers the permission |
+//! | `policy_denies_insecure_transport(policy)` | a bucket policy (JSON) denies requests without TLS |
+//! | `policy_allows_public(policy)` | a bucket policy (JSON) allows `*` without a condition |
 //!
 //! All take NULL to NULL. A value that is not an address or ARN gives NULL; a literal pattern or
 //! CIDR that is invalid is an error when the query is planned, naming the function and value.
@@ -16,6 +19,7 @@
 //! [`register`]).
 
 mod arn;
+mod bucket;
 mod cidr;
 mod glob;
 
@@ -28,6 +32,7 @@ use datafusion::logical_expr::{ColumnarValue, Expr, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use arn::ArnPart;
+pub use bucket::{BucketCheck, Check};
 pub use cidr::{CidrContains, IpClass, IpInCidrs, parse_cidr};
 pub use glob::{Glob, GlobMapMatch, GlobMatch, GlobMatchAny, fnmatch_regex};
 
@@ -39,6 +44,9 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(GlobMapMatch::new()),
         ScalarUDF::from(CidrContains::new()),
         ScalarUDF::from(IpInCidrs::new()),
+        ScalarUDF::from(BucketCheck::new(Check::GrantsAllowPublic)),
+        ScalarUDF::from(BucketCheck::new(Check::DeniesInsecureTransport)),
+        ScalarUDF::from(BucketCheck::new(Check::AllowsPublic)),
         ScalarUDF::from(IpClass::new(true)),
         ScalarUDF::from(IpClass::new(false)),
     ];

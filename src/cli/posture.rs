@@ -1,0 +1,199 @@
+//! `seclake resources ingest` and `seclake policies list | test | eval`.
+
+use std::io::Write;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::error::{Error, Result};
+use crate::policy::{self, Policy};
+
+use super::{Ctx, Outcome};
+
+/// Resource snapshot commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ResourcesCommand {
+    /// Store S3 bucket snapshots (Panther's AWS.S3.Bucket JSON, or AWS Config snapshot files /
+    /// configuration items) in panther_cloudsecurity.aws_s3_bucket; each file once.
+    #[command(after_help = "Examples:
+  seclake resources ingest ./snapshots/
+  seclake resources ingest config-snapshot.json")]
+    Ingest {
+        /// Files, folders or globs of JSON (a document, an array, JSON lines, or
+        /// {\"configurationItems\": [...]}).
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+/// Policy commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PoliciesCommand {
+    /// List policies: id, enabled, severity, resource types, suppressions, tests.
+    List,
+    /// Run every policy's embedded tests (exit 2 when one fails).
+    Test {
+        /// Only these policies (repeatable).
+        #[arg(long = "policy", value_name = "ID")]
+        policies: Vec<String>,
+    },
+    /// Evaluate policies over the newest snapshot of each resource, store the results in
+    /// panther_cloudsecurity.compliance and alert on failures. Exit 1 when something fails.
+    #[command(after_help = "Examples:
+  seclake policies eval
+  seclake query \"SELECT * FROM panther_cloudsecurity.compliance WHERE status = 'FAIL'\"")]
+    Eval {
+        /// Only these policies (repeatable); disabled policies run when named.
+        #[arg(long = "policy", value_name = "ID")]
+        policies: Vec<String>,
+    },
+}
+
+fn policies(ctx: &Ctx, only: &[String]) -> Result<Vec<std::sync::Arc<Policy>>> {
+    let mut dirs: Vec<&std::path::Path> = ctx
+        .config
+        .policies_dirs
+        .iter()
+        .map(std::path::PathBuf::as_path)
+        .collect();
+    dirs.extend(ctx.policies_dir.as_deref());
+    let all = policy::load(&dirs)?;
+    for id in only {
+        if !all.iter().any(|p| &p.id == id) {
+            return Err(Error::invalid(format!("no policy with id {id:?}")));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|p| {
+            if only.is_empty() {
+                p.enabled
+            } else {
+                only.contains(&p.id)
+            }
+        })
+        .collect())
+}
+
+pub async fn resources(ctx: &Ctx, cmd: ResourcesCommand) -> Result<Outcome> {
+    let ResourcesCommand::Ingest { paths } = cmd;
+    let s = policy::ingest_resources(&ctx.lake, &paths).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "files: {} ingested, {} skipped (already ingested); resources: {} S3 buckets stored, {} of other types ignored",
+        s.files, s.skipped, s.resources, s.other_types
+    )
+    .map_err(|e| Error::io("stdout", e))?;
+    Ok(Outcome::Ok)
+}
+
+pub async fn run(ctx: &Ctx, cmd: PoliciesCommand) -> Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    let io = |e| Error::io("stdout", e);
+    match cmd {
+        PoliciesCommand::List => {
+            let mut dirs: Vec<&std::path::Path> = ctx
+                .config
+                .policies_dirs
+                .iter()
+                .map(std::path::PathBuf::as_path)
+                .collect();
+            dirs.extend(ctx.policies_dir.as_deref());
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header([
+                "policy",
+                "enabled",
+                "severity",
+                "resource types",
+                "suppressions",
+                "tests",
+            ]);
+            for p in policy::load(&dirs)? {
+                t.add_row([
+                    p.id.clone(),
+                    if p.enabled { "yes" } else { "no" }.into(),
+                    p.severity.to_string(),
+                    p.resource_types.join(", "),
+                    p.suppressions.len().to_string(),
+                    p.tests.len().to_string(),
+                ]);
+            }
+            writeln!(out, "{t}").map_err(io)?;
+            Ok(Outcome::Ok)
+        }
+        PoliciesCommand::Test { policies: only } => {
+            let mut all = policies(ctx, &only)?;
+            if only.is_empty() {
+                // Tests run for disabled policies too.
+                let mut dirs: Vec<&std::path::Path> = ctx
+                    .config
+                    .policies_dirs
+                    .iter()
+                    .map(std::path::PathBuf::as_path)
+                    .collect();
+                dirs.extend(ctx.policies_dir.as_deref());
+                all = policy::load(&dirs)?;
+            }
+            let results = policy::run_tests(&all);
+            let failed = results.iter().filter(|r| r.failure.is_some()).count();
+            for r in &results {
+                match &r.failure {
+                    None => writeln!(out, "ok    {} / {}", r.policy, r.test),
+                    Some(f) => writeln!(out, "FAIL  {} / {}: {f}", r.policy, r.test),
+                }
+                .map_err(io)?;
+            }
+            writeln!(
+                out,
+                "{} policies, {} tests: {} passed, {failed} failed",
+                all.len(),
+                results.len(),
+                results.len() - failed
+            )
+            .map_err(io)?;
+            Ok(if failed == 0 {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            })
+        }
+        PoliciesCommand::Eval { policies: only } => {
+            let selected = policies(ctx, &only)?;
+            let s =
+                policy::evaluate(&ctx.lake, ctx.registry.clone(), &selected, &ctx.config).await?;
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header(["policy", "severity", "pass", "fail", "error", "suppressed"]);
+            let mut any_fail = false;
+            for (id, (sev, c)) in &s.by_policy {
+                any_fail |= c.fail > 0 || c.error > 0;
+                t.add_row([
+                    id.clone(),
+                    sev.to_string(),
+                    c.pass.to_string(),
+                    c.fail.to_string(),
+                    c.error.to_string(),
+                    c.suppressed.to_string(),
+                ]);
+            }
+            writeln!(out, "{t}").map_err(io)?;
+            writeln!(
+                out,
+                "{} resources, {} policies; alerts raised: {}",
+                s.resources,
+                selected.len(),
+                s.alerts_raised
+            )
+            .map_err(io)?;
+            for (p, r, e) in &s.errors {
+                writeln!(out, "error: {p} on {r}: {e}").map_err(io)?;
+            }
+            super::ingest::print_delivery(&mut out, &s.delivery).map_err(io)?;
+            Ok(if any_fail {
+                Outcome::Found
+            } else {
+                Outcome::Ok
+            })
+        }
+    }
+}
