@@ -44,8 +44,10 @@ pub struct ReplaySummary {
     pub alerts_raised: usize,
     pub alerts_changed: usize,
     pub delivery: DeliveryReport,
-    /// Time spent evaluating rules (conditions, titles, dedup strings), not reading.
+    /// Time spent evaluating rules (conditions, titles, dedup strings, context), not reading.
     pub eval_time: std::time::Duration,
+    /// Of which conditions alone.
+    pub condition_time: std::time::Duration,
 }
 
 /// `TIMESTAMP '…'` literal for `us` microseconds.
@@ -139,8 +141,9 @@ async fn replay_locked(
             let batch = arrow::array::RecordBatch::try_new(arrow_schema.clone(), columns)?;
             summary.events += batch.num_rows() as u64;
             let started = std::time::Instant::now();
-            let hits = set.eval(&batch)?;
+            let (hits, conditions) = set.eval_timed(&batch)?;
             summary.eval_time += started.elapsed();
+            summary.condition_time += conditions;
             for (i, m) in hits {
                 let rule = &set.rules[i].rule;
                 if let Some(b) =

@@ -70,6 +70,8 @@ pub struct TableSpec {
     time_idx: usize,
     no_dictionary: Vec<String>,
     bloom: Vec<String>,
+    /// zstd level for this table instead of the writer's.
+    zstd_level: Option<i32>,
 }
 
 impl TableSpec {
@@ -105,14 +107,18 @@ impl TableSpec {
         fields.extend(crate::detect::matches::match_fields());
         let mut no_dictionary = logs.no_dictionary;
         no_dictionary.push("p_alert_context".into());
-        Self::new(
+        let mut spec = Self::new(
             super::RULE_MATCHES_DB,
             &schema.table(),
             &schema.log_type,
             Arc::new(Schema::new(fields)),
             no_dictionary,
             vec![],
-        )
+        );
+        // Matches can be as many as the events (a broad rule) and are read far less: the
+        // fastest level keeps rules from halving ingest throughput (measured in BENCHMARKS.md).
+        spec.zstd_level = Some(1);
+        spec
     }
 
     /// The quarantine table of a log type, in `panther_quarantine`.
@@ -147,6 +153,7 @@ impl TableSpec {
             time_idx,
             no_dictionary,
             bloom,
+            zstd_level: None,
         }
     }
 
@@ -156,7 +163,9 @@ impl TableSpec {
             .find(|&i| descr.column(i).path().string() == TIME_COLUMN)
             .ok_or_else(|| Error::invalid("p_event_time is not a leaf column"))?;
         let mut b = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level)?))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(
+                self.zstd_level.unwrap_or(cfg.zstd_level),
+            )?))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(cfg.row_group_rows))
             .set_sorting_columns(Some(vec![SortingColumn {
