@@ -356,8 +356,9 @@ fn parse_mapping(json: &str) -> Result<Vec<(Glob, Vec<Glob>)>, String> {
         .collect()
 }
 
-/// `glob_map_match(key, value, mapping)`: NULL when no key pattern of the mapping matches
-/// `key`; otherwise whether `value` matches a value pattern of a matching key.
+/// `glob_map_match(key, value, mapping)`: NULL when `key` is NULL or no key pattern of the
+/// mapping matches it; otherwise whether `value` matches a value pattern of a matching key (a
+/// NULL value matches none).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct GlobMapMatch {
     signature: Signature,
@@ -393,10 +394,11 @@ impl ScalarUDFImpl for GlobMapMatch {
             Documentation::builder(
                 section(),
                 "Look up `key` in a JSON object whose keys and values are fnmatch patterns \
-                 (`{\"bucket-*\": [\"role-a-*\", \"role-b\"]}`). NULL when no key pattern \
-                 matches (or key/value is NULL); otherwise true when `value` matches one of the \
-                 patterns listed for a matching key. For allow-lists per bucket: \
-                 `glob_map_match(bucket, requester, mapping) = false` is a disallowed requester.",
+                 (`{\"bucket-*\": [\"role-a-*\", \"role-b\"]}`). NULL when `key` is NULL or \
+                 no key pattern matches it; otherwise true when `value` matches one of the \
+                 patterns listed for a matching key (a NULL value matches none). For \
+                 allow-lists per bucket: `glob_map_match(bucket, requester, mapping) = false` \
+                 is a requester (or an anonymous request) not allowed on that bucket.",
                 "glob_map_match(key, value, mapping)",
             )
             .build()
@@ -432,10 +434,10 @@ impl ScalarUDFImpl for GlobMapMatch {
             .iter()
             .zip(values.iter())
             .map(|(k, v)| {
-                let (k, v) = (k?, v?);
+                let k = k?;
                 let mut found = None;
                 for (_, vgs) in mapping.iter().filter(|(kg, _)| kg.is_match(k)) {
-                    if vgs.iter().any(|g| g.is_match(v)) {
+                    if v.is_some_and(|v| vgs.iter().any(|g| g.is_match(v))) {
                         return Some(true);
                     }
                     found = Some(false);
