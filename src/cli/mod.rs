@@ -136,30 +136,30 @@ impl Ctx {
         crate::engine::Engine::open(&self.lake, self.registry.clone(), opts).await
     }
 
-    /// Rules: shipped, then the config's `rules_dirs`, then `--rules`; `only` keeps those ids.
+    /// Folders of user rules: the config's `rules_dirs`, then `--rules`.
+    pub fn rule_dirs(&self) -> Vec<&std::path::Path> {
+        content_dirs(&self.config.rules_dirs, self.rules_dir.as_deref())
+    }
+
+    /// Folders of user policies: the config's `policies_dirs`, then `--policies`.
+    pub fn policy_dirs(&self) -> Vec<&std::path::Path> {
+        content_dirs(&self.config.policies_dirs, self.policies_dir.as_deref())
+    }
+
+    /// Rules: shipped, then [`Ctx::rule_dirs`]; `only` keeps those ids. Each is checked
+    /// against its log types.
     pub fn rules(&self, only: &[String]) -> Result<Vec<Arc<Rule>>> {
-        let mut dirs: Vec<&std::path::Path> = self
-            .config
-            .rules_dirs
-            .iter()
-            .map(PathBuf::as_path)
-            .collect();
-        dirs.extend(self.rules_dir.as_deref());
-        let rules = crate::detect::load_rules(&dirs, only)?;
+        let rules = crate::detect::load_rules(&self.rule_dirs(), only)?;
         crate::detect::check(&rules, &self.registry)?;
         Ok(rules)
     }
 
     /// Scheduled and saved queries: shipped, the config's `queries_dirs`, then `--queries`.
     pub fn queries(&self) -> Result<Vec<Arc<crate::detect::schedule::SavedQuery>>> {
-        let mut dirs: Vec<&std::path::Path> = self
-            .config
-            .queries_dirs
-            .iter()
-            .map(PathBuf::as_path)
-            .collect();
-        dirs.extend(self.queries_dir.as_deref());
-        crate::detect::schedule::load(&dirs)
+        crate::detect::schedule::load(&content_dirs(
+            &self.config.queries_dirs,
+            self.queries_dir.as_deref(),
+        ))
     }
 
     /// The saved or scheduled query called `name`.
@@ -176,6 +176,18 @@ impl Ctx {
                 ))
             })
     }
+}
+
+/// Configured content folders, then the one given by a flag.
+fn content_dirs<'a>(
+    configured: &'a [PathBuf],
+    flag: Option<&'a std::path::Path>,
+) -> Vec<&'a std::path::Path> {
+    configured
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(flag)
+        .collect()
 }
 
 /// The current time; `SECLAKE_NOW` (RFC 3339) replaces the clock, for tests and rehearsals of

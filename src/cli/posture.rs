@@ -48,15 +48,14 @@ pub enum PoliciesCommand {
     },
 }
 
+/// Every policy: shipped, the config's `policies_dirs`, then `--policies`.
+fn all_policies(ctx: &Ctx) -> Result<Vec<std::sync::Arc<Policy>>> {
+    policy::load(&ctx.policy_dirs())
+}
+
+/// The policies named in `only`, or every enabled one.
 fn policies(ctx: &Ctx, only: &[String]) -> Result<Vec<std::sync::Arc<Policy>>> {
-    let mut dirs: Vec<&std::path::Path> = ctx
-        .config
-        .policies_dirs
-        .iter()
-        .map(std::path::PathBuf::as_path)
-        .collect();
-    dirs.extend(ctx.policies_dir.as_deref());
-    let all = policy::load(&dirs)?;
+    let all = all_policies(ctx)?;
     for id in only {
         if !all.iter().any(|p| &p.id == id) {
             return Err(Error::invalid(format!("no policy with id {id:?}")));
@@ -91,13 +90,6 @@ pub async fn run(ctx: &Ctx, cmd: PoliciesCommand) -> Result<Outcome> {
     let io = |e| Error::io("stdout", e);
     match cmd {
         PoliciesCommand::List => {
-            let mut dirs: Vec<&std::path::Path> = ctx
-                .config
-                .policies_dirs
-                .iter()
-                .map(std::path::PathBuf::as_path)
-                .collect();
-            dirs.extend(ctx.policies_dir.as_deref());
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED);
             t.set_header([
@@ -108,7 +100,7 @@ pub async fn run(ctx: &Ctx, cmd: PoliciesCommand) -> Result<Outcome> {
                 "suppressions",
                 "tests",
             ]);
-            for p in policy::load(&dirs)? {
+            for p in all_policies(ctx)? {
                 t.add_row([
                     p.id.clone(),
                     if p.enabled { "yes" } else { "no" }.into(),
@@ -122,18 +114,12 @@ pub async fn run(ctx: &Ctx, cmd: PoliciesCommand) -> Result<Outcome> {
             Ok(Outcome::Ok)
         }
         PoliciesCommand::Test { policies: only } => {
-            let mut all = policies(ctx, &only)?;
-            if only.is_empty() {
-                // Tests run for disabled policies too.
-                let mut dirs: Vec<&std::path::Path> = ctx
-                    .config
-                    .policies_dirs
-                    .iter()
-                    .map(std::path::PathBuf::as_path)
-                    .collect();
-                dirs.extend(ctx.policies_dir.as_deref());
-                all = policy::load(&dirs)?;
-            }
+            // Tests run for disabled policies too.
+            let all = if only.is_empty() {
+                all_policies(ctx)?
+            } else {
+                policies(ctx, &only)?
+            };
             let results = policy::run_tests(&all);
             let failed = results.iter().filter(|r| r.failure.is_some()).count();
             for r in &results {

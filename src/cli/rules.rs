@@ -76,14 +76,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
         }
         Command::Test { rules } => {
             // Compile errors are test failures here, not a reason to stop.
-            let mut dirs: Vec<&std::path::Path> = ctx
-                .config
-                .rules_dirs
-                .iter()
-                .map(std::path::PathBuf::as_path)
-                .collect();
-            dirs.extend(ctx.rules_dir.as_deref());
-            let rules = crate::detect::load_rules(&dirs, &rules)?;
+            let rules = crate::detect::load_rules(&ctx.rule_dirs(), &rules)?;
             let results = crate::detect::run_tests(&rules, &ctx.registry)?;
             let failed = results.iter().filter(|r| r.failure.is_some()).count();
             for r in &results {

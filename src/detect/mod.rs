@@ -28,6 +28,47 @@ use rule::Rule;
 use crate::error::{Error, Result};
 use crate::schema::Registry;
 
+/// Detection content files: the shipped `(name, text)` pairs (named `queries/<prefix><name>`
+/// in errors), then every `*.yml`/`*.yaml` of each folder in name order, as
+/// (file name for errors, text). Later files override earlier ones with the same id.
+pub fn content_files(
+    prefix: &str,
+    builtin: &[(&str, &str)],
+    dirs: &[&std::path::Path],
+) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = builtin
+        .iter()
+        .map(|(name, text)| (format!("queries/{prefix}{name}"), text.to_string()))
+        .collect();
+    for dir in dirs {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(*dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+            out.push((f.display().to_string(), text));
+        }
+    }
+    Ok(out)
+}
+
+/// Where a raised alert goes: the detection's own `OutputIds` (looked up among `rules` by
+/// id) or every destination, filtered by severity.
+pub fn destinations_for(
+    config: &crate::config::Config,
+    rules: &[Arc<Rule>],
+    a: &alert::Alert,
+) -> Vec<String> {
+    let only = rules
+        .iter()
+        .find(|r| r.id == a.detection_id)
+        .and_then(|r| r.output_ids.as_deref());
+    config.destinations_for(a.severity, only)
+}
+
 /// The alert-pipeline view of a rule.
 pub fn detection(rule: &Rule) -> Detection {
     Detection {

@@ -165,14 +165,7 @@ async fn replay_locked(
         &txn,
         &crate::lake::paths::staging_dir(&txn),
         &book,
-        |a| {
-            let only = opts
-                .rules
-                .iter()
-                .find(|r| r.id == a.detection_id)
-                .and_then(|r| r.output_ids.as_deref());
-            opts.config.destinations_for(a.severity, only)
-        },
+        |a| crate::detect::destinations_for(&opts.config, &opts.rules, a),
     )
     .await?;
     summary.alerts_raised = book.newly_raised().len();

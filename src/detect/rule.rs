@@ -300,22 +300,9 @@ const BUILTIN: &[(&str, &str)] = &[
 /// it). Sorted by id.
 pub fn load(dirs: &[&Path]) -> Result<Vec<Rule>> {
     let mut by_id: BTreeMap<String, Rule> = BTreeMap::new();
-    for (name, text) in BUILTIN {
-        let r = Rule::from_yaml(&format!("queries/rules/{name}"), text)?;
+    for (file, text) in super::content_files("rules/", BUILTIN, dirs)? {
+        let r = Rule::from_yaml(&file, &text)?;
         by_id.insert(r.id.clone(), r);
-    }
-    for dir in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(*dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
-            let r = Rule::from_yaml(&f.display().to_string(), &text)?;
-            by_id.insert(r.id.clone(), r);
-        }
     }
     Ok(by_id.into_values().collect())
 }

@@ -296,22 +296,9 @@ const BUILTIN: &[(&str, &str)] = &[
 /// Every query: shipped, then each folder's `*.yml` (same name replaces). Sorted by name.
 pub fn load(dirs: &[&Path]) -> Result<Vec<Arc<SavedQuery>>> {
     let mut by_name = BTreeMap::new();
-    for (name, text) in BUILTIN {
-        let q = SavedQuery::from_yaml(&format!("queries/{name}"), text)?;
+    for (file, text) in super::content_files("", BUILTIN, dirs)? {
+        let q = SavedQuery::from_yaml(&file, &text)?;
         by_name.insert(q.query_name.clone(), q);
-    }
-    for dir in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(*dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
-            let q = SavedQuery::from_yaml(&f.display().to_string(), &text)?;
-            by_name.insert(q.query_name.clone(), q);
-        }
     }
     Ok(by_name.into_values().map(Arc::new).collect())
 }

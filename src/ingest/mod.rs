@@ -353,14 +353,7 @@ async fn stage_alerts(
         txn,
         &crate::lake::paths::staging_dir(txn),
         &snapshot,
-        |a| {
-            let only = opts
-                .rules
-                .iter()
-                .find(|r| r.id == a.detection_id)
-                .and_then(|r| r.output_ids.as_deref());
-            opts.config.destinations_for(a.severity, only)
-        },
+        |a| crate::detect::destinations_for(&opts.config, &opts.rules, a),
     )
     .await
 }

@@ -234,22 +234,9 @@ const BUILTIN: &[(&str, &str)] = &[
 /// Every policy: shipped, then each folder's `*.yml` (same id replaces). Sorted by id.
 pub fn load(dirs: &[&Path]) -> Result<Vec<Arc<Policy>>> {
     let mut by_id = BTreeMap::new();
-    for (name, text) in BUILTIN {
-        let p = Policy::from_yaml(&format!("queries/policies/{name}"), text)?;
+    for (file, text) in crate::detect::content_files("policies/", BUILTIN, dirs)? {
+        let p = Policy::from_yaml(&file, &text)?;
         by_id.insert(p.id.clone(), p);
-    }
-    for dir in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(*dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
-            let p = Policy::from_yaml(&f.display().to_string(), &text)?;
-            by_id.insert(p.id.clone(), p);
-        }
     }
     Ok(by_id.into_values().map(Arc::new).collect())
 }
