@@ -68,6 +68,26 @@ pub fn compile_expr(
     Ok(phys)
 }
 
+/// Indices (ascending) of the columns of `schema` the SQL expression reads.
+fn referenced_columns(
+    ctx: &SessionContext,
+    schema: &SchemaRef,
+    sql: &str,
+) -> Result<Vec<usize>, String> {
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+    let expr = ctx
+        .parse_sql_expr(sql, &df_schema)
+        .map_err(|e| e.find_root().to_string())?;
+    let mut idx: Vec<usize> = expr
+        .column_refs()
+        .into_iter()
+        .filter_map(|c| schema.index_of(&c.name).ok())
+        .collect();
+    idx.sort_unstable();
+    idx.dedup();
+    Ok(idx)
+}
+
 fn is_bool(t: &DataType) -> bool {
     matches!(t, DataType::Boolean | DataType::Null)
 }
@@ -81,6 +101,10 @@ fn is_stringable(t: &DataType) -> bool {
 pub struct CompiledRule {
     pub rule: Arc<Rule>,
     condition: Arc<dyn PhysicalExpr>,
+    /// Columns the condition reads: it is evaluated on the batch projected to these, so that
+    /// DataFusion's short-circuit `AND` (which filters its input before the right side) copies
+    /// only them, not whole events.
+    condition_columns: Vec<usize>,
     title: Option<Arc<dyn PhysicalExpr>>,
     dedup: Option<Arc<dyn PhysicalExpr>>,
     context: Vec<usize>,
@@ -93,8 +117,21 @@ impl CompiledRule {
             let sql = rule.expand(what, sql)?;
             compile_expr(ctx, schema, &sql, want).map_err(|m| rule.error(format!("{what}: {m}")))
         };
-        let condition = compile("Condition", &rule.condition, is_bool)
+        // Type-check against the whole schema (errors name any column), then compile against
+        // the columns the condition reads.
+        compile("Condition", &rule.condition, is_bool)
             .map_err(|e| with_hint(e, "must be a boolean expression"))?;
+        let condition_columns =
+            referenced_columns(ctx, schema, &rule.expand("Condition", &rule.condition)?)
+                .map_err(|m| rule.error(format!("Condition: {m}")))?;
+        let projected = Arc::new(schema.project(&condition_columns)?);
+        let condition = compile_expr(
+            ctx,
+            &projected,
+            &rule.expand("Condition", &rule.condition)?,
+            is_bool,
+        )
+        .map_err(|m| rule.error(format!("Condition: {m}")))?;
         let title = rule
             .title
             .as_deref()
@@ -119,6 +156,7 @@ impl CompiledRule {
         Ok(CompiledRule {
             rule,
             condition,
+            condition_columns,
             title,
             dedup,
             context,
@@ -129,7 +167,7 @@ impl CompiledRule {
     pub fn matches(&self, batch: &RecordBatch) -> Result<BooleanArray> {
         let v = self
             .condition
-            .evaluate(batch)?
+            .evaluate(&batch.project(&self.condition_columns)?)?
             .into_array(batch.num_rows())?;
         let b = v
             .as_boolean_opt()
