@@ -19,6 +19,46 @@ use ipnet::IpNet;
 
 use super::{expect_args, literal_str, map_bool, scalar_str, strings};
 
+/// Parse an address as `std` does (IPv4 without leading zeros, or IPv6), with a fast path for
+/// dotted IPv4, the common case in logs; surrounding spaces are ignored.
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    match parse_v4(s.as_bytes()) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        None => s.trim().parse().ok(),
+    }
+}
+
+fn parse_v4(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let (mut i, mut n, mut digits) = (0usize, 0u32, 0u32);
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                if digits == 1 && n == 0 {
+                    return None; // leading zero
+                }
+                n = n * 10 + u32::from(c - b'0');
+                digits += 1;
+                if n > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && i < 3 => {
+                octets[i] = n as u8;
+                i += 1;
+                n = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    if i != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = n as u8;
+    Some(std::net::Ipv4Addr::from(octets))
+}
+
 /// Parse a network (`10.0.0.0/8`, `2001:db8::/32`) or single address.
 pub fn parse_cidr(s: &str) -> Option<IpNet> {
     let s = s.trim();
@@ -103,7 +143,7 @@ impl ScalarUDFImpl for CidrContains {
                 return exec_err!("cidr_contains: invalid CIDR {c:?}");
             };
             return map_bool(&args.args[1], rows, |ip| {
-                ip.trim().parse::<IpAddr>().ok().map(|ip| net.contains(&ip))
+                parse_ip(ip).map(|ip| net.contains(&ip))
             });
         }
         let nets = strings(&args.args[0], rows)?;
@@ -115,7 +155,7 @@ impl ScalarUDFImpl for CidrContains {
                     let Some(net) = parse_cidr(c) else {
                         return exec_err!("cidr_contains: invalid CIDR {c:?}");
                     };
-                    ip.trim().parse::<IpAddr>().ok().map(|ip| net.contains(&ip))
+                    parse_ip(ip).map(|ip| net.contains(&ip))
                 }
                 _ => None,
             });
@@ -197,10 +237,7 @@ impl ScalarUDFImpl for IpInCidrs {
             }
         }
         map_bool(&args.args[0], args.number_rows, |ip| {
-            ip.trim()
-                .parse::<IpAddr>()
-                .ok()
-                .map(|ip| nets.iter().any(|n| n.contains(&ip)))
+            parse_ip(ip).map(|ip| nets.iter().any(|n| n.contains(&ip)))
         })
     }
 }
@@ -289,10 +326,7 @@ impl ScalarUDFImpl for IpClass {
         expect_args(self.name(), &args.args, 1)?;
         let private = self.private;
         map_bool(&args.args[0], args.number_rows, |v| {
-            v.trim()
-                .parse::<IpAddr>()
-                .ok()
-                .map(|ip| is_private(ip) == private)
+            parse_ip(v).map(|ip| is_private(ip) == private)
         })
     }
 }
@@ -315,6 +349,33 @@ mod tests {
         );
         assert_eq!(parse_cidr("10.0.0.0/33"), None);
         assert_eq!(parse_cidr("nope"), None);
+    }
+
+    #[test]
+    fn fast_ipv4_parse_agrees_with_std() {
+        for s in [
+            "10.1.2.3",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "a.b.c.d",
+            "",
+            "::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+            "1.2.3.04",
+            "100.200.30.0",
+        ] {
+            assert_eq!(parse_ip(s), s.trim().parse::<IpAddr>().ok(), "{s:?}");
+        }
     }
 
     #[test]
