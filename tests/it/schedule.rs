@@ -270,3 +270,39 @@ fn the_daemon_runs_due_queries_and_stops_cleanly_on_sigterm() {
         t.listing()
     );
 }
+
+#[test]
+fn two_overlapping_run_due_processes_never_run_a_query_twice() {
+    let (t, q) = setup();
+    let spawn = || {
+        let mut c = t.cmd(&["--queries", &q, "schedule", "run-due"]);
+        c.env("SECLAKE_NOW", "2020-05-12T13:10:00Z")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let outs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout)
+    );
+    // Whichever way they interleave: one ran it; the other found it running or already done.
+    let ran = ours(&outs).iter().filter(|l| l.contains("ran for")).count();
+    assert_eq!(ran, 1, "{outs}");
+    assert_eq!(
+        t.files("_seclake/schedule/runs/denied-by-ip/", ".json")
+            .len(),
+        1,
+        "{}",
+        t.listing()
+    );
+    let alerts = t.ok(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, max(version) AS v FROM panther_views.alerts WHERE detection_id = 'denied-by-ip'",
+    ]);
+    assert_eq!(alerts, "n,v\n1,1\n");
+}
