@@ -2,7 +2,9 @@
 //!
 //! An embedded security data lake. seclake turns raw AWS logs (S3 server access logs) into
 //! Hive-partitioned Parquet tables modelled on Panther's data lake
-//! (`panther_logs.aws_s3serveraccess/year=/month=/day=`), which any Parquet reader can use.
+//! (`panther_logs.aws_s3serveraccess/year=/month=/day=`), which any Parquet reader can use,
+//! runs detection rules on every ingested batch and scheduled queries on a cron, evaluates
+//! posture policies over S3 bucket snapshots, and raises alerts through one pipeline.
 //!
 //! Modules:
 //! - [`schema`]: log types as data (`schemas/*.yml`) → Arrow schemas;

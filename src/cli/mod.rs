@@ -25,8 +25,10 @@ use crate::schema::Registry;
 /// seclake: an embedded security data lake for AWS logs.
 ///
 /// Ingest S3 server access logs into Hive-partitioned Parquet tables
-/// (`panther_logs.<table>/year=/month=/day=`) that DuckDB, Athena and Spark read as they are,
-/// run detection rules on them as they arrive, and search them with SQL.
+/// (`panther_logs.<table>/year=/month=/day=`) that DuckDB, Athena and Spark read as they are;
+/// run detection rules on them as they arrive and scheduled queries on a cron, check S3 bucket
+/// configurations against posture policies, raise deduplicated alerts, and search it all with
+/// SQL.
 #[derive(Debug, Parser)]
 #[command(name = "seclake", version, about, long_about = None)]
 pub struct Cli {

@@ -86,7 +86,8 @@ pub enum Glob {
     /// Literal prefix, substrings in order, literal suffix; `*` between each.
     Star {
         first: String,
-        middle: Vec<String>,
+        /// Substring searchers, built once.
+        middle: Vec<memchr::memmem::Finder<'static>>,
         last: Option<String>,
     },
     Regex(Regex),
@@ -105,7 +106,11 @@ impl Glob {
         let last = rest.pop();
         Ok(Glob::Star {
             first,
-            middle: rest.into_iter().filter(|m| !m.is_empty()).collect(),
+            middle: rest
+                .iter()
+                .filter(|m| !m.is_empty())
+                .map(|m| memchr::memmem::Finder::new(m.as_bytes()).into_owned())
+                .collect(),
             last,
         })
     }
@@ -130,8 +135,8 @@ impl Glob {
                 }
                 let mut hay = &v[first.len()..v.len() - last.len()];
                 for m in middle {
-                    match memchr::memmem::find(hay.as_bytes(), m.as_bytes()) {
-                        Some(p) => hay = &hay[p + m.len()..],
+                    match m.find(hay.as_bytes()) {
+                        Some(p) => hay = &hay[p + m.needle().len()..],
                         None => return false,
                     }
                 }
