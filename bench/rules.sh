@@ -22,9 +22,16 @@ timed() { # timed OUTFILE CMD...: run, keep stdout, print seconds
   echo "$e - $s" | bc -l
 }
 
-rm -rf "$OUT/lake-norules" "$OUT/lake-rules"
-t_plain=$(timed "$OUT/ingest-norules.txt" "$BIN" --lake "$OUT/lake-norules" ingest --no-progress --no-rules "$IN")
-t_rules=$(timed "$OUT/ingest-rules.txt" "$BIN" --lake "$OUT/lake-rules" ingest --no-progress "$IN")
+# Ingest without and with rules, alternating, three times each; the best of each is compared
+# (the machine is noisy: the same ingest varies by 30% between runs).
+t_plain=999; t_rules=999
+for round in 1 2 3; do
+  rm -rf "$OUT/lake-norules" "$OUT/lake-rules"
+  t=$(timed "$OUT/ingest-norules.txt" "$BIN" --lake "$OUT/lake-norules" ingest --no-progress --no-rules "$IN")
+  t_plain=$(echo "if ($t < $t_plain) $t else $t_plain" | bc -l)
+  t=$(timed "$OUT/ingest-rules.txt" "$BIN" --lake "$OUT/lake-rules" ingest --no-progress "$IN")
+  t_rules=$(echo "if ($t < $t_rules) $t else $t_rules" | bc -l)
+done
 grep -h detections "$OUT/ingest-rules.txt" | sed 's/^/  with rules: /'
 
 py=$(python3 "$SHARED/python_rules.py" "$OUT/lake-norules/panther_logs/aws_s3serveraccess")
@@ -40,7 +47,7 @@ printf 'rule conditions, 4 tutorial rules: seclake %.0f events/s, python %.0f ev
   "$sl_rate" "$py_rate" "$(echo "$sl_rate / $py_rate" | bc -l)"
 printf 'with titles, dedup strings and alert context of every match: %.0f events/s: %.0fx\n' \
   "$sl_full" "$(echo "$sl_full / $py_rate" | bc -l)"
-printf 'ingest: %.2fs without rules, %.2fs with all built-in rules: %.0f%% of the throughput\n' \
+printf 'ingest (best of 3): %.2fs without rules, %.2fs with all built-in rules: %.0f%% of the throughput\n' \
   "$t_plain" "$t_rules" "$(echo "100 * $t_plain / $t_rules" | bc -l)"
 echo "matches per rule (compare with python's hits=[unknown requester, ip whitelist, insecure, errors]):"
 "$BIN" --lake "$OUT/lake-norules" query --format csv \
