@@ -56,10 +56,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
         filters.push("raised".to_string());
     }
     if let Some(s) = &args.since {
-        let t = chrono::DateTime::from_timestamp_micros(parse_time_arg(s, now)?)
-            .unwrap_or_default()
-            .format("%Y-%m-%dT%H:%M:%S%.6f");
-        filters.push(format!("updated_at >= TIMESTAMP '{t}'"));
+        let t = crate::detect::ts_literal(parse_time_arg(s, now)?);
+        filters.push(format!("updated_at >= {t}"));
     }
     if let Some(r) = &args.rule {
         filters.push(format!("detection_id = {}", sql_string(r)));

@@ -178,6 +178,20 @@ pub fn load_rules(dirs: &[&std::path::Path], only: &[String]) -> Result<Vec<Arc<
         .collect())
 }
 
+/// `TIMESTAMP '…'` SQL literal for `us` microseconds since the epoch (UTC).
+pub fn ts_literal(us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
+    format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
+}
+
+/// `year * 10000 + month * 100 + day` of the UTC day holding `us`: compared with the same
+/// expression over the partition columns, it prunes partition folders.
+pub fn day_number(us: i64) -> i64 {
+    let (y, m, d) =
+        crate::parse::time::civil_from_days(us.div_euclid(crate::parse::time::MICROS_PER_DAY));
+    i64::from(y) * 10000 + i64::from(m) * 100 + i64::from(d)
+}
+
 /// A point in time given on the command line: a date (`2020-05-10`, midnight UTC), a date and
 /// time (`2020-05-10T12:00:00Z`, `2020-05-10 12:00:00`, UTC when no zone), or an age before
 /// `now` (`30m`, `12h`, `1d`, `2w`). Microseconds since the epoch.

@@ -14,12 +14,13 @@ use super::alert::{self, AlertBook};
 use super::eval::RuleSet;
 use super::rule::Rule;
 use super::sink::{self, DeliveryReport};
+use super::{day_number, ts_literal};
 use crate::config::Config;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
 use crate::lake::commit::{self, CommitRecord};
 use crate::lake::lock::{self, LockOptions};
-use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, encode_job};
+use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, stage_job};
 use crate::lake::{LOGS_DB, Lake};
 use crate::schema::Registry;
 
@@ -48,19 +49,6 @@ pub struct ReplaySummary {
     pub eval_time: std::time::Duration,
     /// Of which conditions alone.
     pub condition_time: std::time::Duration,
-}
-
-/// `TIMESTAMP '…'` literal for `us` microseconds.
-fn ts_literal(us: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
-    format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
-}
-
-/// `year*10000 + month*100 + day` of `us`, for partition pruning.
-fn day_number(us: i64) -> i64 {
-    let (y, m, d) =
-        crate::parse::time::civil_from_days(us.div_euclid(crate::parse::time::MICROS_PER_DAY));
-    i64::from(y) * 10000 + i64::from(m) * 100 + i64::from(d)
 }
 
 /// Replay `opts.rules` over the lake's events in the time range.
@@ -151,14 +139,14 @@ async fn replay_locked(
                 {
                     summary.matches += b.num_rows() as u64;
                     for job in writer.push(t, b)? {
-                        files.push(stage(lake, &job).await?);
+                        files.push(stage_job(lake, &job).await?);
                     }
                 }
             }
         }
     }
     for job in writer.finish() {
-        files.push(stage(lake, &job).await?);
+        files.push(stage_job(lake, &job).await?);
     }
     let moves = alert::stage(
         lake,
@@ -182,14 +170,4 @@ async fn replay_locked(
     }
     summary.delivery = sink::deliver_pending(lake, &opts.config).await?;
     Ok(summary)
-}
-
-async fn stage(
-    lake: &Lake,
-    job: &crate::lake::writer::FlushJob,
-) -> Result<crate::lake::commit::FileMove> {
-    let (bytes, mv) = encode_job(job)?;
-    lake.put(&object_store::path::Path::from(mv.staged.as_str()), bytes)
-        .await?;
-    Ok(mv)
 }

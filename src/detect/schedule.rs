@@ -46,6 +46,7 @@ use super::cron::Cron;
 use super::eval::{compile_expr, expr_session};
 use super::rule::{Severity, expand};
 use super::sink;
+use super::{day_number, ts_literal};
 use crate::config::Config;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
@@ -253,23 +254,12 @@ impl SavedQuery {
     }
 }
 
-/// `TIMESTAMP '…'` for `us` microseconds since the epoch.
-pub fn ts_literal(us: i64) -> String {
-    let t = DateTime::from_timestamp_micros(us).unwrap_or_default();
-    format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
-}
-
 /// A predicate on `year`, `month`, `day` true for the partitions holding `[start, end)`.
 pub fn partition_predicate(start: i64, end: i64) -> String {
-    let day = |us: i64| {
-        let (y, m, d) =
-            crate::parse::time::civil_from_days(us.div_euclid(crate::parse::time::MICROS_PER_DAY));
-        i64::from(y) * 10000 + i64::from(m) * 100 + i64::from(d)
-    };
     format!(
         "(year * 10000 + month * 100 + day BETWEEN {} AND {})",
-        day(start),
-        day((end - 1).max(start))
+        day_number(start),
+        day_number((end - 1).max(start))
     )
 }
 

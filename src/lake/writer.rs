@@ -390,6 +390,13 @@ pub fn encode_and_stage(
     Ok(mv)
 }
 
+/// Encode a job and stage the file from async code; returns the move that places it.
+pub async fn stage_job(lake: &Lake, job: &FlushJob) -> Result<FileMove> {
+    let (bytes, mv) = encode_job(job)?;
+    lake.put(&Path::from(mv.staged.as_str()), bytes).await?;
+    Ok(mv)
+}
+
 /// A job encoded, with the move that will stage and place it (the caller puts the bytes at
 /// `staged`).
 pub fn encode_job(job: &FlushJob) -> Result<(Vec<u8>, FileMove)> {

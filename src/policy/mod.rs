@@ -33,9 +33,9 @@ use crate::engine::udf::Glob;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry};
+use crate::lake::commit::{self, CommitRecord, LedgerEntry};
 use crate::lake::lock::{self, LockOptions};
-use crate::lake::writer::{FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_job};
+use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, stage_job};
 use crate::schema::{Registry, TIMESTAMP};
 use resource::{S3_BUCKET, S3_BUCKET_TABLE};
 
@@ -319,13 +319,6 @@ pub struct ResourceSummary {
     pub other_types: usize,
 }
 
-async fn stage(lake: &Lake, job: &FlushJob) -> Result<FileMove> {
-    let (bytes, mv) = encode_job(job)?;
-    lake.put(&object_store::path::Path::from(mv.staged.as_str()), bytes)
-        .await?;
-    Ok(mv)
-}
-
 /// Ingest resource snapshot files (files, folders, globs) exactly once.
 pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSummary> {
     let paths = crate::ingest::source::expand(args)?;
@@ -396,11 +389,11 @@ pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSu
                 ingested_at: now.to_rfc3339(),
             });
             for job in writer.push(t, batch)? {
-                files.push(stage(lake, &job).await?);
+                files.push(stage_job(lake, &job).await?);
             }
         }
         for job in writer.finish() {
-            files.push(stage(lake, &job).await?);
+            files.push(stage_job(lake, &job).await?);
         }
         if !sources.is_empty() {
             let record = CommitRecord {
@@ -578,7 +571,7 @@ pub async fn evaluate(
                 vec![],
             )))?;
             for job in writer.push(t, batch)?.into_iter().chain(writer.finish()) {
-                files.push(stage(lake, &job).await?);
+                files.push(stage_job(lake, &job).await?);
             }
         }
         summary.alerts_raised = book.newly_raised().len();
