@@ -180,6 +180,40 @@ impl Ctx {
     }
 }
 
+/// Print embedded-test results, `(item, test, failure)` each, as `ok`/`FAIL` lines and a
+/// summary naming `count` `what` (rules, policies); Failed when a test failed.
+fn print_tests<'a>(
+    out: &mut impl std::io::Write,
+    what: &str,
+    count: usize,
+    results: impl Iterator<Item = (&'a str, &'a str, Option<&'a str>)>,
+) -> Result<Outcome> {
+    let io = |e| crate::Error::io("stdout", e);
+    let (mut total, mut failed) = (0, 0);
+    for (item, test, failure) in results {
+        total += 1;
+        match failure {
+            None => writeln!(out, "ok    {item} / {test}"),
+            Some(f) => {
+                failed += 1;
+                writeln!(out, "FAIL  {item} / {test}: {f}")
+            }
+        }
+        .map_err(io)?;
+    }
+    writeln!(
+        out,
+        "{count} {what}, {total} tests: {} passed, {failed} failed",
+        total - failed
+    )
+    .map_err(io)?;
+    Ok(if failed == 0 {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
+}
+
 /// Configured content folders, then the one given by a flag.
 fn content_dirs<'a>(
     configured: &'a [PathBuf],

@@ -121,27 +121,14 @@ pub async fn run(ctx: &Ctx, cmd: PoliciesCommand) -> Result<Outcome> {
                 policies(ctx, &only)?
             };
             let results = policy::run_tests(&all);
-            let failed = results.iter().filter(|r| r.failure.is_some()).count();
-            for r in &results {
-                match &r.failure {
-                    None => writeln!(out, "ok    {} / {}", r.policy, r.test),
-                    Some(f) => writeln!(out, "FAIL  {} / {}: {f}", r.policy, r.test),
-                }
-                .map_err(io)?;
-            }
-            writeln!(
-                out,
-                "{} policies, {} tests: {} passed, {failed} failed",
+            super::print_tests(
+                &mut out,
+                "policies",
                 all.len(),
-                results.len(),
-                results.len() - failed
+                results
+                    .iter()
+                    .map(|r| (r.policy.as_str(), r.test.as_str(), r.failure.as_deref())),
             )
-            .map_err(io)?;
-            Ok(if failed == 0 {
-                Outcome::Ok
-            } else {
-                Outcome::Failed
-            })
         }
         PoliciesCommand::Eval { policies: only } => {
             let selected = policies(ctx, &only)?;

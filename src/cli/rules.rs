@@ -78,27 +78,14 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
             // Compile errors are test failures here, not a reason to stop.
             let rules = crate::detect::load_rules(&ctx.rule_dirs(), &rules)?;
             let results = crate::detect::run_tests(&rules, &ctx.registry)?;
-            let failed = results.iter().filter(|r| r.failure.is_some()).count();
-            for r in &results {
-                match &r.failure {
-                    None => writeln!(out, "ok    {} / {}", r.rule, r.test),
-                    Some(f) => writeln!(out, "FAIL  {} / {}: {f}", r.rule, r.test),
-                }
-                .map_err(io)?;
-            }
-            writeln!(
-                out,
-                "{} rules, {} tests: {} passed, {failed} failed",
+            super::print_tests(
+                &mut out,
+                "rules",
                 rules.len(),
-                results.len(),
-                results.len() - failed
+                results
+                    .iter()
+                    .map(|r| (r.rule.as_str(), r.test.as_str(), r.failure.as_deref())),
             )
-            .map_err(io)?;
-            Ok(if failed == 0 {
-                Outcome::Ok
-            } else {
-                Outcome::Failed
-            })
         }
         Command::Eval {
             file,

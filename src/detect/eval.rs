@@ -68,6 +68,15 @@ pub fn compile_expr(
     Ok(phys)
 }
 
+/// `b` with NULL as false: a row selection from a condition's result.
+pub fn null_as_false(b: BooleanArray) -> BooleanArray {
+    if b.null_count() > 0 {
+        prep_null_mask_filter(&b)
+    } else {
+        b
+    }
+}
+
 /// Indices (ascending) of the columns of `schema` the SQL expression reads.
 fn referenced_columns(
     ctx: &SessionContext,
@@ -169,15 +178,9 @@ impl CompiledRule {
             .condition
             .evaluate(&batch.project(&self.condition_columns)?)?
             .into_array(batch.num_rows())?;
-        let b = v
-            .as_boolean_opt()
-            .cloned()
-            .unwrap_or_else(|| BooleanArray::from(vec![false; batch.num_rows()]));
-        Ok(if b.null_count() > 0 {
-            prep_null_mask_filter(&b)
-        } else {
-            b
-        })
+        Ok(null_as_false(v.as_boolean_opt().cloned().unwrap_or_else(
+            || BooleanArray::from(vec![false; batch.num_rows()]),
+        )))
     }
 
     /// The matching rows of `batch` with their titles, dedup strings and context, or `None`.

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::{self, AlertBook, Detection, Origin};
 use super::cron::Cron;
-use super::eval::{compile_expr, expr_session};
+use super::eval::{compile_expr, expr_session, null_as_false};
 use super::rule::{Severity, expand};
 use super::sink;
 use super::{day_number, ts_literal};
@@ -622,12 +622,7 @@ fn hits(
                 .downcast_ref::<arrow::array::BooleanArray>()
                 .cloned()
                 .ok_or_else(|| q.error("Threshold.Condition is not boolean"))?;
-            let mask = if arrow::array::Array::null_count(&mask) > 0 {
-                arrow::compute::prep_null_mask_filter(&mask)
-            } else {
-                mask
-            };
-            filter_record_batch(&all, &mask)?
+            filter_record_batch(&all, &null_as_false(mask))?
         }
         None => {
             let limit = q.threshold.as_ref().and_then(|t| t.rows).unwrap_or(0);
