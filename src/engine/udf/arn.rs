@@ -8,11 +8,10 @@ use arrow::array::StringArray;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{expect_args, scalar_str, strings};
+use super::{expect_args, scalar_str, section, strings};
 
 /// Which part of an ARN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,7 +96,7 @@ impl ScalarUDFImpl for ArnPart {
                 .iter()
                 .map(|p| {
                     Documentation::builder(
-                        DocSection { include: true, label: "Security Functions", description: None },
+                        section(),
                         format!(
                             "The {} part of an ARN (arn:partition:service:region:account-id:resource); \
                              NULL when the value is not an ARN or the part is empty.",

@@ -8,12 +8,11 @@ use arrow::array::BooleanArray;
 use arrow::datatypes::DataType;
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use serde_json::Value;
 
-use super::{expect_args, scalar_str, strings};
+use super::{expect_args, scalar_str, section, strings};
 
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
@@ -138,11 +137,6 @@ impl ScalarUDFImpl for BucketCheck {
     fn documentation(&self) -> Option<&Documentation> {
         static DOCS: OnceLock<[Documentation; 3]> = OnceLock::new();
         let docs = DOCS.get_or_init(|| {
-            let section = || DocSection {
-                include: true,
-                label: "Security Functions",
-                description: None,
-            };
             [
                 Documentation::builder(
                     section(),

@@ -12,12 +12,11 @@ use arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, DocSection, Documentation, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Documentation, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use ipnet::IpNet;
 
-use super::{expect_args, literal_str, map_bool, scalar_str, strings};
+use super::{expect_args, literal_str, map_bool, scalar_str, section, strings};
 
 /// Parse an address as `std` does (IPv4 without leading zeros, or IPv6), with a fast path for
 /// dotted IPv4, the common case in logs; surrounding spaces are ignored.
@@ -65,14 +64,6 @@ pub fn parse_cidr(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
-}
-
-fn section() -> DocSection {
-    DocSection {
-        include: true,
-        label: "Security Functions",
-        description: None,
-    }
 }
 
 /// The `cidr_contains` function.

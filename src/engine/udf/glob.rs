@@ -11,14 +11,13 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, ScalarValue, plan_err};
-use datafusion::logical_expr::DocSection;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use regex::Regex;
 
-use super::{expect_args, literal_str, scalar_str, strings};
+use super::{expect_args, literal_str, scalar_str, section, strings};
 
 /// Translate an fnmatch pattern to an anchored regular expression (as Python's
 /// `fnmatch.translate`). Fails only on patterns the regex engine cannot compile.
@@ -451,14 +450,6 @@ impl ScalarUDFImpl for GlobMapMatch {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
-    }
-}
-
-fn section() -> DocSection {
-    DocSection {
-        include: true,
-        label: "Security Functions",
-        description: None,
     }
 }
 

@@ -67,6 +67,15 @@ pub fn register(ctx: &mut SessionContext) -> DfResult<()> {
     Ok(())
 }
 
+/// Where seclake's functions appear in the function documentation.
+fn section() -> datafusion::logical_expr::DocSection {
+    datafusion::logical_expr::DocSection {
+        include: true,
+        label: "Security Functions",
+        description: None,
+    }
+}
+
 /// A string argument as a Utf8 array of `rows` rows (scalars are expanded).
 fn strings(arg: &ColumnarValue, rows: usize) -> DfResult<StringArray> {
     let array: ArrayRef = arg.to_array(rows)?;
