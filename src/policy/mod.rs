@@ -134,19 +134,14 @@ impl Policy {
             reference: self.reference.clone(),
         }
     }
-
-    fn suppressed(&self, resource_id: &str) -> bool {
-        self.suppressions
-            .iter()
-            .filter_map(|s| Glob::new(s).ok())
-            .any(|g| g.is_match(resource_id))
-    }
 }
 
 /// A policy compiled for the bucket table.
 pub struct Compiled {
     pub policy: Arc<Policy>,
     expr: Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    /// `Suppressions`, compiled once.
+    suppressions: Vec<Glob>,
 }
 
 impl Compiled {
@@ -158,7 +153,21 @@ impl Compiled {
             matches!(t, DataType::Boolean | DataType::Null)
         })
         .map_err(|m| policy.error(format!("Condition: {m}; it must be a boolean expression")))?;
-        Ok(Compiled { policy, expr })
+        let suppressions = policy
+            .suppressions
+            .iter()
+            .map(|s| Glob::new(s).map_err(|e| policy.error(format!("suppression {s:?}: {e}"))))
+            .collect::<Result<_>>()?;
+        Ok(Compiled {
+            policy,
+            expr,
+            suppressions,
+        })
+    }
+
+    /// Whether a suppression pattern matches the resource id.
+    fn suppressed(&self, resource_id: &str) -> bool {
+        self.suppressions.iter().any(|g| g.is_match(resource_id))
     }
 
     /// Compliance of each row: `Ok(true)` PASS, `Ok(false)` FAIL (NULL counts as FAIL),
@@ -504,7 +513,7 @@ pub async fn evaluate(
                 let det = p.detection();
                 for (i, r) in c.eval(b).into_iter().enumerate() {
                     let id = ids.value(i);
-                    if p.suppressed(id) {
+                    if c.suppressed(id) {
                         counts.suppressed += 1;
                         continue;
                     }
