@@ -417,7 +417,7 @@ pub fn events_to_batch(
         schema
             .columns
             .iter()
-            .map(|c| c.ty.field(&c.name))
+            .map(crate::schema::Column::field)
             .collect::<Vec<_>>(),
     ));
     let mut rows = Vec::with_capacity(events.len());

@@ -119,6 +119,9 @@ pub struct Summary {
     pub tables: std::collections::BTreeMap<String, TableCounts>,
     /// Transactions recovered before starting: (rolled forward, rolled back).
     pub recovered: (usize, usize),
+    /// Notes about ingested files that are not errors (file, note), e.g. a digest file
+    /// skipped because it holds no records.
+    pub notes: Vec<(String, String)>,
     /// Events that matched a rule.
     pub rule_matches: u64,
     /// Alerts raised (threshold reached) by this ingest.
@@ -275,6 +278,11 @@ pub async fn ingest(
                             book.commit();
                         }
                         summary.rule_matches += out.matches;
+                        for ((src, _), c) in group.iter().zip(&out.counts) {
+                            for n in &c.notes {
+                                summary.notes.push((src.info.label.clone(), n.clone()));
+                            }
+                        }
                         summary.add(&record, &group);
                         break;
                     }
@@ -388,7 +396,9 @@ fn groups(todo: Vec<(Source, Arc<LogSchema>)>, limit: u64) -> Vec<Vec<(Source, A
     out
 }
 
-/// Detect a file's log type from its first non-blank line.
+/// Detect a file's log type from its first bytes: an S3 access log line, or a JSON record
+/// (or envelope of records) with every key a JSON log type's `detect` lists; when several JSON
+/// types fit, the one that lists the most keys wins.
 pub fn detect(src: &Source, registry: &Registry) -> Result<Arc<LogSchema>> {
     let mut head = Vec::with_capacity(64 << 10);
     src.open()?
@@ -406,13 +416,21 @@ pub fn detect(src: &Source, registry: &Registry) -> Result<Arc<LogSchema>> {
             .cloned()
             .ok_or_else(|| Error::invalid("no log types are defined"));
     };
+    let mut best: Option<(usize, &Arc<LogSchema>)> = None;
     for schema in registry.iter() {
-        let fits = match schema.parser {
-            ParserKind::S3Access => crate::parse::s3_access::looks_like(line),
+        let score = match schema.parser {
+            ParserKind::S3Access => crate::parse::s3_access::looks_like(line).then_some(usize::MAX),
+            ParserKind::Json => crate::parse::json::JsonParser::new(schema.clone())?
+                .detect_score(&head),
         };
-        if fits {
-            return Ok(schema.clone());
+        if let Some(score) = score
+            && best.is_none_or(|(b, _)| score > b)
+        {
+            best = Some((score, schema));
         }
+    }
+    if let Some((_, schema)) = best {
+        return Ok(schema.clone());
     }
     let shown: String = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
     Err(Error::invalid(format!(
@@ -426,6 +444,7 @@ struct SourceCounts {
     lines: u64,
     rows: u64,
     quarantined: u64,
+    notes: Vec<String>,
 }
 
 /// What a transaction produced before commit.
@@ -478,11 +497,14 @@ struct Chunk {
     src: usize,
     first_line: u64,
     data: Vec<u8>,
+    /// `data` is a whole file as stored (maybe gzip), for [`Parser::parse_document`]: the
+    /// parser thread decompresses it, so files are decompressed in parallel.
+    whole: bool,
 }
 
 struct ParsedMsg {
     src: usize,
-    result: Result<crate::parse::Parsed>,
+    result: Result<crate::parse::Parsed, TxnError>,
     /// Rules that matched rows of the parsed batch: (rule index in the log type's set, rows).
     hits: Vec<(usize, RuleMatches)>,
 }
@@ -508,8 +530,8 @@ fn run_txn(
     let (parsed_tx, parsed_rx) = bounded::<ParsedMsg>(threads * 2);
     let (job_tx, job_rx) = bounded::<FlushJob>(0);
     let files = Mutex::new(Vec::new());
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let fail = |e: Error| {
+    let first_error: Mutex<Option<TxnError>> = Mutex::new(None);
+    let fail = |e: TxnError| {
         let mut slot = first_error.lock().expect("not poisoned");
         slot.get_or_insert(e);
     };
@@ -536,7 +558,7 @@ fn run_txn(
                 for job in rx {
                     match encode_and_stage(job, lake, rt) {
                         Ok(f) => files.lock().expect("not poisoned").push(f),
-                        Err(e) => fail(e),
+                        Err(e) => fail(e.into()),
                     }
                 }
             });
@@ -557,13 +579,13 @@ fn run_txn(
                 fail(e);
             }
         });
-        let read = read_sources(group, opts.chunk_bytes, &chunk_tx, pb, &first_error);
+        let read = read_sources(group, &parsers, opts.chunk_bytes, &chunk_tx, pb, &first_error);
         drop(chunk_tx);
         let _ = writer.join();
         read
     });
     if let Some(e) = first_error.into_inner().expect("not poisoned") {
-        return Err(TxnError::Other(e));
+        return Err(e);
     }
     read_result?;
     Ok(TxnOutput {
@@ -575,13 +597,36 @@ fn run_txn(
 
 fn read_sources(
     group: &[(Source, Arc<LogSchema>)],
+    parsers: &[Arc<dyn Parser>],
     chunk_bytes: usize,
     tx: &Sender<Chunk>,
     pb: &ProgressBar,
-    failed: &Mutex<Option<Error>>,
+    failed: &Mutex<Option<TxnError>>,
 ) -> Result<(), TxnError> {
     for (i, (src, _)) in group.iter().enumerate() {
-        let reader = src.open().map_err(|e| TxnError::Source(i, e))?;
+        let source_err = |e: std::io::Error| TxnError::Source(i, Error::io(&src.path, e));
+        let mut reader = src.open().map_err(|e| TxnError::Source(i, e))?;
+        let mut head = Vec::with_capacity(64 << 10);
+        (&mut reader)
+            .take(64 << 10)
+            .read_to_end(&mut head)
+            .map_err(source_err)?;
+        if parsers[i].whole_document(&head) {
+            drop(reader);
+            let data = std::fs::read(&src.path).map_err(source_err)?;
+            pb.inc(data.len() as u64);
+            let chunk = Chunk {
+                src: i,
+                first_line: 1,
+                data,
+                whole: true,
+            };
+            if tx.send(chunk).is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        let reader = std::io::Cursor::new(head).chain(reader);
         let mut reader = Counting { inner: reader, pb };
         let mut carry: Vec<u8> = Vec::new();
         let mut line = 1u64;
@@ -595,7 +640,7 @@ fn read_sources(
             let n = (&mut reader)
                 .take(chunk_bytes as u64)
                 .read_to_end(&mut buf)
-                .map_err(|e| TxnError::Source(i, Error::io(&src.path, e)))?;
+                .map_err(source_err)?;
             if buf.is_empty() {
                 break;
             }
@@ -622,6 +667,7 @@ fn read_sources(
                     src: i,
                     first_line: first,
                     data: buf,
+                    whole: false,
                 })
                 .is_err()
             {
@@ -658,16 +704,27 @@ fn parse_worker(
     parse_time: i64,
 ) {
     for chunk in rx {
-        let src = &group[chunk.src].0.info;
-        let mut result =
-            parsers[chunk.src].parse_chunk(&chunk.data, chunk.first_line, src, parse_time);
+        let (source, _) = &group[chunk.src];
+        let parser = &parsers[chunk.src];
+        let mut result = if chunk.whole {
+            match source::decompress(chunk.data) {
+                Ok(doc) => parser
+                    .parse_document(&doc, &source.info, parse_time)
+                    .map_err(TxnError::Other),
+                Err(e) => Err(TxnError::Source(chunk.src, Error::io(&source.path, e))),
+            }
+        } else {
+            parser
+                .parse_chunk(&chunk.data, chunk.first_line, &source.info, parse_time)
+                .map_err(TxnError::Other)
+        };
         let mut hits = Vec::new();
         if let (Ok(parsed), Some(set)) = (&result, &sets[chunk.src])
             && let Some(batch) = &parsed.batch
         {
             match set.eval(batch) {
                 Ok(h) => hits = h,
-                Err(e) => result = Err(e),
+                Err(e) => result = Err(e.into()),
             }
         }
         if tx
@@ -699,7 +756,7 @@ fn write_loop(
     opts: &IngestOptions,
     parse_time: i64,
     out: Output<'_>,
-) -> Result<()> {
+) -> Result<(), TxnError> {
     let Output {
         counts,
         matches,
@@ -730,6 +787,7 @@ fn write_loop(
             }
         };
         let c = &mut counts[msg.src];
+        c.notes.extend(parsed.notes);
         c.lines += parsed.lines;
         c.quarantined += parsed.quarantined.len() as u64;
         if let Some(batch) = parsed.batch {
@@ -782,7 +840,7 @@ fn write_loop(
             }
         }
     }
-    send(writer.finish())
+    Ok(send(writer.finish())?)
 }
 
 /// Quarantined lines as a batch of the quarantine table.

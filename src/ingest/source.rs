@@ -60,6 +60,20 @@ impl Source {
     }
 }
 
+/// The bytes of a whole file as stored: gunzipped when they start with gzip's magic bytes.
+pub fn decompress(data: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    if !data.starts_with(&[0x1f, 0x8b]) {
+        return Ok(data);
+    }
+    // The trailer holds the (last member's) size mod 2^32: a good first guess.
+    let hint = data.len().checked_sub(4).map_or(0, |at| {
+        u32::from_le_bytes(data[at..].try_into().expect("4 bytes")) as usize
+    });
+    let mut out = Vec::with_capacity(hint.clamp(data.len(), 1 << 30));
+    MultiGzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {

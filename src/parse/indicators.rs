@@ -57,7 +57,7 @@ impl IndicatorPlan {
 
 /// True when values of `kind` contribute to the list `column`: their own list, and for ARNs
 /// also the account list (the ARN's account).
-fn feeds(kind: Indicator, column: &str) -> bool {
+pub fn feeds(kind: Indicator, column: &str) -> bool {
     kind.column() == column || (kind == Indicator::AwsArn && column == ACCOUNTS)
 }
 
@@ -108,9 +108,18 @@ fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
 }
 
 /// Add the indicator value `raw` yields for `kind` in list `column` to `values`, once.
-fn collect<'a>(raw: &'a str, kind: Indicator, column: &str, values: &mut Vec<&'a str>) {
+pub fn collect<'a>(raw: &'a str, kind: Indicator, column: &str, values: &mut Vec<&'a str>) {
+    if let Some(v) = classify(raw, kind, column)
+        && !values.contains(&v)
+    {
+        values.push(v);
+    }
+}
+
+/// The indicator value `raw` yields for `kind` in list `column`, if it is one.
+pub fn classify<'a>(raw: &'a str, kind: Indicator, column: &str) -> Option<&'a str> {
     let raw = raw.trim();
-    let v = match kind {
+    match kind {
         Indicator::AwsArn if column == ACCOUNTS => arn_account(raw),
         Indicator::Ip => raw.parse::<IpAddr>().is_ok().then_some(raw),
         Indicator::AwsArn => raw.starts_with("arn:").then_some(raw),
@@ -118,12 +127,36 @@ fn collect<'a>(raw: &'a str, kind: Indicator, column: &str, values: &mut Vec<&'a
         Indicator::Domain => is_domain(raw).then_some(raw),
         Indicator::AwsInstanceId => is_instance_id(raw).then_some(raw),
         Indicator::Username => (!raw.is_empty()).then_some(raw),
-    };
-    if let Some(v) = v
-        && !values.contains(&v)
-    {
-        values.push(v);
     }
+}
+
+/// Whether a string under JSON key `key` (inside a free-form block) can be an indicator of
+/// `kind`: ARNs count under any key; other kinds only under keys named for them
+/// (`sourceIPAddress`, `instanceId`, `accountId`, `privateDnsName`, `userName`, …), so a
+/// random string that happens to look like an id is not taken for one.
+pub fn key_feeds(kind: Indicator, key: &str) -> bool {
+    let k = |s: &str| contains_ignore_case(key, s);
+    match kind {
+        Indicator::AwsArn => true,
+        Indicator::Ip => {
+            k("ipaddress") || k("ipv4") || k("ipv6") || key.ends_with("Ip") || key.ends_with("IP")
+                || key.eq_ignore_ascii_case("ip")
+        }
+        Indicator::AwsAccountId => k("accountid") || key.eq_ignore_ascii_case("ownerid"),
+        Indicator::AwsInstanceId => k("instanceid"),
+        Indicator::Domain => {
+            k("dnsname") || k("domain") || k("hostname") || key.eq_ignore_ascii_case("host")
+        }
+        Indicator::Username => key.eq_ignore_ascii_case("username"),
+    }
+}
+
+fn contains_ignore_case(hay: &str, lower_needle: &str) -> bool {
+    hay.len() >= lower_needle.len()
+        && hay
+            .as_bytes()
+            .windows(lower_needle.len())
+            .any(|w| w.eq_ignore_ascii_case(lower_needle.as_bytes()))
 }
 
 /// The account id of an ARN (`arn:partition:service:region:account:resource`), if it has one.

@@ -13,6 +13,7 @@
 //!   same input gives the same ids.
 
 pub mod indicators;
+pub mod json;
 pub mod s3_access;
 pub mod standard;
 pub mod time;
@@ -52,8 +53,10 @@ pub struct Parsed {
     pub batch: Option<RecordBatch>,
     /// Lines that did not parse.
     pub quarantined: Vec<Quarantined>,
-    /// Non-blank lines seen.
+    /// Non-blank lines seen (for record formats: records seen).
     pub lines: u64,
+    /// Things worth telling the user that are not errors (e.g. a digest file skipped).
+    pub notes: Vec<String>,
 }
 
 /// A parser for one log type.
@@ -69,12 +72,24 @@ pub trait Parser: Send + Sync {
         source: &SourceInfo,
         parse_time: i64,
     ) -> Result<Parsed>;
+
+    /// Whether a file whose first bytes are `head` must be parsed as one document (handed to
+    /// [`Parser::parse_document`] whole) rather than in chunks of lines.
+    fn whole_document(&self, _head: &[u8]) -> bool {
+        false
+    }
+
+    /// Parse a whole file's decompressed bytes.
+    fn parse_document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
+        self.parse_chunk(doc, 1, source, parse_time)
+    }
 }
 
 /// The parser a log-type schema names.
 pub fn parser_for(schema: Arc<LogSchema>) -> Result<Arc<dyn Parser>> {
     Ok(match schema.parser {
         ParserKind::S3Access => Arc::new(s3_access::S3AccessParser::new(schema)?),
+        ParserKind::Json => Arc::new(json::JsonParser::new(schema)?),
     })
 }
 

@@ -36,14 +36,28 @@ impl StandardFields {
     /// the physical line number each row came from.
     pub fn finish(
         &self,
+        columns: Vec<ArrayRef>,
+        event_times: Vec<i64>,
+        lines: &[u64],
+        source: &SourceInfo,
+        parse_time: i64,
+    ) -> Result<RecordBatch> {
+        let indicators = self.indicators.build(&columns, event_times.len());
+        self.assemble(columns, indicators, event_times, lines, source, parse_time)
+    }
+
+    /// Assemble the final batch from the declared `columns` and `indicators` (the `p_any_*`
+    /// lists in [`LogSchema::indicator_columns`] order) computed by the parser itself.
+    pub fn assemble(
+        &self,
         mut columns: Vec<ArrayRef>,
+        indicators: Vec<ArrayRef>,
         event_times: Vec<i64>,
         lines: &[u64],
         source: &SourceInfo,
         parse_time: i64,
     ) -> Result<RecordBatch> {
         let rows = event_times.len();
-        let indicators = self.indicators.build(&columns, rows);
         columns.push(repeat(&self.schema.log_type, rows));
         columns.push(row_ids(&source.id, lines));
         columns.push(Arc::new(TimestampMicrosecondArray::from(event_times)));

@@ -104,9 +104,158 @@ pub fn parse_clf(b: &[u8]) -> Option<i64> {
     Some(secs * 1_000_000)
 }
 
+/// Parse an RFC 3339 / ISO 8601 time: `2020-05-12T10:15:00Z`, with `T` or a space, optional
+/// fractional seconds (to microseconds), and `Z`, `±HH:MM`, `±HHMM` or no zone (UTC).
+pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, m, d) = (digits::<4>(b)?, digits::<2>(&b[5..])?, digits::<2>(&b[8..])?);
+    let (hh, mm, ss) = (
+        digits::<2>(&b[11..])?,
+        digits::<2>(&b[14..])?,
+        digits::<2>(&b[17..])?,
+    );
+    if !valid(y, m, d, hh, mm, ss) {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut micros = 0i64;
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        for i in 0..6 {
+            micros = micros * 10 + frac.get(i).filter(|_| i < n).map_or(0, |c| (c - b'0') as i64);
+        }
+        rest = &frac[n..];
+    }
+    let offset = match rest {
+        b"" | b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), tz @ ..] => {
+            let (oh, om) = match tz {
+                [_, _, b':', _, _] => (digits::<2>(tz)?, digits::<2>(&tz[3..])?),
+                [_, _, _, _] => (digits::<2>(tz)?, digits::<2>(&tz[2..])?),
+                [_, _] => (digits::<2>(tz)?, 0),
+                _ => return None,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh as i64 * 3600 + om as i64 * 60;
+            if *sign == b'-' { -o } else { o }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y as i64, m, d) * 86_400
+        + (hh as i64 * 3600 + mm as i64 * 60 + ss as i64)
+        - offset;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// How a schema's timestamp column reads (`time_format` in a schema file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// RFC 3339 text (see [`parse_rfc3339`]); the default.
+    Rfc3339,
+    /// Seconds since the epoch (may be fractional), as a number or text.
+    Unix,
+    /// Milliseconds since the epoch.
+    UnixMs,
+    /// Microseconds since the epoch.
+    UnixUs,
+    /// Nanoseconds since the epoch.
+    UnixNs,
+    /// A strftime pattern; without `%z` the time is UTC.
+    Pattern(String),
+}
+
+impl TimeFormat {
+    /// Read a `time_format` value; a pattern must contain a `%` directive.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "rfc3339" => TimeFormat::Rfc3339,
+            "unix" => TimeFormat::Unix,
+            "unix_ms" => TimeFormat::UnixMs,
+            "unix_us" => TimeFormat::UnixUs,
+            "unix_ns" => TimeFormat::UnixNs,
+            p if p.contains('%') => TimeFormat::Pattern(p.to_string()),
+            other => {
+                return Err(format!(
+                    "unknown time_format {other:?} (expected rfc3339, unix, unix_ms, unix_us, \
+                     unix_ns or a strftime pattern)"
+                ));
+            }
+        })
+    }
+
+    /// Microseconds since the epoch of a time written as text.
+    pub fn parse_text(&self, s: &str) -> Option<i64> {
+        match self {
+            TimeFormat::Rfc3339 => parse_rfc3339(s.trim().as_bytes()),
+            TimeFormat::Pattern(p) => {
+                if p.contains("%z") || p.contains("%:z") {
+                    chrono::DateTime::parse_from_str(s.trim(), p)
+                        .ok()
+                        .map(|t| t.timestamp_micros())
+                } else {
+                    chrono::NaiveDateTime::parse_from_str(s.trim(), p)
+                        .ok()
+                        .map(|t| t.and_utc().timestamp_micros())
+                }
+            }
+            epoch => epoch.from_number(s.trim().parse::<f64>().ok()?),
+        }
+    }
+
+    /// Microseconds since the epoch of a time written as a JSON number.
+    pub fn from_number(&self, v: f64) -> Option<i64> {
+        let scale = match self {
+            TimeFormat::Unix => 1e6,
+            TimeFormat::UnixMs => 1e3,
+            TimeFormat::UnixUs => 1.0,
+            TimeFormat::UnixNs => 1e-3,
+            TimeFormat::Rfc3339 | TimeFormat::Pattern(_) => return None,
+        };
+        let us = (v * scale).round();
+        (us.is_finite() && us.abs() < 9.0e18).then_some(us as i64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_times() {
+        let t = 1_589_278_500_000_000; // 2020-05-12T10:15:00Z
+        assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00Z"), Some(t));
+        assert_eq!(parse_rfc3339(b"2020-05-12 10:15:00"), Some(t));
+        assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00.25Z"), Some(t + 250_000));
+        assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00.123456789Z"), Some(t + 123_456));
+        assert_eq!(parse_rfc3339(b"2020-05-12T12:15:00+02:00"), Some(t));
+        assert_eq!(parse_rfc3339(b"2020-05-12T05:15:00-0500"), Some(t));
+        assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00X"), None);
+        assert_eq!(parse_rfc3339(b"2020-02-30T10:15:00Z"), None);
+        assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00."), None);
+    }
+
+    #[test]
+    fn time_formats() {
+        let t = 1_589_278_500_000_000;
+        assert_eq!(TimeFormat::Unix.from_number(1_589_278_500.0), Some(t));
+        assert_eq!(TimeFormat::UnixMs.parse_text("1589278500000"), Some(t));
+        let p = TimeFormat::parse("%d/%b/%Y:%H:%M:%S %z").unwrap();
+        assert_eq!(p.parse_text("12/May/2020:12:15:00 +0200"), Some(t));
+        let p = TimeFormat::parse("%Y%m%d %H%M%S").unwrap();
+        assert_eq!(p.parse_text("20200512 101500"), Some(t));
+        assert!(TimeFormat::parse("iso").is_err());
+        assert_eq!(TimeFormat::Rfc3339.from_number(1.0), None);
+    }
 
     #[test]
     fn clf_times() {

@@ -24,10 +24,16 @@ use crate::error::{Error, Result};
 pub use types::ColumnType;
 
 /// The schemas that ship with seclake, compiled in.
-const BUILTIN: &[(&str, &str)] = &[(
-    "aws_s3serveraccess.yml",
-    include_str!("../../schemas/aws_s3serveraccess.yml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "aws_s3serveraccess.yml",
+        include_str!("../../schemas/aws_s3serveraccess.yml"),
+    ),
+    (
+        "aws_cloudtrail.yml",
+        include_str!("../../schemas/aws_cloudtrail.yml"),
+    ),
+];
 
 /// Table name for a log type: lower case, `.` → `_` (`AWS.S3ServerAccess` → `aws_s3serveraccess`).
 pub fn table_name(log_type: &str) -> String {
@@ -44,6 +50,8 @@ pub const TIMESTAMP: DataType = DataType::Timestamp(TimeUnit::Microsecond, None)
 pub enum ParserKind {
     /// Amazon S3 server access log lines.
     S3Access,
+    /// JSON records: one object per line, or arrays in an envelope document (CloudTrail).
+    Json,
 }
 
 /// A kind of indicator, feeding one `p_any_*` list column.
@@ -99,6 +107,65 @@ pub struct Column {
     /// Write a Parquet bloom filter so equality lookups skip row groups.
     #[serde(default)]
     pub bloom_filter: bool,
+    /// JSON parsers: where the value is in the record, as dot-separated keys matched
+    /// case-insensitively (`userIdentity.arn`); the column name when omitted.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The fields of a `struct` column, each a column in its own right (nesting allowed).
+    #[serde(default)]
+    pub fields: Vec<Column>,
+    /// How a `timestamp` column's text or number reads: `rfc3339` (the default), `unix`,
+    /// `unix_ms`, `unix_us`, `unix_ns`, or a strftime pattern such as `%d/%b/%Y:%H:%M:%S %z`.
+    #[serde(default)]
+    pub time_format: Option<String>,
+}
+
+impl Column {
+    /// The Arrow type of this column (a struct's fields included).
+    pub fn data_type(&self) -> DataType {
+        match &self.ty {
+            ColumnType::Struct => {
+                DataType::Struct(self.fields.iter().map(Column::field).collect())
+            }
+            ty => ty.data_type(),
+        }
+    }
+
+    /// A nullable Arrow field for this column.
+    pub fn field(&self) -> Field {
+        Field::new(&self.name, self.data_type(), true)
+    }
+
+    /// The JSON path of this column, relative to its parent.
+    pub fn json_path(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.name)
+    }
+
+    /// This column and every nested field, depth first.
+    pub fn walk(&self) -> Box<dyn Iterator<Item = &Column> + '_> {
+        Box::new(std::iter::once(self).chain(self.fields.iter().flat_map(Column::walk)))
+    }
+}
+
+/// Options of the `json` parser.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonOptions {
+    /// An envelope key: a document `{"<key>": [...]}` holds its records in that array (as
+    /// CloudTrail's `Records`). Records may also come one JSON object per line.
+    #[serde(default)]
+    pub records_field: Option<String>,
+    /// Keys a record must have for a file to be detected as this log type.
+    #[serde(default)]
+    pub detect: Vec<String>,
+    /// A document with any of these top-level keys holds no records (e.g. a CloudTrail digest
+    /// file): it is skipped with a note, not quarantined.
+    #[serde(default)]
+    pub skip_documents_with: Vec<String>,
+    /// A `json` column that keeps every field the schema does not declare (nested ones under
+    /// their dotted path), so nothing a log adds later is lost.
+    #[serde(default)]
+    pub unknown_fields: Option<String>,
 }
 
 fn yes() -> bool {
@@ -118,6 +185,9 @@ pub struct LogSchema {
     pub parser: ParserKind,
     /// Column holding the event time; copied into `p_event_time`.
     pub event_time: String,
+    /// Options of the `json` parser.
+    #[serde(default)]
+    pub json: Option<JsonOptions>,
     /// Declared columns, in order.
     pub columns: Vec<Column>,
 }
@@ -148,19 +218,28 @@ impl LogSchema {
             file: file.to_string(),
             message,
         };
-        let mut seen = std::collections::HashSet::new();
         for c in &self.columns {
-            if c.name.is_empty() || c.name != c.name.to_ascii_lowercase() {
-                return Err(err(format!("column name {:?} must be lower case", c.name)));
-            }
             if c.name.starts_with("p_") || matches!(c.name.as_str(), "year" | "month" | "day") {
                 return Err(err(format!(
                     "column name {:?} is reserved for standard or partition fields",
                     c.name
                 )));
             }
-            if !seen.insert(c.name.as_str()) {
-                return Err(err(format!("column {:?} is declared twice", c.name)));
+        }
+        validate_columns(&self.columns, "").map_err(err)?;
+        if let Some(j) = &self.json {
+            if self.parser != ParserKind::Json {
+                return Err(err("`json` options need `parser: json`".into()));
+            }
+            if let Some(u) = &j.unknown_fields {
+                match self.column(u) {
+                    Some(c) if c.ty == ColumnType::Json => {}
+                    _ => {
+                        return Err(err(format!(
+                            "unknown_fields names {u:?}, which is not a json column"
+                        )));
+                    }
+                }
             }
         }
         match self.column(&self.event_time) {
@@ -191,6 +270,7 @@ impl LogSchema {
         let mut kinds: Vec<Indicator> = self
             .columns
             .iter()
+            .flat_map(Column::walk)
             .flat_map(|c| c.indicators.iter().copied())
             .collect();
         if kinds.contains(&Indicator::AwsArn) {
@@ -203,11 +283,48 @@ impl LogSchema {
 
     /// The table's Arrow schema: declared columns, standard fields, indicator lists.
     pub fn arrow_schema(&self) -> SchemaRef {
-        let mut fields: Vec<Field> = self.columns.iter().map(|c| c.ty.field(&c.name)).collect();
+        let mut fields: Vec<Field> = self.columns.iter().map(Column::field).collect();
         fields.extend(standard_fields());
         fields.extend(self.indicator_columns().into_iter().map(indicator_field));
         Arc::new(Schema::new(fields))
     }
+}
+
+/// Check names, types and nesting of `columns` (at `at`, a dotted path for errors).
+fn validate_columns(columns: &[Column], at: &str) -> std::result::Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for c in columns {
+        let name = format!("{at}{}", c.name);
+        if c.name.is_empty() || c.name != c.name.to_ascii_lowercase() {
+            return Err(format!("column name {name:?} must be lower case"));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(format!("column {name:?} is declared twice"));
+        }
+        match (&c.ty, c.fields.is_empty()) {
+            (ColumnType::Struct, true) => {
+                return Err(format!("struct column {name:?} needs `fields`"));
+            }
+            (ColumnType::Struct, false) => validate_columns(&c.fields, &format!("{name}."))?,
+            (_, false) => return Err(format!("column {name:?} has `fields` but is not a struct")),
+            _ => {}
+        }
+        if let ColumnType::Array(inner) = &c.ty
+            && matches!(**inner, ColumnType::Array(_) | ColumnType::Struct)
+        {
+            return Err(format!("column {name:?}: arrays hold scalar values only"));
+        }
+        if let Some(f) = &c.time_format {
+            if c.ty != ColumnType::Timestamp {
+                return Err(format!("column {name:?} has time_format but is not a timestamp"));
+            }
+            crate::parse::time::TimeFormat::parse(f).map_err(|e| format!("column {name:?}: {e}"))?;
+        }
+        if c.path.as_deref().is_some_and(|p| p.is_empty() || p.split('.').any(str::is_empty)) {
+            return Err(format!("column {name:?}: path must be dot-separated keys"));
+        }
+    }
+    Ok(())
 }
 
 /// The standard `p_` fields, in order.

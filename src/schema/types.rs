@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::TIMESTAMP;
 
 /// A column type: `string`, `int`, `bigint`, `double`, `boolean`, `timestamp`, `json`
-/// (a JSON document kept whole as text, read with the `json_*` SQL functions), or
-/// `array<T>` of any of those.
+/// (a JSON document kept whole as text, read with the `json_*` SQL functions), `struct`
+/// (fields listed under the column's `fields`), or `array<T>` of a scalar type.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum ColumnType {
@@ -22,13 +22,16 @@ pub enum ColumnType {
     Boolean,
     Timestamp,
     Json,
+    Struct,
     Array(Box<ColumnType>),
 }
 
 impl ColumnType {
-    /// The Arrow type values of this column are stored as.
+    /// The Arrow type values of this column are stored as (a struct's fields are the
+    /// column's: see `Column::data_type`; here an empty struct).
     pub fn data_type(&self) -> DataType {
         match self {
+            ColumnType::Struct => DataType::Struct(Default::default()),
             ColumnType::String | ColumnType::Json => DataType::Utf8,
             ColumnType::Int => DataType::Int32,
             ColumnType::BigInt => DataType::Int64,
@@ -67,10 +70,11 @@ impl FromStr for ColumnType {
             "boolean" | "bool" => ColumnType::Boolean,
             "timestamp" => ColumnType::Timestamp,
             "json" => ColumnType::Json,
+            "struct" => ColumnType::Struct,
             _ => {
                 return Err(format!(
                     "unknown column type {s:?} (expected string, int, bigint, double, boolean, \
-                     timestamp, json or array<…>)"
+                     timestamp, json, struct or array<…>)"
                 ));
             }
         })
@@ -94,6 +98,7 @@ impl fmt::Display for ColumnType {
             ColumnType::Boolean => f.write_str("boolean"),
             ColumnType::Timestamp => f.write_str("timestamp"),
             ColumnType::Json => f.write_str("json"),
+            ColumnType::Struct => f.write_str("struct"),
             ColumnType::Array(inner) => write!(f, "array<{inner}>"),
         }
     }
@@ -113,6 +118,7 @@ mod tests {
             "boolean",
             "timestamp",
             "json",
+            "struct",
             "array<string>",
         ] {
             assert_eq!(s.parse::<ColumnType>().unwrap().to_string(), s);

@@ -1,0 +1,1068 @@
+//! JSON log types (CloudTrail and custom JSON-lines types), parsed as their schema says.
+//!
+//! Input is either one record per line, or documents whose envelope key holds an array of
+//! records (`{"Records": [...]}`, as CloudTrail delivers): [`JsonParser::whole_document`]
+//! tells the reader which, from the first bytes of a file. A document is first cut into
+//! records by a structural scan ([`split`]), and each record is then parsed on its own, so a
+//! malformed record is quarantined and every other record of the file is kept.
+//!
+//! Each record is read in one pass (serde_json, zero-copy where the text has no escapes) into
+//! per-record slots, one per leaf column; only a record that parsed whole is appended to the
+//! column builders. Keys match column paths case-insensitively (`eventTime` → `eventtime`).
+//! Free-form blocks (`json` columns) keep the record's exact text. Fields the schema does not
+//! declare, at any depth, go to the `unknown_fields` column under their dotted path, so a field
+//! AWS adds later is queryable, not lost.
+//!
+//! Indicators: string leaves feed their `p_any_*` lists as declared; `json` leaves with
+//! indicators are scanned for ARNs anywhere and for IPs, account ids, instance ids, domains and
+//! user names under keys named for them ([`crate::parse::indicators::key_feeds`]).
+//!
+//! A record is quarantined, with the reason naming the record and the field, when it is not a
+//! JSON object, is malformed, has a value that does not fit its column's type, or has no event
+//! time. A document holding none of the records but one of `skip_documents_with`'s keys (a
+//! CloudTrail digest file) is skipped with a note.
+
+pub mod split;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBufferBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListArray, ListBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, Fields};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::indicators::{classify, feeds, key_feeds};
+use super::time::TimeFormat;
+use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines};
+use crate::error::{Error, Result};
+use crate::schema::{Column, ColumnType, Indicator, LogSchema};
+
+/// How a leaf value is read and stored.
+#[derive(Debug, Clone)]
+enum Kind {
+    Str,
+    Json,
+    I32,
+    I64,
+    F64,
+    Bool,
+    Time(TimeFormat),
+    List(Box<Kind>),
+}
+
+impl Kind {
+    fn of(c: &Column, ty: &ColumnType) -> Result<Kind, String> {
+        Ok(match ty {
+            ColumnType::String => Kind::Str,
+            ColumnType::Json => Kind::Json,
+            ColumnType::Int => Kind::I32,
+            ColumnType::BigInt => Kind::I64,
+            ColumnType::Double => Kind::F64,
+            ColumnType::Boolean => Kind::Bool,
+            ColumnType::Timestamp => Kind::Time(match &c.time_format {
+                Some(f) => TimeFormat::parse(f)?,
+                None => TimeFormat::Rfc3339,
+            }),
+            ColumnType::Array(inner) => Kind::List(Box::new(Kind::of(c, inner)?)),
+            ColumnType::Struct => return Err("a struct is not a leaf".into()),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::Json => "JSON",
+            Kind::I32 => "an int",
+            Kind::I64 => "a bigint",
+            Kind::F64 => "a double",
+            Kind::Bool => "a boolean",
+            Kind::Time(_) => "a timestamp",
+            Kind::List(_) => "an array",
+        }
+    }
+}
+
+/// A value read for one leaf of one record.
+#[derive(Debug, Clone, PartialEq)]
+enum Val<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<Val<'a>>),
+}
+
+/// A column the record's values land in (a top-level column or a struct's field).
+#[derive(Debug)]
+struct Leaf {
+    kind: Kind,
+    /// Dotted column name, for errors (`useridentity.arn`).
+    name: String,
+    /// Indicator kinds, each with the indicator outputs (indexes) it feeds.
+    indicators: Vec<(Indicator, Vec<usize>)>,
+}
+
+/// An object level of the record: its keys (lower case) and, for a struct column, its id.
+#[derive(Debug, Default)]
+struct Node {
+    keys: HashMap<String, Child>,
+    struct_id: Option<usize>,
+    /// Dotted JSON path of this object, for unknown-field names (`userIdentity.`).
+    prefix: String,
+}
+
+#[derive(Debug)]
+enum Child {
+    Leaf(usize),
+    Node(Node),
+}
+
+/// How the output columns are assembled from leaves and struct validity.
+#[derive(Debug)]
+enum Out {
+    Leaf(usize),
+    Struct {
+        id: usize,
+        fields: Fields,
+        children: Vec<Out>,
+    },
+}
+
+/// The compiled schema.
+#[derive(Debug)]
+struct Plan {
+    root: Node,
+    leaves: Vec<Leaf>,
+    structs: usize,
+    columns: Vec<Out>,
+    event_time: usize,
+    unknown: Option<usize>,
+    records_field: Option<String>,
+    skip: Vec<String>,
+    detect: Vec<String>,
+    outputs: Vec<&'static str>,
+    /// `"<records_field>"` and `"<skip key>"`, to tell plain records apart cheaply.
+    needles: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl Plan {
+    fn new(schema: &LogSchema) -> Result<Plan, String> {
+        let opts = schema.json.clone().unwrap_or_default();
+        let outputs = schema.indicator_columns();
+        let mut plan = Plan {
+            root: Node::default(),
+            leaves: Vec::new(),
+            structs: 0,
+            columns: Vec::new(),
+            event_time: 0,
+            unknown: None,
+            records_field: opts.records_field.clone(),
+            skip: opts.skip_documents_with.clone(),
+            detect: opts.detect.clone(),
+            outputs,
+            needles: opts
+                .records_field
+                .iter()
+                .chain(&opts.skip_documents_with)
+                .map(|k| memchr::memmem::Finder::new(format!("\"{k}\"").as_bytes()).into_owned())
+                .collect(),
+        };
+        let mut root = Node::default();
+        for c in &schema.columns {
+            let out = if opts.unknown_fields.as_deref() == Some(c.name.as_str()) {
+                let id = plan.leaf(c, &c.ty, c.name.clone())?;
+                plan.unknown = Some(id);
+                Out::Leaf(id)
+            } else {
+                plan.add(&mut root, c, "")?
+            };
+            if c.name == schema.event_time
+                && let Out::Leaf(id) = out
+            {
+                plan.event_time = id;
+            }
+            plan.columns.push(out);
+        }
+        plan.root = root;
+        Ok(plan)
+    }
+
+    fn leaf(&mut self, c: &Column, ty: &ColumnType, name: String) -> Result<usize, String> {
+        let kind = Kind::of(c, ty).map_err(|e| format!("column {name:?}: {e}"))?;
+        let indicators = c
+            .indicators
+            .iter()
+            .map(|&k| {
+                let outs = (self.outputs.iter().enumerate())
+                    .filter(|(_, o)| feeds(k, o))
+                    .map(|(i, _)| i)
+                    .collect();
+                (k, outs)
+            })
+            .collect();
+        self.leaves.push(Leaf {
+            kind,
+            name,
+            indicators,
+        });
+        Ok(self.leaves.len() - 1)
+    }
+
+    /// Add column `c` under object `node` (whose columns are named `at…`).
+    fn add(&mut self, node: &mut Node, c: &Column, at: &str) -> Result<Out, String> {
+        let name = format!("{at}{}", c.name);
+        let path: Vec<String> = c
+            .json_path()
+            .split('.')
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let raw_path: Vec<&str> = c.json_path().split('.').collect();
+        // Walk (creating) the intermediate objects of a dotted path.
+        let mut here = node;
+        for (i, seg) in path[..path.len() - 1].iter().enumerate() {
+            let prefix = format!("{}{}.", here.prefix, raw_path[i]);
+            let child = here
+                .keys
+                .entry(seg.clone())
+                .or_insert_with(|| Child::Node(Node { prefix, ..Node::default() }));
+            here = match child {
+                Child::Node(n) if n.struct_id.is_none() => n,
+                _ => return Err(format!("column {name:?}: path {:?} conflicts with another column", c.json_path())),
+            };
+        }
+        let last = path.last().expect("split yields one").clone();
+        if here.keys.contains_key(&last) {
+            return Err(format!(
+                "column {name:?}: path {:?} is used by another column",
+                c.json_path()
+            ));
+        }
+        let out = if c.ty == ColumnType::Struct {
+            let id = self.structs;
+            self.structs += 1;
+            let mut sub = Node {
+                struct_id: Some(id),
+                prefix: format!("{}{}.", here.prefix, raw_path[raw_path.len() - 1]),
+                ..Node::default()
+            };
+            let mut children = Vec::new();
+            for f in &c.fields {
+                children.push(self.add(&mut sub, f, &format!("{name}."))?);
+            }
+            here.keys.insert(last, Child::Node(sub));
+            Out::Struct {
+                id,
+                fields: c.fields.iter().map(Column::field).collect(),
+                children,
+            }
+        } else {
+            let id = self.leaf(c, &c.ty, name)?;
+            here.keys.insert(last, Child::Leaf(id));
+            Out::Leaf(id)
+        };
+        Ok(out)
+    }
+}
+
+/// Per-record slots, reused across records.
+struct State<'a> {
+    vals: Vec<Val<'a>>,
+    present: Vec<bool>,
+    unknown: Vec<(String, &'a RawValue)>,
+    key: String,
+}
+
+impl<'a> State<'a> {
+    fn new(plan: &Plan) -> Self {
+        State {
+            vals: vec![Val::Null; plan.leaves.len()],
+            present: vec![false; plan.structs],
+            unknown: Vec::new(),
+            key: String::new(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.vals.iter_mut().for_each(|v| *v = Val::Null);
+        self.present.iter_mut().for_each(|p| *p = false);
+        self.unknown.clear();
+    }
+}
+
+/// A key as the parser found it: borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Reads one object level into the state.
+struct NodeSeed<'p, 's, 'a> {
+    plan: &'p Plan,
+    node: &'p Node,
+    st: &'s mut State<'a>,
+}
+
+impl<'de, 'p, 's> DeserializeSeed<'de> for NodeSeed<'p, 's, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 'p, 's> Visitor<'de> for NodeSeed<'p, 's, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.node.prefix.is_empty() {
+            f.write_str("a JSON object")
+        } else {
+            write!(f, "a JSON object at {}", self.node.prefix.trim_end_matches('.'))
+        }
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let NodeSeed { plan, node, st } = self;
+        if let Some(id) = node.struct_id {
+            st.present[id] = true;
+        }
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let child = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+                st.key.clear();
+                st.key.push_str(&key);
+                st.key.make_ascii_lowercase();
+                node.keys.get(st.key.as_str())
+            } else {
+                node.keys.get(key.as_ref())
+            };
+            match child {
+                Some(Child::Leaf(i)) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if !matches!(st.vals[*i], Val::Null) {
+                        st.unknown.push((format!("{}{key}", node.prefix), raw));
+                        continue;
+                    }
+                    let leaf = &plan.leaves[*i];
+                    st.vals[*i] = convert(&leaf.kind, raw)
+                        .map_err(|e| de::Error::custom(format!("field {}: {e}", leaf.name)))?;
+                }
+                Some(Child::Node(n)) => map.next_value_seed(NodeSeed {
+                    plan,
+                    node: n,
+                    st: &mut *st,
+                })?,
+                None => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    st.unknown.push((format!("{}{key}", node.prefix), raw));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The text of a JSON string literal, borrowed unless it holds escapes.
+fn unquote(s: &str) -> Result<Cow<'_, str>, String> {
+    let inner = &s[1..s.len() - 1];
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+        Ok(Cow::Borrowed(inner))
+    } else {
+        serde_json::from_str::<String>(s)
+            .map(Cow::Owned)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn shown(s: &str) -> String {
+    let mut end = s.len().min(60);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < s.len() {
+        format!("{}…", &s[..end])
+    } else {
+        s.to_string()
+    }
+}
+
+/// Read a raw JSON value as `kind`.
+fn convert<'a>(kind: &Kind, raw: &'a RawValue) -> Result<Val<'a>, String> {
+    let s = raw.get();
+    let wrong = || format!("expected {}, got {}", kind.name(), shown(s));
+    let first = s.as_bytes().first().copied().unwrap_or(b'n');
+    if first == b'n' {
+        return Ok(Val::Null);
+    }
+    Ok(match kind {
+        Kind::Json => Val::Str(Cow::Borrowed(s)),
+        Kind::Str if first == b'"' => Val::Str(unquote(s)?),
+        Kind::Str => Val::Str(Cow::Borrowed(s)),
+        Kind::List(inner) if first == b'[' => {
+            let items: Vec<&'a RawValue> = serde_json::from_str(s).map_err(|e| e.to_string())?;
+            Val::List(
+                items
+                    .into_iter()
+                    .map(|r| convert(inner, r))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        Kind::List(inner) => Val::List(vec![convert(inner, raw)?]),
+        Kind::Bool => match s {
+            "true" | "\"true\"" => Val::Bool(true),
+            "false" | "\"false\"" => Val::Bool(false),
+            _ => return Err(wrong()),
+        },
+        Kind::I32 | Kind::I64 | Kind::F64 | Kind::Time(_) => {
+            let (text, quoted) = if first == b'"' {
+                (unquote(s)?, true)
+            } else {
+                (Cow::Borrowed(s), false)
+            };
+            let t = text.trim();
+            if quoted && t.is_empty() {
+                return Ok(Val::Null);
+            }
+            match kind {
+                Kind::I32 => Val::Int(t.parse::<i32>().map_err(|_| wrong())? as i64),
+                Kind::I64 => Val::Int(t.parse::<i64>().map_err(|_| wrong())?),
+                Kind::F64 => Val::Float(t.parse::<f64>().map_err(|_| wrong())?),
+                Kind::Time(f) => {
+                    let us = if quoted {
+                        f.parse_text(t)
+                    } else {
+                        t.parse::<f64>().ok().and_then(|v| f.from_number(v))
+                    };
+                    Val::Int(us.ok_or_else(wrong)?)
+                }
+                _ => unreachable!("numeric kinds only"),
+            }
+        }
+    })
+}
+
+/// Column builders for a chunk.
+enum Builder {
+    Str(StringBuilder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F64(Float64Builder),
+    Bool(BooleanBuilder),
+    Time(TimestampMicrosecondBuilder),
+    List {
+        offsets: Vec<i32>,
+        valid: BooleanBufferBuilder,
+        item: Box<Builder>,
+        field: Arc<Field>,
+    },
+}
+
+impl Builder {
+    fn new(kind: &Kind) -> Builder {
+        match kind {
+            Kind::Str | Kind::Json => Builder::Str(StringBuilder::new()),
+            Kind::I32 => Builder::I32(Int32Builder::new()),
+            Kind::I64 => Builder::I64(Int64Builder::new()),
+            Kind::F64 => Builder::F64(Float64Builder::new()),
+            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
+            Kind::Time(_) => Builder::Time(TimestampMicrosecondBuilder::new()),
+            Kind::List(inner) => Builder::List {
+                offsets: vec![0],
+                valid: BooleanBufferBuilder::new(0),
+                item: Box::new(Builder::new(inner)),
+                field: Arc::new(Field::new("item", item_type(inner), true)),
+            },
+        }
+    }
+
+    fn append(&mut self, v: &Val<'_>) {
+        match (self, v) {
+            (Builder::Str(b), Val::Str(s)) => b.append_value(s),
+            (Builder::Str(b), _) => b.append_null(),
+            (Builder::I32(b), Val::Int(i)) => b.append_value(*i as i32),
+            (Builder::I32(b), _) => b.append_null(),
+            (Builder::I64(b), Val::Int(i)) => b.append_value(*i),
+            (Builder::I64(b), _) => b.append_null(),
+            (Builder::F64(b), Val::Float(f)) => b.append_value(*f),
+            (Builder::F64(b), _) => b.append_null(),
+            (Builder::Bool(b), Val::Bool(x)) => b.append_value(*x),
+            (Builder::Bool(b), _) => b.append_null(),
+            (Builder::Time(b), Val::Int(i)) => b.append_value(*i),
+            (Builder::Time(b), _) => b.append_null(),
+            (
+                Builder::List {
+                    offsets,
+                    valid,
+                    item,
+                    ..
+                },
+                v,
+            ) => {
+                let last = *offsets.last().expect("starts with 0");
+                match v {
+                    Val::List(items) => {
+                        items.iter().for_each(|i| item.append(i));
+                        offsets.push(last + items.len() as i32);
+                        valid.append(true);
+                    }
+                    _ => {
+                        offsets.push(last);
+                        valid.append(false);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Str(mut b) => Arc::new(b.finish()),
+            Builder::I32(mut b) => Arc::new(b.finish()),
+            Builder::I64(mut b) => Arc::new(b.finish()),
+            Builder::F64(mut b) => Arc::new(b.finish()),
+            Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Time(mut b) => Arc::new(b.finish()),
+            Builder::List {
+                offsets,
+                mut valid,
+                item,
+                field,
+            } => Arc::new(ListArray::new(
+                field,
+                OffsetBuffer::new(offsets.into()),
+                item.finish(),
+                Some(NullBuffer::new(valid.finish())),
+            )),
+        }
+    }
+}
+
+fn item_type(kind: &Kind) -> DataType {
+    match kind {
+        Kind::Str | Kind::Json => DataType::Utf8,
+        Kind::I32 => DataType::Int32,
+        Kind::I64 => DataType::Int64,
+        Kind::F64 => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+        Kind::Time(_) => crate::schema::TIMESTAMP,
+        Kind::List(inner) => DataType::List(Arc::new(Field::new("item", item_type(inner), true))),
+    }
+}
+
+/// Everything a chunk's records are appended to.
+struct Batch {
+    leaves: Vec<Builder>,
+    structs: Vec<BooleanBufferBuilder>,
+    indicators: Vec<ListBuilder<StringBuilder>>,
+    event_times: Vec<i64>,
+    rows: Vec<u64>,
+    quarantined: Vec<Quarantined>,
+    notes: Vec<String>,
+    lines: u64,
+    /// Scratch: indicator values of the current record, per output.
+    found: Vec<Vec<String>>,
+}
+
+/// Parses JSON records of one log type.
+#[derive(Debug)]
+pub struct JsonParser {
+    schema: Arc<LogSchema>,
+    standard: StandardFields,
+    plan: Plan,
+}
+
+impl JsonParser {
+    /// A parser for `schema` (whose `parser` is `json`).
+    pub fn new(schema: Arc<LogSchema>) -> Result<Self> {
+        let plan = Plan::new(&schema).map_err(|message| Error::Schema {
+            file: schema.log_type.clone(),
+            message,
+        })?;
+        let standard = StandardFields::new(schema.clone());
+        Ok(JsonParser {
+            schema,
+            standard,
+            plan,
+        })
+    }
+
+    fn batch(&self) -> Batch {
+        Batch {
+            leaves: self.plan.leaves.iter().map(|l| Builder::new(&l.kind)).collect(),
+            structs: (0..self.plan.structs)
+                .map(|_| BooleanBufferBuilder::new(1024))
+                .collect(),
+            indicators: self
+                .plan
+                .outputs
+                .iter()
+                .map(|_| ListBuilder::new(StringBuilder::new()))
+                .collect(),
+            event_times: Vec::new(),
+            rows: Vec::new(),
+            quarantined: Vec::new(),
+            notes: Vec::new(),
+            lines: 0,
+            found: vec![Vec::new(); self.plan.outputs.len()],
+        }
+    }
+
+    /// Parse one record's text and append it, or say why it cannot be.
+    fn record<'a>(&self, text: &'a [u8], st: &mut State<'a>, out: &mut Batch) -> Result<(), String> {
+        st.reset();
+        let text = std::str::from_utf8(text).map_err(|e| format!("invalid UTF-8: {e}"))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        NodeSeed {
+            plan: &self.plan,
+            node: &self.plan.root,
+            st: &mut *st,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())?;
+        let event_time = match st.vals[self.plan.event_time] {
+            Val::Int(t) => t,
+            _ => {
+                if !text.trim_start().starts_with('{') {
+                    return Err("not a JSON object".into());
+                }
+                return Err(format!(
+                    "field {}: missing (it is the event time)",
+                    self.plan.leaves[self.plan.event_time].name
+                ));
+            }
+        };
+        if let Some(u) = self.plan.unknown {
+            st.vals[u] = unknown_json(&st.unknown);
+        }
+        // The record is whole: append it.
+        for (b, v) in out.leaves.iter_mut().zip(&st.vals) {
+            b.append(v);
+        }
+        for (b, p) in out.structs.iter_mut().zip(&st.present) {
+            b.append(*p);
+        }
+        out.event_times.push(event_time);
+        self.indicators(st, out);
+        Ok(())
+    }
+
+    fn indicators(&self, st: &State<'_>, out: &mut Batch) {
+        if out.found.is_empty() {
+            return;
+        }
+        let found = &mut out.found;
+        found.iter_mut().for_each(Vec::clear);
+        let outputs = &self.plan.outputs;
+        let mut add = |v: &str, kind: Indicator, targets: &[usize]| {
+            for &o in targets {
+                if let Some(x) = classify(v, kind, outputs[o])
+                    && !found[o].iter().any(|f| f == x)
+                {
+                    found[o].push(x.to_string());
+                }
+            }
+        };
+        for (leaf, v) in self.plan.leaves.iter().zip(&st.vals) {
+            if leaf.indicators.is_empty() {
+                continue;
+            }
+            match (v, &leaf.kind) {
+                (Val::Str(s), Kind::Json) => split::strings(s.as_bytes(), |key, value| {
+                    let (Ok(key), Ok(value)) = (std::str::from_utf8(key), std::str::from_utf8(value))
+                    else {
+                        return;
+                    };
+                    for (kind, targets) in &leaf.indicators {
+                        if key_feeds(*kind, key) {
+                            add(value, *kind, targets);
+                        }
+                    }
+                }),
+                (Val::Str(s), _) => {
+                    for (kind, targets) in &leaf.indicators {
+                        add(s, *kind, targets);
+                    }
+                }
+                (Val::List(items), _) => {
+                    for item in items {
+                        if let Val::Str(s) = item {
+                            for (kind, targets) in &leaf.indicators {
+                                add(s, *kind, targets);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (b, values) in out.indicators.iter_mut().zip(found.iter()) {
+            if values.is_empty() {
+                b.append_null();
+            } else {
+                values.iter().for_each(|v| b.values().append_value(v));
+                b.append(true);
+            }
+        }
+    }
+
+    /// Handle one top-level value (`text`, at `offset` of `doc`): a record, an envelope of
+    /// records, or a document to skip. `n` numbers records; `line` is the physical line.
+    fn value<'a>(
+        &self,
+        doc: &'a [u8],
+        text: (usize, usize),
+        numbering: Numbering,
+        st: &mut State<'a>,
+        out: &mut Batch,
+    ) {
+        let (start, end) = text;
+        let value = &doc[start..end];
+        if !self.plan.needles.iter().any(|f| f.find(value).is_some()) {
+            return self.one(doc, start, end, numbering.at(0), st, out);
+        }
+        let envelope = self.plan.records_field.as_deref();
+        let mut records: Option<usize> = None;
+        let mut skip_key: Option<String> = None;
+        let walked = split::members(doc, start, |key, vs| {
+            if Some(key) == envelope.map(str::as_bytes) && doc.get(vs) == Some(&b'[') {
+                records = Some(vs);
+                return false;
+            }
+            if let Some(k) = self.plan.skip.iter().find(|k| k.as_bytes() == key) {
+                skip_key = Some(k.clone());
+            }
+            true
+        });
+        match (records, walked) {
+            (Some(vs), _) => {
+                let mut k = 0u64;
+                let res = split::elements(doc, vs, |s, e| {
+                    k += 1;
+                    self.one(doc, s, e, numbering.at(k), st, out);
+                });
+                if let Err((at, why)) = res {
+                    k += 1;
+                    let rest_end = end.max(at);
+                    self.bad(doc, at, rest_end, numbering.at(k), format!("malformed JSON: {why}"), out);
+                }
+            }
+            (None, Ok(_)) if skip_key.is_some() => {
+                out.notes.push(format!(
+                    "{} holds no records (it has {:?}: e.g. a digest file); skipped",
+                    numbering.describe(doc, start),
+                    skip_key.unwrap_or_default()
+                ));
+            }
+            _ => self.one(doc, start, end, numbering.at(0), st, out),
+        }
+    }
+
+    /// Parse one record, quarantining it when it does not parse.
+    fn one<'a>(
+        &self,
+        doc: &'a [u8],
+        start: usize,
+        end: usize,
+        n: Numbered,
+        st: &mut State<'a>,
+        out: &mut Batch,
+    ) {
+        match self.record(&doc[start..end], st, out) {
+            Ok(()) => {
+                out.lines += 1;
+                out.rows.push(n.row);
+            }
+            Err(why) => self.bad(doc, start, end, n, why, out),
+        }
+    }
+
+    fn bad(&self, doc: &[u8], start: usize, end: usize, n: Numbered, why: String, out: &mut Batch) {
+        out.lines += 1;
+        let line = n.line.unwrap_or_else(|| 1 + memchr::memchr_iter(b'\n', &doc[..start]).count() as u64);
+        let reason = match n.record {
+            Some(r) => format!("record {r} (line {line}): {why}"),
+            None => why,
+        };
+        out.quarantined.push(Quarantined {
+            line,
+            raw: String::from_utf8_lossy(&doc[start..end]).into_owned(),
+            reason,
+        });
+    }
+
+    fn finish(&self, out: Batch, source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
+        let Batch {
+            leaves,
+            structs,
+            indicators,
+            event_times,
+            rows,
+            quarantined,
+            notes,
+            lines,
+            ..
+        } = out;
+        let batch = if event_times.is_empty() {
+            None
+        } else {
+            let mut leaves: Vec<Option<ArrayRef>> =
+                leaves.into_iter().map(|b| Some(b.finish())).collect();
+            let mut structs: Vec<Option<NullBuffer>> = structs
+                .into_iter()
+                .map(|mut b| Some(NullBuffer::new(b.finish())))
+                .collect();
+            let columns = self
+                .plan
+                .columns
+                .iter()
+                .map(|o| assemble(o, &mut leaves, &mut structs))
+                .collect::<Result<Vec<_>>>()?;
+            let indicators = indicators
+                .into_iter()
+                .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+                .collect();
+            Some(
+                self.standard
+                    .assemble(columns, indicators, event_times, &rows, source, parse_time)?,
+            )
+        };
+        Ok(Parsed {
+            batch,
+            quarantined,
+            lines,
+            notes,
+        })
+    }
+
+    /// Whether the file whose first bytes are `head` is one document of records (an envelope
+    /// or a document to skip) rather than one record per line.
+    fn is_document(&self, head: &[u8]) -> bool {
+        let start = split::skip_ws(head, 0);
+        let mut found = false;
+        let _ = split::members(head, start, |key, _| {
+            found = self.plan.records_field.as_deref().map(str::as_bytes) == Some(key)
+                || self.plan.skip.iter().any(|k| k.as_bytes() == key);
+            !found
+        });
+        found
+    }
+
+    /// Whether `head` (the first bytes of a file) holds this log type: its first record has
+    /// every `detect` key, or it is a document to skip. Returns the number of keys matched.
+    pub fn detect_score(&self, head: &[u8]) -> Option<usize> {
+        if self.plan.detect.is_empty() {
+            return None;
+        }
+        let start = split::skip_ws(head, 0);
+        let mut first: Option<(usize, usize)> = None;
+        let mut skip = false;
+        let _ = split::members(head, start, |key, vs| {
+            if self.plan.records_field.as_deref().map(str::as_bytes) == Some(key) {
+                let _ = split::elements(head, vs, |s, e| {
+                    first.get_or_insert((s, e));
+                });
+                return false;
+            }
+            skip |= self.plan.skip.iter().any(|k| k.as_bytes() == key);
+            true
+        });
+        if skip && first.is_none() {
+            return Some(self.plan.detect.len());
+        }
+        let record = match first {
+            Some((s, e)) => &head[s..e],
+            None => lines(head, 1).map(|(_, l)| l).find(|l| !is_blank(l))?,
+        };
+        let mut keys = Vec::new();
+        split::members(record, split::skip_ws(record, 0), |k, _| {
+            keys.push(k.to_ascii_lowercase());
+            true
+        })
+        .ok()?;
+        self.plan
+            .detect
+            .iter()
+            .all(|d| keys.iter().any(|k| k.as_slice() == d.to_ascii_lowercase().as_bytes()))
+            .then_some(self.plan.detect.len())
+    }
+}
+
+/// The unknown fields of a record as one JSON object, NULL when there are none.
+fn unknown_json<'a>(fields: &[(String, &'a RawValue)]) -> Val<'a> {
+    if fields.is_empty() {
+        return Val::Null;
+    }
+    let mut s = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&serde_json::to_string(k).unwrap_or_else(|_| "\"\"".into()));
+        s.push(':');
+        s.push_str(v.get());
+    }
+    s.push('}');
+    Val::Str(Cow::Owned(s))
+}
+
+fn assemble(
+    out: &Out,
+    leaves: &mut [Option<ArrayRef>],
+    structs: &mut [Option<NullBuffer>],
+) -> Result<ArrayRef> {
+    Ok(match out {
+        Out::Leaf(i) => leaves[*i].take().expect("each leaf assembled once"),
+        Out::Struct {
+            id,
+            fields,
+            children,
+        } => {
+            let arrays = children
+                .iter()
+                .map(|c| assemble(c, leaves, structs))
+                .collect::<Result<Vec<_>>>()?;
+            Arc::new(StructArray::try_new(
+                fields.clone(),
+                arrays,
+                structs[*id].take(),
+            )?)
+        }
+    })
+}
+
+/// How records of a chunk are numbered (for `p_row_id` and quarantine lines).
+#[derive(Debug, Clone, Copy)]
+enum Numbering {
+    /// A whole document: records are numbered 1, 2, … across it.
+    Document { next: u64 },
+    /// One line: a plain record is its line number; an envelope's k-th record is
+    /// `line << 20 | k`, so ids stay unique.
+    Line(u64),
+}
+
+/// A record's numbers.
+#[derive(Debug, Clone, Copy)]
+struct Numbered {
+    row: u64,
+    line: Option<u64>,
+    record: Option<u64>,
+}
+
+impl Numbering {
+    fn at(self, k: u64) -> Numbered {
+        match self {
+            Numbering::Document { next } => Numbered {
+                row: next + k.max(1) - 1,
+                line: None,
+                record: Some(next + k.max(1) - 1),
+            },
+            Numbering::Line(line) if k == 0 => Numbered {
+                row: line,
+                line: Some(line),
+                record: None,
+            },
+            Numbering::Line(line) => Numbered {
+                row: (line << 20) | k,
+                line: Some(line),
+                record: Some(k),
+            },
+        }
+    }
+
+    fn describe(self, doc: &[u8], start: usize) -> String {
+        match self {
+            Numbering::Document { .. } => format!(
+                "the document at line {}",
+                1 + memchr::memchr_iter(b'\n', &doc[..start]).count()
+            ),
+            Numbering::Line(l) => format!("line {l}"),
+        }
+    }
+}
+
+impl Parser for JsonParser {
+    fn schema(&self) -> &Arc<LogSchema> {
+        &self.schema
+    }
+
+    fn whole_document(&self, head: &[u8]) -> bool {
+        self.is_document(head)
+    }
+
+    fn parse_chunk(
+        &self,
+        chunk: &[u8],
+        first_line: u64,
+        source: &SourceInfo,
+        parse_time: i64,
+    ) -> Result<Parsed> {
+        let mut out = self.batch();
+        let mut st = State::new(&self.plan);
+        for (n, line) in lines(chunk, first_line) {
+            if is_blank(line) {
+                continue;
+            }
+            let start = line.as_ptr() as usize - chunk.as_ptr() as usize;
+            let s = start + split::skip_ws(line, 0);
+            self.value(chunk, (s, start + line.len()), Numbering::Line(n), &mut st, &mut out);
+        }
+        self.finish(out, source, parse_time)
+    }
+
+    fn parse_document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
+        let mut out = self.batch();
+        let mut st = State::new(&self.plan);
+        let mut pos = split::skip_ws(doc, 0);
+        while pos < doc.len() {
+            let next = out.rows.len() as u64 + out.quarantined.len() as u64 + 1;
+            match split::skip_value(doc, pos) {
+                Ok(end) => {
+                    self.value(doc, (pos, end), Numbering::Document { next }, &mut st, &mut out);
+                    pos = split::skip_ws(doc, end);
+                }
+                Err(why) if doc[pos] == b'{' && self.plan.records_field.is_some() => {
+                    // A broken (e.g. truncated) envelope: keep the records before the break.
+                    let _ = why;
+                    self.value(doc, (pos, doc.len()), Numbering::Document { next }, &mut st, &mut out);
+                    break;
+                }
+                Err(why) => {
+                    let n = Numbering::Document { next }.at(0);
+                    self.bad(doc, pos, doc.len(), n, format!("malformed JSON: {why}"), &mut out);
+                    break;
+                }
+            }
+        }
+        self.finish(out, source, parse_time)
+    }
+}
+
+#[cfg(test)]
+mod tests;
