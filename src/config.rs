@@ -1,6 +1,7 @@
 //! The lake's configuration file, `seclake.yml` at the lake root (or `--config FILE`).
 //!
 //! ```yaml
+//! schemas_dirs: [./my-schemas]      # custom log types (schemas/*.yml format)
 //! rules_dirs: [./my-rules]          # user rules, added to the shipped ones
 //! queries_dirs: [./my-queries]      # user scheduled and saved queries
 //! policies_dirs: [./my-policies]    # user posture policies
@@ -37,6 +38,10 @@ pub const FILE_NAME: &str = "seclake.yml";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Folders of custom log-type schemas (`*.yml`), added to the shipped ones; the same
+    /// log type replaces.
+    #[serde(default)]
+    pub schemas_dirs: Vec<PathBuf>,
     /// Folders of user rules (`*.yml`), added to the shipped rules; same id replaces.
     #[serde(default)]
     pub rules_dirs: Vec<PathBuf>,

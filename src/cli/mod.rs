@@ -36,7 +36,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "SECLAKE_LAKE", default_value = "./lake")]
     pub lake: String,
 
-    /// Extra folder of log-type schemas (*.yml); a schema with a shipped log type replaces it.
+    /// Extra folder of log-type schemas (*.yml), besides the shipped ones and the config's
+    /// schemas_dirs; a schema with a shipped log type replaces it.
     #[arg(long, global = true, env = "SECLAKE_SCHEMAS")]
     pub schemas: Option<PathBuf>,
 
@@ -240,12 +241,12 @@ pub fn now() -> Result<chrono::DateTime<chrono::Utc>> {
 impl Cli {
     /// Run the parsed command.
     pub async fn run(self) -> Result<Outcome> {
-        let mut registry = Registry::builtin()?;
-        if let Some(dir) = &self.schemas {
-            registry.load_dir(dir)?;
-        }
         let lake = Lake::open(&self.lake)?;
         let config = Config::load(&lake, self.config.as_deref()).await?;
+        let mut registry = Registry::builtin()?;
+        for dir in content_dirs(&config.schemas_dirs, self.schemas.as_deref()) {
+            registry.load_dir(dir)?;
+        }
         let ctx = Ctx {
             lake,
             registry: Arc::new(registry),

@@ -1,0 +1,193 @@
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::TimestampMicrosecondType;
+use arrow::record_batch::RecordBatch;
+
+use super::*;
+use crate::schema::Registry;
+
+fn parser() -> JsonParser {
+    JsonParser::new(Registry::builtin().unwrap().get("AWS.CloudTrail").unwrap()).unwrap()
+}
+
+fn src() -> SourceInfo {
+    SourceInfo {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        label: "test.json".into(),
+    }
+}
+
+/// A PutBucketPolicy management event by an assumed role (shape from the CloudTrail guide).
+const MGMT: &str = r#"{"eventVersion":"1.09","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:alice","arn":"arn:aws:sts::123456789012:assumed-role/Admin/alice","accountId":"123456789012","accessKeyId":"ASIAEXAMPLE","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROAEXAMPLE","arn":"arn:aws:iam::123456789012:role/Admin","accountId":"123456789012","userName":"Admin"},"webIdFederationData":{},"attributes":{"creationDate":"2020-05-12T09:00:00Z","mfaAuthenticated":"true"}}},"eventTime":"2020-05-12T10:15:00Z","eventSource":"s3.amazonaws.com","eventName":"PutBucketPolicy","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"[S3Console/0.4]","requestParameters":{"bucketName":"payroll","bucketPolicy":{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::payroll/*"}]},"Host":"payroll.s3.us-east-1.amazonaws.com"},"responseElements":null,"requestID":"R1","eventID":"E1","readOnly":false,"resources":[{"accountId":"123456789012","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::payroll"}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"123456789012","eventCategory":"Management","tlsDetails":{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"payroll.s3.us-east-1.amazonaws.com"}}"#;
+
+/// A GetObject data event made by a service (source address is a name, not an IP), denied.
+const DATA: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"AWSService","invokedBy":"cloudfront.amazonaws.com"},"eventTime":"2020-05-12T10:16:00.5Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","sourceIPAddress":"cloudfront.amazonaws.com","userAgent":"cloudfront.amazonaws.com","errorCode":"AccessDenied","errorMessage":"Access Denied","requestParameters":{"bucketName":"cdn","key":"a.gif"},"responseElements":null,"additionalEventData":{"bytesTransferredOut":0},"requestID":"R2","eventID":"E2","readOnly":true,"resources":[{"type":"AWS::S3::Object","ARN":"arn:aws:s3:::cdn/a.gif"}],"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"123456789012","eventCategory":"Data","newFieldFromAws":{"x":1}}"#;
+
+fn parse_doc(doc: &str) -> Parsed {
+    parser().parse_document(doc.as_bytes(), &src(), 0).unwrap()
+}
+
+fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a dyn Array {
+    b.column_by_name(name).unwrap().as_ref()
+}
+
+fn strs(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    col(b, name)
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect()
+}
+
+fn lists(b: &RecordBatch, name: &str) -> Vec<Vec<String>> {
+    let l = col(b, name).as_list::<i32>();
+    (0..l.len())
+        .map(|i| {
+            if l.is_null(i) {
+                return vec![];
+            }
+            let v = l.value(i);
+            v.as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn envelope_records_become_rows_with_every_field() {
+    let p = parse_doc(&format!("{{\"Records\":[{MGMT},\n{DATA}]}}"));
+    assert!(p.quarantined.is_empty(), "{:?}", p.quarantined);
+    assert_eq!(p.lines, 2);
+    let b = p.batch.unwrap();
+    assert_eq!(b.num_rows(), 2);
+    assert_eq!(strs(&b, "eventname"), [Some("PutBucketPolicy".into()), Some("GetObject".into())]);
+    assert_eq!(strs(&b, "errorcode"), [None, Some("AccessDenied".into())]);
+    let t = col(&b, "p_event_time").as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(t.value(0), 1_589_278_500_000_000);
+    assert_eq!(t.value(1), 1_589_278_560_500_000);
+    // The identity is a struct, nested two levels deep.
+    let ui = col(&b, "useridentity").as_struct();
+    let arn = ui.column_by_name("arn").unwrap().as_string::<i32>();
+    assert_eq!(arn.value(0), "arn:aws:sts::123456789012:assumed-role/Admin/alice");
+    assert!(arn.is_null(1));
+    let sc = ui.column_by_name("sessioncontext").unwrap().as_struct();
+    assert!(sc.is_valid(0) && sc.is_null(1));
+    let attrs = sc.column_by_name("attributes").unwrap().as_struct();
+    let mfa = attrs.column_by_name("mfaauthenticated").unwrap().as_boolean();
+    assert!(mfa.value(0));
+    // Free-form blocks are the record's exact text.
+    assert_eq!(
+        strs(&b, "resources")[0].as_deref(),
+        Some(r#"[{"accountId":"123456789012","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::payroll"}]"#)
+    );
+    assert_eq!(strs(&b, "responseelements"), [None, None]);
+    // A field AWS adds later is kept, under its own name.
+    assert_eq!(strs(&b, "unknownfields"), [None, Some(r#"{"newFieldFromAws":{"x":1}}"#.into())]);
+    let rows: Vec<_> = strs(&b, "p_row_id").into_iter().flatten().collect();
+    assert_eq!(rows, ["0123456789abcdef00000001", "0123456789abcdef00000002"]);
+}
+
+#[test]
+fn indicators_come_from_identity_and_blocks() {
+    let b = parse_doc(&format!("{{\"Records\":[{MGMT},{DATA}]}}")).batch.unwrap();
+    assert_eq!(lists(&b, "p_any_ip_addresses"), [vec!["198.51.100.7".to_string()], vec![]]);
+    assert_eq!(
+        lists(&b, "p_any_aws_arns")[0],
+        [
+            "arn:aws:sts::123456789012:assumed-role/Admin/alice",
+            "arn:aws:iam::123456789012:role/Admin",
+            "arn:aws:s3:::payroll/*",
+            "arn:aws:s3:::payroll",
+        ]
+    );
+    assert_eq!(lists(&b, "p_any_aws_account_ids")[0], ["123456789012"]);
+    assert_eq!(lists(&b, "p_any_usernames")[0], ["Admin"]);
+    // The service name in sourceIPAddress is a domain, not an IP.
+    assert_eq!(lists(&b, "p_any_domain_names")[1], ["cloudfront.amazonaws.com"]);
+    assert_eq!(lists(&b, "p_any_aws_arns")[1], ["arn:aws:s3:::cdn/a.gif"]);
+}
+
+#[test]
+fn a_malformed_record_is_quarantined_alone() {
+    let bad = r#"{"eventVersion":"1.08","eventTime":"2020-05-12T10:15:00Z","readOnly":"maybe"}"#;
+    let no_time = r#"{"eventVersion":"1.08","eventName":"X"}"#;
+    let broken = r#"{"eventVersion":"1.08",,}"#;
+    let p = parse_doc(&format!("{{\"Records\":[{MGMT},{bad},{no_time},{broken},{DATA}]}}"));
+    assert_eq!(p.batch.unwrap().num_rows(), 2);
+    assert_eq!(p.lines, 5);
+    let reasons: Vec<_> = p.quarantined.iter().map(|q| q.reason.as_str()).collect();
+    assert!(reasons[0].starts_with("record 2 (line 1): field readonly: expected a boolean"), "{reasons:?}");
+    assert!(reasons[1].contains("record 3") && reasons[1].contains("eventtime: missing"), "{reasons:?}");
+    assert!(reasons[2].contains("record 4") && reasons[2].contains("key must be a string"), "{reasons:?}");
+    assert_eq!(p.quarantined[0].raw, bad);
+}
+
+#[test]
+fn a_truncated_file_keeps_the_records_before_the_break() {
+    let doc = format!("{{\"Records\":[{MGMT},{DATA},{{\"eventVersion\":\"1.0");
+    let p = parse_doc(&doc);
+    assert_eq!(p.batch.unwrap().num_rows(), 2);
+    assert_eq!(p.quarantined.len(), 1);
+    assert!(p.quarantined[0].reason.contains("malformed JSON"), "{:?}", p.quarantined);
+    assert_eq!(p.quarantined[0].raw, "{\"eventVersion\":\"1.0");
+}
+
+#[test]
+fn digest_files_are_skipped_with_a_note() {
+    let digest = r#"{"awsAccountId":"123456789012","digestStartTime":"2020-05-12T09:00:00Z","digestEndTime":"2020-05-12T10:00:00Z","logFiles":[]}"#;
+    let p = parser();
+    assert!(p.whole_document(digest.as_bytes()));
+    assert!(p.detect_score(digest.as_bytes()).is_some());
+    let out = parse_doc(digest);
+    assert!(out.batch.is_none() && out.quarantined.is_empty() && out.lines == 0);
+    assert!(out.notes[0].contains("digestStartTime"), "{:?}", out.notes);
+}
+
+#[test]
+fn records_one_per_line_parse_in_chunks() {
+    let text = format!("{MGMT}\n\n{DATA}\nnot json\n");
+    let p = parser();
+    assert!(!p.whole_document(text.as_bytes()));
+    assert!(p.detect_score(text.as_bytes()).is_some());
+    let out = p.parse_chunk(text.as_bytes(), 10, &src(), 0).unwrap();
+    assert_eq!(out.lines, 3);
+    assert_eq!(out.batch.unwrap().num_rows(), 2);
+    assert_eq!(out.quarantined[0].line, 13);
+    assert_eq!(out.quarantined[0].raw, "not json");
+}
+
+#[test]
+fn detection_needs_the_declared_keys() {
+    let p = parser();
+    assert!(p.detect_score(format!("{{\"Records\":[{MGMT}]}}").as_bytes()).is_some());
+    assert!(p.detect_score(b"{\"Records\":[{\"a\":1}]}").is_none());
+    assert!(p.detect_score(b"{\"eventTime\":\"x\"}\n").is_none());
+    assert!(p.detect_score(b"79a59df900b949e55d96a1e698fbaced bucket [06/Feb/2019:00:00:38 +0000]").is_none());
+}
+
+#[test]
+fn escaped_strings_and_duplicate_keys() {
+    let rec = r#"{"eventTime":"2020-05-12T10:15:00Z","eventName":"Get\"Object\u0041","eventName":"again"}"#;
+    let out = parser().parse_chunk(rec.as_bytes(), 1, &src(), 0).unwrap();
+    let b = out.batch.unwrap();
+    assert_eq!(strs(&b, "eventname")[0].as_deref(), Some("Get\"ObjectA"));
+    assert_eq!(strs(&b, "unknownfields")[0].as_deref(), Some(r#"{"eventName":"again"}"#));
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let p = parser();
+    for doc in [
+        &b"{\"Records\":"[..],
+        b"{\"Records\":[",
+        b"{\"Records\":[1,\"x\",null,[]]}",
+        b"[[[[",
+        b"\"\\",
+        b"{\"Records\":[{\"eventTime\":1}]}",
+        b"\xff\xfe{}",
+        b"{\"digestStartTime\":",
+    ] {
+        let out = p.parse_document(doc, &src(), 0).unwrap();
+        let rows = out.batch.map_or(0, |b| b.num_rows() as u64);
+        assert_eq!(rows + out.quarantined.len() as u64, out.lines, "{:?}", String::from_utf8_lossy(doc));
+        let _ = p.parse_chunk(doc, 1, &src(), 0).unwrap();
+    }
+}
