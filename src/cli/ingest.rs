@@ -119,6 +119,9 @@ pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
             )?;
         }
         print_delivery(w, &s.delivery)?;
+        for (file, note) in &s.notes {
+            writeln!(w, "note: {file}: {note}")?;
+        }
         for (file, why) in &s.failed {
             writeln!(w, "failed: {file}: {why}")?;
         }

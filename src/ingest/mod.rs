@@ -420,8 +420,9 @@ pub fn detect(src: &Source, registry: &Registry) -> Result<Arc<LogSchema>> {
     for schema in registry.iter() {
         let score = match schema.parser {
             ParserKind::S3Access => crate::parse::s3_access::looks_like(line).then_some(usize::MAX),
-            ParserKind::Json => crate::parse::json::JsonParser::new(schema.clone())?
-                .detect_score(&head),
+            ParserKind::Json => {
+                crate::parse::json::JsonParser::new(schema.clone())?.detect_score(&head)
+            }
         };
         if let Some(score) = score
             && best.is_none_or(|(b, _)| score > b)
@@ -579,7 +580,14 @@ fn run_txn(
                 fail(e);
             }
         });
-        let read = read_sources(group, &parsers, opts.chunk_bytes, &chunk_tx, pb, &first_error);
+        let read = read_sources(
+            group,
+            &parsers,
+            opts.chunk_bytes,
+            &chunk_tx,
+            pb,
+            &first_error,
+        );
         drop(chunk_tx);
         let _ = writer.join();
         read

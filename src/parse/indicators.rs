@@ -139,7 +139,11 @@ pub fn key_feeds(kind: Indicator, key: &str) -> bool {
     match kind {
         Indicator::AwsArn => true,
         Indicator::Ip => {
-            k("ipaddress") || k("ipv4") || k("ipv6") || key.ends_with("Ip") || key.ends_with("IP")
+            k("ipaddress")
+                || k("ipv4")
+                || k("ipv6")
+                || key.ends_with("Ip")
+                || key.ends_with("IP")
                 || key.eq_ignore_ascii_case("ip")
         }
         Indicator::AwsAccountId => k("accountid") || key.eq_ignore_ascii_case("ownerid"),

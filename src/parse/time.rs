@@ -113,7 +113,11 @@ pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
     if b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let (y, m, d) = (digits::<4>(b)?, digits::<2>(&b[5..])?, digits::<2>(&b[8..])?);
+    let (y, m, d) = (
+        digits::<4>(b)?,
+        digits::<2>(&b[5..])?,
+        digits::<2>(&b[8..])?,
+    );
     let (hh, mm, ss) = (
         digits::<2>(&b[11..])?,
         digits::<2>(&b[14..])?,
@@ -130,7 +134,11 @@ pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
             return None;
         }
         for i in 0..6 {
-            micros = micros * 10 + frac.get(i).filter(|_| i < n).map_or(0, |c| (c - b'0') as i64);
+            micros = micros * 10
+                + frac
+                    .get(i)
+                    .filter(|_| i < n)
+                    .map_or(0, |c| (c - b'0') as i64);
         }
         rest = &frac[n..];
     }
@@ -236,7 +244,10 @@ mod tests {
         assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00Z"), Some(t));
         assert_eq!(parse_rfc3339(b"2020-05-12 10:15:00"), Some(t));
         assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00.25Z"), Some(t + 250_000));
-        assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00.123456789Z"), Some(t + 123_456));
+        assert_eq!(
+            parse_rfc3339(b"2020-05-12T10:15:00.123456789Z"),
+            Some(t + 123_456)
+        );
         assert_eq!(parse_rfc3339(b"2020-05-12T12:15:00+02:00"), Some(t));
         assert_eq!(parse_rfc3339(b"2020-05-12T05:15:00-0500"), Some(t));
         assert_eq!(parse_rfc3339(b"2020-05-12T10:15:00X"), None);

@@ -124,9 +124,7 @@ impl Column {
     /// The Arrow type of this column (a struct's fields included).
     pub fn data_type(&self) -> DataType {
         match &self.ty {
-            ColumnType::Struct => {
-                DataType::Struct(self.fields.iter().map(Column::field).collect())
-            }
+            ColumnType::Struct => DataType::Struct(self.fields.iter().map(Column::field).collect()),
             ty => ty.data_type(),
         }
     }
@@ -316,11 +314,17 @@ fn validate_columns(columns: &[Column], at: &str) -> std::result::Result<(), Str
         }
         if let Some(f) = &c.time_format {
             if c.ty != ColumnType::Timestamp {
-                return Err(format!("column {name:?} has time_format but is not a timestamp"));
+                return Err(format!(
+                    "column {name:?} has time_format but is not a timestamp"
+                ));
             }
-            crate::parse::time::TimeFormat::parse(f).map_err(|e| format!("column {name:?}: {e}"))?;
+            crate::parse::time::TimeFormat::parse(f)
+                .map_err(|e| format!("column {name:?}: {e}"))?;
         }
-        if c.path.as_deref().is_some_and(|p| p.is_empty() || p.split('.').any(str::is_empty)) {
+        if c.path
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || p.split('.').any(str::is_empty))
+        {
             return Err(format!("column {name:?}: path must be dot-separated keys"));
         }
     }

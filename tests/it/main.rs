@@ -1,5 +1,6 @@
 //! seclake's integration tests: one binary (each links all of DataFusion), one module per area.
 
+mod cloudtrail;
 mod ingest;
 mod json_props;
 mod parser_props;

@@ -30,8 +30,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBufferBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    ListArray, ListBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBufferBuilder, BooleanBuilder, Float64Builder, Int32Builder,
+    Int64Builder, ListArray, ListBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Fields};
@@ -113,7 +113,7 @@ struct Leaf {
 /// An object level of the record: its keys (lower case) and, for a struct column, its id.
 #[derive(Debug, Default)]
 struct Node {
-    keys: HashMap<String, Child>,
+    keys: HashMap<String, Child, foldhash::fast::RandomState>,
     struct_id: Option<usize>,
     /// Dotted JSON path of this object, for unknown-field names (`userIdentity.`).
     prefix: String,
@@ -229,13 +229,20 @@ impl Plan {
         let mut here = node;
         for (i, seg) in path[..path.len() - 1].iter().enumerate() {
             let prefix = format!("{}{}.", here.prefix, raw_path[i]);
-            let child = here
-                .keys
-                .entry(seg.clone())
-                .or_insert_with(|| Child::Node(Node { prefix, ..Node::default() }));
+            let child = here.keys.entry(seg.clone()).or_insert_with(|| {
+                Child::Node(Node {
+                    prefix,
+                    ..Node::default()
+                })
+            });
             here = match child {
                 Child::Node(n) if n.struct_id.is_none() => n,
-                _ => return Err(format!("column {name:?}: path {:?} conflicts with another column", c.json_path())),
+                _ => {
+                    return Err(format!(
+                        "column {name:?}: path {:?} conflicts with another column",
+                        c.json_path()
+                    ));
+                }
             };
         }
         let last = path.last().expect("split yields one").clone();
@@ -340,7 +347,11 @@ impl<'de, 'p, 's> Visitor<'de> for NodeSeed<'p, 's, 'de> {
         if self.node.prefix.is_empty() {
             f.write_str("a JSON object")
         } else {
-            write!(f, "a JSON object at {}", self.node.prefix.trim_end_matches('.'))
+            write!(
+                f,
+                "a JSON object at {}",
+                self.node.prefix.trim_end_matches('.')
+            )
         }
     }
 
@@ -484,18 +495,19 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(kind: &Kind) -> Builder {
+    /// A builder for `rows` values (and `bytes` of text, for strings).
+    fn with_capacity(kind: &Kind, rows: usize, bytes: usize) -> Builder {
         match kind {
-            Kind::Str | Kind::Json => Builder::Str(StringBuilder::new()),
-            Kind::I32 => Builder::I32(Int32Builder::new()),
-            Kind::I64 => Builder::I64(Int64Builder::new()),
-            Kind::F64 => Builder::F64(Float64Builder::new()),
-            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
-            Kind::Time(_) => Builder::Time(TimestampMicrosecondBuilder::new()),
+            Kind::Str | Kind::Json => Builder::Str(StringBuilder::with_capacity(rows, bytes)),
+            Kind::I32 => Builder::I32(Int32Builder::with_capacity(rows)),
+            Kind::I64 => Builder::I64(Int64Builder::with_capacity(rows)),
+            Kind::F64 => Builder::F64(Float64Builder::with_capacity(rows)),
+            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            Kind::Time(_) => Builder::Time(TimestampMicrosecondBuilder::with_capacity(rows)),
             Kind::List(inner) => Builder::List {
                 offsets: vec![0],
                 valid: BooleanBufferBuilder::new(0),
-                item: Box::new(Builder::new(inner)),
+                item: Box::new(Builder::with_capacity(inner, rows, bytes)),
                 field: Arc::new(Field::new("item", item_type(inner), true)),
             },
         }
@@ -537,6 +549,15 @@ impl Builder {
                     }
                 }
             }
+        }
+    }
+
+    /// Text bytes held so far (0 for non-text builders).
+    fn text_bytes(&self) -> usize {
+        match self {
+            Builder::Str(b) => b.values_slice().len(),
+            Builder::List { item, .. } => item.text_bytes(),
+            _ => 0,
         }
     }
 
@@ -585,8 +606,10 @@ struct Batch {
     quarantined: Vec<Quarantined>,
     notes: Vec<String>,
     lines: u64,
-    /// Scratch: indicator values of the current record, per output.
-    found: Vec<Vec<String>>,
+    /// Scratch: where each indicator list's values for the current record start.
+    starts: Vec<usize>,
+    /// The chunk's text is valid UTF-8 (checked once), so records need no check of their own.
+    utf8: bool,
 }
 
 /// Parses JSON records of one log type.
@@ -595,6 +618,16 @@ pub struct JsonParser {
     schema: Arc<LogSchema>,
     standard: StandardFields,
     plan: Plan,
+    hints: std::sync::Mutex<Hints>,
+}
+
+/// Sizes seen in the last chunk, to size the next chunk's builders.
+#[derive(Debug, Clone)]
+struct Hints {
+    /// Input bytes per record.
+    record_bytes: usize,
+    /// Text bytes per record, per leaf.
+    leaf_bytes: Vec<usize>,
 }
 
 impl JsonParser {
@@ -605,16 +638,27 @@ impl JsonParser {
             message,
         })?;
         let standard = StandardFields::new(schema.clone());
+        let hints = Hints {
+            record_bytes: 1024,
+            leaf_bytes: vec![16; plan.leaves.len()],
+        };
         Ok(JsonParser {
             schema,
             standard,
             plan,
+            hints: std::sync::Mutex::new(hints),
         })
     }
 
-    fn batch(&self) -> Batch {
+    /// Empty builders for a chunk of `bytes`, sized from what earlier chunks held (so
+    /// builders do not grow, copy and fault in fresh pages record after record).
+    fn batch(&self, bytes: usize) -> Batch {
+        let hints = self.hints.lock().expect("not poisoned").clone();
+        let rows = bytes / hints.record_bytes.max(1) + 16;
         Batch {
-            leaves: self.plan.leaves.iter().map(|l| Builder::new(&l.kind)).collect(),
+            leaves: (self.plan.leaves.iter().zip(&hints.leaf_bytes))
+                .map(|(l, per_row)| Builder::with_capacity(&l.kind, rows, rows * per_row))
+                .collect(),
             structs: (0..self.plan.structs)
                 .map(|_| BooleanBufferBuilder::new(1024))
                 .collect(),
@@ -622,21 +666,34 @@ impl JsonParser {
                 .plan
                 .outputs
                 .iter()
-                .map(|_| ListBuilder::new(StringBuilder::new()))
+                .map(|_| {
+                    ListBuilder::with_capacity(StringBuilder::with_capacity(rows, rows * 48), rows)
+                })
                 .collect(),
             event_times: Vec::new(),
             rows: Vec::new(),
             quarantined: Vec::new(),
             notes: Vec::new(),
             lines: 0,
-            found: vec![Vec::new(); self.plan.outputs.len()],
+            starts: Vec::with_capacity(self.plan.outputs.len()),
+            utf8: false,
         }
     }
 
     /// Parse one record's text and append it, or say why it cannot be.
-    fn record<'a>(&self, text: &'a [u8], st: &mut State<'a>, out: &mut Batch) -> Result<(), String> {
+    fn record<'a>(
+        &self,
+        text: &'a [u8],
+        st: &mut State<'a>,
+        out: &mut Batch,
+    ) -> Result<(), String> {
         st.reset();
-        let text = std::str::from_utf8(text).map_err(|e| format!("invalid UTF-8: {e}"))?;
+        let text = if out.utf8 {
+            // SAFETY: the chunk is valid UTF-8 and records are cut at ASCII delimiters.
+            unsafe { std::str::from_utf8_unchecked(text) }
+        } else {
+            std::str::from_utf8(text).map_err(|e| format!("invalid UTF-8: {e}"))?
+        };
         let mut de = serde_json::Deserializer::from_str(text);
         NodeSeed {
             plan: &self.plan,
@@ -673,19 +730,29 @@ impl JsonParser {
         Ok(())
     }
 
+    /// Append the record's `p_any_*` lists. Values go straight into the list builders;
+    /// a value already in the record's list is not added twice.
     fn indicators(&self, st: &State<'_>, out: &mut Batch) {
-        if out.found.is_empty() {
+        if out.indicators.is_empty() {
             return;
         }
-        let found = &mut out.found;
-        found.iter_mut().for_each(Vec::clear);
+        let lists = &mut out.indicators;
+        let starts = &mut out.starts;
+        starts.clear();
+        starts.extend(lists.iter_mut().map(|b| b.values().len()));
         let outputs = &self.plan.outputs;
         let mut add = |v: &str, kind: Indicator, targets: &[usize]| {
             for &o in targets {
-                if let Some(x) = classify(v, kind, outputs[o])
-                    && !found[o].iter().any(|f| f == x)
-                {
-                    found[o].push(x.to_string());
+                if let Some(x) = classify(v, kind, outputs[o]) {
+                    let values = lists[o].values();
+                    let offsets = values.offsets_slice();
+                    let bytes = values.values_slice();
+                    let seen = (starts[o]..values.len()).any(|i| {
+                        &bytes[offsets[i] as usize..offsets[i + 1] as usize] == x.as_bytes()
+                    });
+                    if !seen {
+                        values.append_value(x);
+                    }
                 }
             }
         };
@@ -695,12 +762,13 @@ impl JsonParser {
             }
             match (v, &leaf.kind) {
                 (Val::Str(s), Kind::Json) => split::strings(s.as_bytes(), |key, value| {
-                    let (Ok(key), Ok(value)) = (std::str::from_utf8(key), std::str::from_utf8(value))
+                    let (Ok(key), Ok(value)) =
+                        (std::str::from_utf8(key), std::str::from_utf8(value))
                     else {
                         return;
                     };
                     for (kind, targets) in &leaf.indicators {
-                        if key_feeds(*kind, key) {
+                        if may_be(*kind, value) && key_feeds(*kind, key) {
                             add(value, *kind, targets);
                         }
                     }
@@ -722,13 +790,9 @@ impl JsonParser {
                 _ => {}
             }
         }
-        for (b, values) in out.indicators.iter_mut().zip(found.iter()) {
-            if values.is_empty() {
-                b.append_null();
-            } else {
-                values.iter().for_each(|v| b.values().append_value(v));
-                b.append(true);
-            }
+        for (b, &start) in lists.iter_mut().zip(starts.iter()) {
+            let any = b.values().len() > start;
+            b.append(any);
         }
     }
 
@@ -770,7 +834,14 @@ impl JsonParser {
                 if let Err((at, why)) = res {
                     k += 1;
                     let rest_end = end.max(at);
-                    self.bad(doc, at, rest_end, numbering.at(k), format!("malformed JSON: {why}"), out);
+                    self.bad(
+                        doc,
+                        at,
+                        rest_end,
+                        numbering.at(k),
+                        format!("malformed JSON: {why}"),
+                        out,
+                    );
                 }
             }
             (None, Ok(_)) if skip_key.is_some() => {
@@ -805,7 +876,9 @@ impl JsonParser {
 
     fn bad(&self, doc: &[u8], start: usize, end: usize, n: Numbered, why: String, out: &mut Batch) {
         out.lines += 1;
-        let line = n.line.unwrap_or_else(|| 1 + memchr::memchr_iter(b'\n', &doc[..start]).count() as u64);
+        let line = n
+            .line
+            .unwrap_or_else(|| 1 + memchr::memchr_iter(b'\n', &doc[..start]).count() as u64);
         let reason = match n.record {
             Some(r) => format!("record {r} (line {line}): {why}"),
             None => why,
@@ -817,7 +890,21 @@ impl JsonParser {
         });
     }
 
-    fn finish(&self, out: Batch, source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
+    fn finish(
+        &self,
+        out: Batch,
+        bytes: usize,
+        source: &SourceInfo,
+        parse_time: i64,
+    ) -> Result<Parsed> {
+        let n = out.event_times.len();
+        if n > 0 {
+            let mut hints = self.hints.lock().expect("not poisoned");
+            hints.record_bytes = (bytes / n).max(1);
+            for (h, b) in hints.leaf_bytes.iter_mut().zip(&out.leaves) {
+                *h = b.text_bytes() / n + 1;
+            }
+        }
         let Batch {
             leaves,
             structs,
@@ -848,10 +935,14 @@ impl JsonParser {
                 .into_iter()
                 .map(|mut b| Arc::new(b.finish()) as ArrayRef)
                 .collect();
-            Some(
-                self.standard
-                    .assemble(columns, indicators, event_times, &rows, source, parse_time)?,
-            )
+            Some(self.standard.assemble(
+                columns,
+                indicators,
+                event_times,
+                &rows,
+                source,
+                parse_time,
+            )?)
         };
         Ok(Parsed {
             batch,
@@ -909,8 +1000,28 @@ impl JsonParser {
         self.plan
             .detect
             .iter()
-            .all(|d| keys.iter().any(|k| k.as_slice() == d.to_ascii_lowercase().as_bytes()))
+            .all(|d| {
+                keys.iter()
+                    .any(|k| k.as_slice() == d.to_ascii_lowercase().as_bytes())
+            })
             .then_some(self.plan.detect.len())
+    }
+}
+
+/// A cheap test of whether `value` has the shape of an indicator of `kind`, before its key
+/// is looked at.
+fn may_be(kind: Indicator, value: &str) -> bool {
+    let b = value.as_bytes();
+    match kind {
+        Indicator::AwsArn => value.starts_with("arn:"),
+        Indicator::Ip => {
+            b.first().is_some_and(u8::is_ascii_hexdigit)
+                && (value.contains('.') || value.contains(':'))
+        }
+        Indicator::AwsAccountId => b.len() == 12,
+        Indicator::AwsInstanceId => value.starts_with("i-"),
+        Indicator::Domain => value.contains('.'),
+        Indicator::Username => !b.is_empty(),
     }
 }
 
@@ -1023,7 +1134,8 @@ impl Parser for JsonParser {
         source: &SourceInfo,
         parse_time: i64,
     ) -> Result<Parsed> {
-        let mut out = self.batch();
+        let mut out = self.batch(chunk.len());
+        out.utf8 = std::str::from_utf8(chunk).is_ok();
         let mut st = State::new(&self.plan);
         for (n, line) in lines(chunk, first_line) {
             if is_blank(line) {
@@ -1031,36 +1143,62 @@ impl Parser for JsonParser {
             }
             let start = line.as_ptr() as usize - chunk.as_ptr() as usize;
             let s = start + split::skip_ws(line, 0);
-            self.value(chunk, (s, start + line.len()), Numbering::Line(n), &mut st, &mut out);
+            self.value(
+                chunk,
+                (s, start + line.len()),
+                Numbering::Line(n),
+                &mut st,
+                &mut out,
+            );
         }
-        self.finish(out, source, parse_time)
+        self.finish(out, chunk.len(), source, parse_time)
     }
 
     fn parse_document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
-        let mut out = self.batch();
+        let mut out = self.batch(doc.len());
+        out.utf8 = std::str::from_utf8(doc).is_ok();
         let mut st = State::new(&self.plan);
         let mut pos = split::skip_ws(doc, 0);
         while pos < doc.len() {
             let next = out.rows.len() as u64 + out.quarantined.len() as u64 + 1;
             match split::skip_value(doc, pos) {
                 Ok(end) => {
-                    self.value(doc, (pos, end), Numbering::Document { next }, &mut st, &mut out);
+                    self.value(
+                        doc,
+                        (pos, end),
+                        Numbering::Document { next },
+                        &mut st,
+                        &mut out,
+                    );
                     pos = split::skip_ws(doc, end);
                 }
                 Err(why) if doc[pos] == b'{' && self.plan.records_field.is_some() => {
                     // A broken (e.g. truncated) envelope: keep the records before the break.
                     let _ = why;
-                    self.value(doc, (pos, doc.len()), Numbering::Document { next }, &mut st, &mut out);
+                    self.value(
+                        doc,
+                        (pos, doc.len()),
+                        Numbering::Document { next },
+                        &mut st,
+                        &mut out,
+                    );
                     break;
                 }
                 Err(why) => {
                     let n = Numbering::Document { next }.at(0);
-                    self.bad(doc, pos, doc.len(), n, format!("malformed JSON: {why}"), &mut out);
+                    self.bad(
+                        doc,
+                        pos,
+                        doc.len(),
+                        n,
+                        format!("malformed JSON: {why}"),
+                        &mut out,
+                    );
                     break;
                 }
             }
         }
-        self.finish(out, source, parse_time)
+        self.finish(out, doc.len(), source, parse_time)
     }
 }
 

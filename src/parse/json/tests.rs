@@ -46,7 +46,10 @@ fn lists(b: &RecordBatch, name: &str) -> Vec<Vec<String>> {
                 return vec![];
             }
             let v = l.value(i);
-            v.as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect()
+            v.as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect()
         })
         .collect()
 }
@@ -58,7 +61,10 @@ fn envelope_records_become_rows_with_every_field() {
     assert_eq!(p.lines, 2);
     let b = p.batch.unwrap();
     assert_eq!(b.num_rows(), 2);
-    assert_eq!(strs(&b, "eventname"), [Some("PutBucketPolicy".into()), Some("GetObject".into())]);
+    assert_eq!(
+        strs(&b, "eventname"),
+        [Some("PutBucketPolicy".into()), Some("GetObject".into())]
+    );
     assert_eq!(strs(&b, "errorcode"), [None, Some("AccessDenied".into())]);
     let t = col(&b, "p_event_time").as_primitive::<TimestampMicrosecondType>();
     assert_eq!(t.value(0), 1_589_278_500_000_000);
@@ -66,29 +72,48 @@ fn envelope_records_become_rows_with_every_field() {
     // The identity is a struct, nested two levels deep.
     let ui = col(&b, "useridentity").as_struct();
     let arn = ui.column_by_name("arn").unwrap().as_string::<i32>();
-    assert_eq!(arn.value(0), "arn:aws:sts::123456789012:assumed-role/Admin/alice");
+    assert_eq!(
+        arn.value(0),
+        "arn:aws:sts::123456789012:assumed-role/Admin/alice"
+    );
     assert!(arn.is_null(1));
     let sc = ui.column_by_name("sessioncontext").unwrap().as_struct();
     assert!(sc.is_valid(0) && sc.is_null(1));
     let attrs = sc.column_by_name("attributes").unwrap().as_struct();
-    let mfa = attrs.column_by_name("mfaauthenticated").unwrap().as_boolean();
+    let mfa = attrs
+        .column_by_name("mfaauthenticated")
+        .unwrap()
+        .as_boolean();
     assert!(mfa.value(0));
     // Free-form blocks are the record's exact text.
     assert_eq!(
         strs(&b, "resources")[0].as_deref(),
-        Some(r#"[{"accountId":"123456789012","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::payroll"}]"#)
+        Some(
+            r#"[{"accountId":"123456789012","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::payroll"}]"#
+        )
     );
     assert_eq!(strs(&b, "responseelements"), [None, None]);
     // A field AWS adds later is kept, under its own name.
-    assert_eq!(strs(&b, "unknownfields"), [None, Some(r#"{"newFieldFromAws":{"x":1}}"#.into())]);
+    assert_eq!(
+        strs(&b, "unknownfields"),
+        [None, Some(r#"{"newFieldFromAws":{"x":1}}"#.into())]
+    );
     let rows: Vec<_> = strs(&b, "p_row_id").into_iter().flatten().collect();
-    assert_eq!(rows, ["0123456789abcdef00000001", "0123456789abcdef00000002"]);
+    assert_eq!(
+        rows,
+        ["0123456789abcdef00000001", "0123456789abcdef00000002"]
+    );
 }
 
 #[test]
 fn indicators_come_from_identity_and_blocks() {
-    let b = parse_doc(&format!("{{\"Records\":[{MGMT},{DATA}]}}")).batch.unwrap();
-    assert_eq!(lists(&b, "p_any_ip_addresses"), [vec!["198.51.100.7".to_string()], vec![]]);
+    let b = parse_doc(&format!("{{\"Records\":[{MGMT},{DATA}]}}"))
+        .batch
+        .unwrap();
+    assert_eq!(
+        lists(&b, "p_any_ip_addresses"),
+        [vec!["198.51.100.7".to_string()], vec![]]
+    );
     assert_eq!(
         lists(&b, "p_any_aws_arns")[0],
         [
@@ -101,7 +126,10 @@ fn indicators_come_from_identity_and_blocks() {
     assert_eq!(lists(&b, "p_any_aws_account_ids")[0], ["123456789012"]);
     assert_eq!(lists(&b, "p_any_usernames")[0], ["Admin"]);
     // The service name in sourceIPAddress is a domain, not an IP.
-    assert_eq!(lists(&b, "p_any_domain_names")[1], ["cloudfront.amazonaws.com"]);
+    assert_eq!(
+        lists(&b, "p_any_domain_names")[1],
+        ["cloudfront.amazonaws.com"]
+    );
     assert_eq!(lists(&b, "p_any_aws_arns")[1], ["arn:aws:s3:::cdn/a.gif"]);
 }
 
@@ -110,13 +138,24 @@ fn a_malformed_record_is_quarantined_alone() {
     let bad = r#"{"eventVersion":"1.08","eventTime":"2020-05-12T10:15:00Z","readOnly":"maybe"}"#;
     let no_time = r#"{"eventVersion":"1.08","eventName":"X"}"#;
     let broken = r#"{"eventVersion":"1.08",,}"#;
-    let p = parse_doc(&format!("{{\"Records\":[{MGMT},{bad},{no_time},{broken},{DATA}]}}"));
+    let p = parse_doc(&format!(
+        "{{\"Records\":[{MGMT},{bad},{no_time},{broken},{DATA}]}}"
+    ));
     assert_eq!(p.batch.unwrap().num_rows(), 2);
     assert_eq!(p.lines, 5);
     let reasons: Vec<_> = p.quarantined.iter().map(|q| q.reason.as_str()).collect();
-    assert!(reasons[0].starts_with("record 2 (line 1): field readonly: expected a boolean"), "{reasons:?}");
-    assert!(reasons[1].contains("record 3") && reasons[1].contains("eventtime: missing"), "{reasons:?}");
-    assert!(reasons[2].contains("record 4") && reasons[2].contains("key must be a string"), "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("record 2 (line 1): field readonly: expected a boolean"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("record 3") && reasons[1].contains("eventtime: missing"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].contains("record 4") && reasons[2].contains("key must be a string"),
+        "{reasons:?}"
+    );
     assert_eq!(p.quarantined[0].raw, bad);
 }
 
@@ -126,7 +165,11 @@ fn a_truncated_file_keeps_the_records_before_the_break() {
     let p = parse_doc(&doc);
     assert_eq!(p.batch.unwrap().num_rows(), 2);
     assert_eq!(p.quarantined.len(), 1);
-    assert!(p.quarantined[0].reason.contains("malformed JSON"), "{:?}", p.quarantined);
+    assert!(
+        p.quarantined[0].reason.contains("malformed JSON"),
+        "{:?}",
+        p.quarantined
+    );
     assert_eq!(p.quarantined[0].raw, "{\"eventVersion\":\"1.0");
 }
 
@@ -157,10 +200,16 @@ fn records_one_per_line_parse_in_chunks() {
 #[test]
 fn detection_needs_the_declared_keys() {
     let p = parser();
-    assert!(p.detect_score(format!("{{\"Records\":[{MGMT}]}}").as_bytes()).is_some());
+    assert!(
+        p.detect_score(format!("{{\"Records\":[{MGMT}]}}").as_bytes())
+            .is_some()
+    );
     assert!(p.detect_score(b"{\"Records\":[{\"a\":1}]}").is_none());
     assert!(p.detect_score(b"{\"eventTime\":\"x\"}\n").is_none());
-    assert!(p.detect_score(b"79a59df900b949e55d96a1e698fbaced bucket [06/Feb/2019:00:00:38 +0000]").is_none());
+    assert!(
+        p.detect_score(b"79a59df900b949e55d96a1e698fbaced bucket [06/Feb/2019:00:00:38 +0000]")
+            .is_none()
+    );
 }
 
 #[test]
@@ -169,7 +218,10 @@ fn escaped_strings_and_duplicate_keys() {
     let out = parser().parse_chunk(rec.as_bytes(), 1, &src(), 0).unwrap();
     let b = out.batch.unwrap();
     assert_eq!(strs(&b, "eventname")[0].as_deref(), Some("Get\"ObjectA"));
-    assert_eq!(strs(&b, "unknownfields")[0].as_deref(), Some(r#"{"eventName":"again"}"#));
+    assert_eq!(
+        strs(&b, "unknownfields")[0].as_deref(),
+        Some(r#"{"eventName":"again"}"#)
+    );
 }
 
 #[test]
@@ -187,7 +239,12 @@ fn arbitrary_bytes_never_panic() {
     ] {
         let out = p.parse_document(doc, &src(), 0).unwrap();
         let rows = out.batch.map_or(0, |b| b.num_rows() as u64);
-        assert_eq!(rows + out.quarantined.len() as u64, out.lines, "{:?}", String::from_utf8_lossy(doc));
+        assert_eq!(
+            rows + out.quarantined.len() as u64,
+            out.lines,
+            "{:?}",
+            String::from_utf8_lossy(doc)
+        );
         let _ = p.parse_chunk(doc, 1, &src(), 0).unwrap();
     }
 }
