@@ -408,11 +408,18 @@ fn lower_keys(v: &serde_json::Value) -> serde_json::Value {
 /// fields and indicators included). Field names match columns case-insensitively; timestamps
 /// may be RFC 3339, `2020-05-12 10:15:00`, the access-log form `[06/Feb/2019:00:00:38 +0000]`
 /// or microseconds. With `strict`, a field that is not a column is an error.
+///
+/// Events of JSON log types (CloudTrail) are read by the log type's own parser, as they
+/// appear in the log (`eventTime`, `userIdentity.arn`, …); fields the schema does not declare
+/// go to its unknown-fields column, and an event with no event time gets the current time.
 pub fn events_to_batch(
     schema: &Arc<LogSchema>,
     events: &[serde_json::Value],
     strict: bool,
 ) -> Result<RecordBatch> {
+    if schema.parser == crate::schema::ParserKind::Json {
+        return json_events_to_batch(schema, events);
+    }
     let declared = Arc::new(Schema::new(
         schema
             .columns
@@ -484,6 +491,49 @@ pub fn events_to_batch(
         &source,
         now,
     )
+}
+
+fn json_events_to_batch(
+    schema: &Arc<LogSchema>,
+    events: &[serde_json::Value],
+) -> Result<RecordBatch> {
+    let parser = crate::parse::json::JsonParser::new(schema.clone())?;
+    let now = chrono::Utc::now();
+    let time_key = schema
+        .column(&schema.event_time)
+        .map_or(schema.event_time.as_str(), |c| c.json_path());
+    let mut text = String::new();
+    for e in events {
+        let mut e = e.clone();
+        if let serde_json::Value::Object(obj) = &mut e
+            && !obj.keys().any(|k| k.eq_ignore_ascii_case(time_key))
+        {
+            let t = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            obj.insert(time_key.to_string(), t.into());
+        }
+        text.push_str(&e.to_string());
+        text.push('\n');
+    }
+    let source = SourceInfo {
+        id: "events".into(),
+        label: "events".into(),
+    };
+    let parsed = crate::parse::Parser::parse_chunk(
+        &parser,
+        text.as_bytes(),
+        1,
+        &source,
+        now.timestamp_micros(),
+    )?;
+    if let Some(q) = parsed.quarantined.first() {
+        return Err(Error::invalid(format!(
+            "event {}: does not fit {}: {}",
+            q.line, schema.log_type, q.reason
+        )));
+    }
+    Ok(parsed
+        .batch
+        .unwrap_or_else(|| RecordBatch::new_empty(schema.arrow_schema())))
 }
 
 #[cfg(test)]

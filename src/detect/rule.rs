@@ -271,6 +271,10 @@ fn render_param(v: &serde_yaml::Value) -> Result<String, String> {
 /// The rules that ship with seclake, compiled in.
 const BUILTIN: &[(&str, &str)] = &[
     (
+        "aws_s3_bucket_policy_modified.yml",
+        include_str!("../../queries/rules/aws_s3_bucket_policy_modified.yml"),
+    ),
+    (
         "aws_s3_access_error.yml",
         include_str!("../../queries/rules/aws_s3_access_error.yml"),
     ),
