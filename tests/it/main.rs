@@ -1,6 +1,7 @@
 //! seclake's integration tests: one binary (each links all of DataFusion), one module per area.
 
 mod cloudtrail;
+mod cloudtrail_props;
 mod ingest;
 mod json_props;
 mod parser_props;
