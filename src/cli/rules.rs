@@ -1,10 +1,12 @@
 //! `seclake rules list | test | eval`.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
+use std::sync::Arc;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::detect::eval::{RuleSet, events_to_batch};
+use crate::detect::rule::Rule;
 use crate::error::{Error, Result};
 
 use super::{Ctx, Outcome};
@@ -96,35 +98,23 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
             if rules.is_empty() {
                 selected.retain(|r| r.enabled);
             }
+            let mut text = String::new();
+            if file == "-" {
+                std::io::stdin()
+                    .lock()
+                    .read_to_string(&mut text)
+                    .map_err(|e| Error::io("stdin", e))?;
+            } else {
+                text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            }
             let log_type = match log_type {
                 Some(t) => ctx.registry.get(&t)?.log_type.clone(),
-                None => {
-                    let mut types: Vec<&String> =
-                        selected.iter().flat_map(|r| &r.log_types).collect();
-                    types.sort();
-                    types.dedup();
-                    match types.as_slice() {
-                        [one] => (*one).clone(),
-                        _ => {
-                            return Err(Error::invalid(
-                                "the selected rules cover several log types; pass --log-type",
-                            ));
-                        }
-                    }
-                }
+                None => events_log_type(ctx, &selected, &text)?,
             };
             let schema = ctx.registry.get(&log_type)?;
             let set = RuleSet::compile(&selected, &log_type, &schema.arrow_schema())?;
-            let reader: Box<dyn BufRead> = if file == "-" {
-                Box::new(std::io::stdin().lock())
-            } else {
-                Box::new(std::io::BufReader::new(
-                    std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?,
-                ))
-            };
             let mut any = false;
-            for (n, line) in reader.lines().enumerate() {
-                let line = line.map_err(|e| Error::io(&file, e))?;
+            for (n, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -155,5 +145,37 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
             }
             Ok(if any { Outcome::Found } else { Outcome::Ok })
         }
+    }
+}
+
+/// The log type of JSON events to evaluate: the one log type the rules cover, or, when they
+/// cover several, the JSON log type whose `detect` keys the first event has (CloudTrail
+/// records), else the one other type (events written with column names).
+fn events_log_type(ctx: &Ctx, rules: &[Arc<Rule>], text: &str) -> Result<String> {
+    let mut types: Vec<&String> = rules.iter().flat_map(|r| &r.log_types).collect();
+    types.sort();
+    types.dedup();
+    if let [one] = types.as_slice() {
+        return Ok((*one).clone());
+    }
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut others = Vec::new();
+    for t in &types {
+        let schema = ctx.registry.get(t)?;
+        if schema.parser == crate::schema::ParserKind::Json {
+            let parser = crate::parse::json::JsonParser::new(schema.clone())?;
+            if parser.detect_score(first.as_bytes()).is_some() {
+                return Ok(schema.log_type.clone());
+            }
+        } else {
+            others.push(schema.log_type.clone());
+        }
+    }
+    match others.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(Error::invalid(
+            "the selected rules cover several log types and the events do not tell which; \
+             pass --log-type",
+        )),
     }
 }
