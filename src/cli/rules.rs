@@ -119,7 +119,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
                     continue;
                 }
                 let event: serde_json::Value =
-                    serde_json::from_str(&line).map_err(|source| Error::Json {
+                    serde_json::from_str(line).map_err(|source| Error::Json {
                         context: format!("{file}: line {}", n + 1),
                         source,
                     })?;

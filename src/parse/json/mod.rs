@@ -897,8 +897,7 @@ impl JsonParser {
         source: &SourceInfo,
         parse_time: i64,
     ) -> Result<Parsed> {
-        let n = out.event_times.len();
-        if n > 0 {
+        if let Some(n) = std::num::NonZeroUsize::new(out.event_times.len()) {
             let mut hints = self.hints.lock().expect("not poisoned");
             hints.record_bytes = (bytes / n).max(1);
             for (h, b) in hints.leaf_bytes.iter_mut().zip(&out.leaves) {
