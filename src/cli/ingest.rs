@@ -13,8 +13,11 @@ use super::{Ctx, Outcome};
   seclake ingest ./access-logs/
   seclake ingest --lake /data/lake '2020-05-12-*.log'
   seclake ingest --log-type AWS.S3ServerAccess logs.gz
+  seclake ingest ./AWSLogs/123456789012/CloudTrail/
+  seclake --schemas schemas/examples ingest data/minio-audit/
 
-Files already ingested (same path, size and modification time) are skipped. Lines that do not
+Each file's log type is detected from its content (S3 access log lines, CloudTrail records,
+or a custom JSON type's detect keys). Files already ingested (same path, size and modification time) are skipped. Lines that do not
 parse are kept in panther_quarantine.<table> with the reason. Enabled rules run on every event;
 matches go to panther_rule_matches.<table>, alerts to panther_views.alerts and the
 destinations in seclake.yml.")]
@@ -23,7 +26,8 @@ pub struct Args {
     #[arg(required = true)]
     pub paths: Vec<String>,
 
-    /// Log type of every input (e.g. AWS.S3ServerAccess); detected per file when omitted.
+    /// Log type of every input (e.g. AWS.S3ServerAccess, AWS.CloudTrail); detected per file
+    /// when omitted.
     #[arg(long)]
     pub log_type: Option<String>,
 

@@ -6,8 +6,10 @@
 //! [`IngestOptions::txn_bytes`] input bytes (so many small files share few output files).
 //!
 //! Inside a transaction the work is a pipeline of threads with bounded queues (memory does not
-//! grow with input size): one reader splits input into chunks of whole lines, `threads`
-//! parsers turn chunks into Arrow batches, one writer groups rows by table and day, and
+//! grow with input size): one reader splits input into chunks of whole lines (or, for a file
+//! the parser reads as one document, such as CloudTrail's `{"Records": [...]}`, passes the
+//! file as stored, to be gunzipped on a parser thread), `threads` parsers turn chunks into
+//! Arrow batches, one writer groups rows by table and day, and
 //! `threads` encoders write Parquet files to staging. The transaction then commits.
 //!
 //! Detection: when [`IngestOptions::rules`] holds rules, the parser threads evaluate them on
