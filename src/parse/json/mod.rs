@@ -808,13 +808,17 @@ impl JsonParser {
     ) {
         let (start, end) = text;
         let value = &doc[start..end];
-        if !self.plan.needles.iter().any(|f| f.find(value).is_some()) {
+        let array = doc.get(start) == Some(&b'[');
+        if !array && !self.plan.needles.iter().any(|f| f.find(value).is_some()) {
             return self.one(doc, start, end, numbering.at(0), st, out);
         }
         let envelope = self.plan.records_field.as_deref();
-        let mut records: Option<usize> = None;
+        let mut records: Option<usize> = array.then_some(start);
         let mut skip_key: Option<String> = None;
         let walked = split::members(doc, start, |key, vs| {
+            if array {
+                return false;
+            }
             if Some(key) == envelope.map(str::as_bytes) && doc.get(vs) == Some(&b'[') {
                 records = Some(vs);
                 return false;
@@ -951,10 +955,23 @@ impl JsonParser {
         })
     }
 
-    /// Whether the file whose first bytes are `head` is one document of records (an envelope
-    /// or a document to skip) rather than one record per line.
+    /// Whether the file whose first bytes are `head` is one document of records (an envelope,
+    /// a document to skip, a JSON array of records, or pretty-printed records) rather than one
+    /// record per line.
     fn is_document(&self, head: &[u8]) -> bool {
         let start = split::skip_ws(head, 0);
+        if head.get(start) == Some(&b'[') {
+            // A JSON array of records (an export).
+            return true;
+        }
+        // A first record spread over several lines (pretty-printed) is not JSON lines.
+        let line_end =
+            memchr::memchr(b'\n', &head[start.min(head.len())..]).map_or(head.len(), |i| start + i);
+        let first_line_whole = split::skip_value(&head[..line_end], start)
+            .is_ok_and(|e| split::skip_ws(&head[..line_end], e) == line_end);
+        if !first_line_whole && line_end < head.len() {
+            return true;
+        }
         let mut found = false;
         let _ = split::members(head, start, |key, _| {
             found = self.plan.records_field.as_deref().map(str::as_bytes) == Some(key)
@@ -973,6 +990,11 @@ impl JsonParser {
         let start = split::skip_ws(head, 0);
         let mut first: Option<(usize, usize)> = None;
         let mut skip = false;
+        if head.get(start) == Some(&b'[') {
+            let _ = split::elements(head, start, |s, e| {
+                first.get_or_insert((s, e));
+            });
+        }
         let _ = split::members(head, start, |key, vs| {
             if self.plan.records_field.as_deref().map(str::as_bytes) == Some(key) {
                 let _ = split::elements(head, vs, |s, e| {
@@ -988,7 +1010,10 @@ impl JsonParser {
         }
         let record = match first {
             Some((s, e)) => &head[s..e],
-            None => lines(head, 1).map(|(_, l)| l).find(|l| !is_blank(l))?,
+            None => match split::skip_value(head, start) {
+                Ok(e) => &head[start..e],
+                Err(_) => lines(head, 1).map(|(_, l)| l).find(|l| !is_blank(l))?,
+            },
         };
         let mut keys = Vec::new();
         split::members(record, split::skip_ws(record, 0), |k, _| {

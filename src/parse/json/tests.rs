@@ -248,3 +248,30 @@ fn arbitrary_bytes_never_panic() {
         let _ = p.parse_chunk(doc, 1, &src(), 0).unwrap();
     }
 }
+
+#[test]
+fn arrays_and_pretty_printed_records_are_documents() {
+    let p = parser();
+    let array = format!("[\n  {MGMT},\n  {DATA}\n]\n");
+    assert!(p.whole_document(array.as_bytes()));
+    assert!(p.detect_score(array.as_bytes()).is_some());
+    let out = p.parse_document(array.as_bytes(), &src(), 0).unwrap();
+    assert!(out.quarantined.is_empty(), "{:?}", out.quarantined);
+    assert_eq!(out.batch.unwrap().num_rows(), 2);
+
+    let rec: serde_json::Value = serde_json::from_str(MGMT).unwrap();
+    let pretty = format!(
+        "{}\n{}\n",
+        serde_json::to_string_pretty(&rec).unwrap(),
+        serde_json::to_string_pretty(&rec).unwrap()
+    );
+    assert!(p.whole_document(pretty.as_bytes()));
+    assert!(p.detect_score(pretty.as_bytes()).is_some());
+    let out = p.parse_document(pretty.as_bytes(), &src(), 0).unwrap();
+    assert!(out.quarantined.is_empty(), "{:?}", out.quarantined);
+    assert_eq!(out.batch.unwrap().num_rows(), 2);
+
+    // One compact record per line stays line-oriented.
+    let lines = format!("{MGMT}\n{DATA}\n");
+    assert!(!p.whole_document(lines.as_bytes()));
+}
