@@ -812,24 +812,10 @@ impl JsonParser {
         if !array && !self.plan.needles.iter().any(|f| f.find(value).is_some()) {
             return self.one(doc, start, end, numbering.at(0), st, out);
         }
-        let envelope = self.plan.records_field.as_deref();
-        let mut records: Option<usize> = array.then_some(start);
-        let mut skip_key: Option<String> = None;
-        let walked = split::members(doc, start, |key, vs| {
-            if array {
-                return false;
-            }
-            if Some(key) == envelope.map(str::as_bytes) && doc.get(vs) == Some(&b'[') {
-                records = Some(vs);
-                return false;
-            }
-            if let Some(k) = self.plan.skip.iter().find(|k| k.as_bytes() == key) {
-                skip_key = Some(k.clone());
-            }
-            true
-        });
-        match (records, walked) {
-            (Some(vs), _) => {
+        match self.framing(doc, start) {
+            Framing {
+                records: Some(vs), ..
+            } => {
                 let mut k = 0u64;
                 let res = split::elements(doc, vs, |s, e| {
                     k += 1;
@@ -848,11 +834,14 @@ impl JsonParser {
                     );
                 }
             }
-            (None, Ok(_)) if skip_key.is_some() => {
+            Framing {
+                skip: Some(key),
+                complete: true,
+                ..
+            } => {
                 out.notes.push(format!(
-                    "{} holds no records (it has {:?}: e.g. a digest file); skipped",
+                    "{} holds no records (it has {key:?}: e.g. a digest file); skipped",
                     numbering.describe(doc, start),
-                    skip_key.unwrap_or_default()
                 ));
             }
             _ => self.one(doc, start, end, numbering.at(0), st, out),
@@ -960,10 +949,6 @@ impl JsonParser {
     /// record per line.
     fn is_document(&self, head: &[u8]) -> bool {
         let start = split::skip_ws(head, 0);
-        if head.get(start) == Some(&b'[') {
-            // A JSON array of records (an export).
-            return true;
-        }
         // A first record spread over several lines (pretty-printed) is not JSON lines.
         let line_end =
             memchr::memchr(b'\n', &head[start.min(head.len())..]).map_or(head.len(), |i| start + i);
@@ -972,13 +957,39 @@ impl JsonParser {
         if !first_line_whole && line_end < head.len() {
             return true;
         }
-        let mut found = false;
-        let _ = split::members(head, start, |key, _| {
-            found = self.plan.records_field.as_deref().map(str::as_bytes) == Some(key)
-                || self.plan.skip.iter().any(|k| k.as_bytes() == key);
-            !found
+        // A JSON array of records (an export), an envelope, or a document to skip.
+        let f = self.framing(head, start);
+        f.records.is_some() || f.skip.is_some()
+    }
+
+    /// How the top-level value at `start` of `b` holds records. `b` may end before the value
+    /// does (the head of a file): then `complete` is false.
+    fn framing(&self, b: &[u8], start: usize) -> Framing<'_> {
+        if b.get(start) == Some(&b'[') {
+            return Framing {
+                records: Some(start),
+                skip: None,
+                complete: true,
+            };
+        }
+        let envelope = self.plan.records_field.as_deref().map(str::as_bytes);
+        let (mut records, mut skip) = (None, None);
+        let walked = split::members(b, start, |key, vs| {
+            if Some(key) == envelope && b.get(vs) == Some(&b'[') {
+                records = Some(vs);
+                return false;
+            }
+            skip = skip.or_else(|| {
+                let k = self.plan.skip.iter().find(|k| k.as_bytes() == key);
+                k.map(String::as_str)
+            });
+            true
         });
-        found
+        Framing {
+            records,
+            skip,
+            complete: walked.is_ok(),
+        }
     }
 
     /// Whether `head` (the first bytes of a file) holds this log type: its first record has
@@ -988,24 +999,14 @@ impl JsonParser {
             return None;
         }
         let start = split::skip_ws(head, 0);
+        let framing = self.framing(head, start);
         let mut first: Option<(usize, usize)> = None;
-        let mut skip = false;
-        if head.get(start) == Some(&b'[') {
-            let _ = split::elements(head, start, |s, e| {
+        if let Some(vs) = framing.records {
+            let _ = split::elements(head, vs, |s, e| {
                 first.get_or_insert((s, e));
             });
         }
-        let _ = split::members(head, start, |key, vs| {
-            if self.plan.records_field.as_deref().map(str::as_bytes) == Some(key) {
-                let _ = split::elements(head, vs, |s, e| {
-                    first.get_or_insert((s, e));
-                });
-                return false;
-            }
-            skip |= self.plan.skip.iter().any(|k| k.as_bytes() == key);
-            true
-        });
-        if skip && first.is_none() {
+        if framing.skip.is_some() && first.is_none() {
             return Some(self.plan.detect.len());
         }
         let record = match first {
@@ -1017,19 +1018,27 @@ impl JsonParser {
         };
         let mut keys = Vec::new();
         split::members(record, split::skip_ws(record, 0), |k, _| {
-            keys.push(k.to_ascii_lowercase());
+            keys.push(k);
             true
         })
         .ok()?;
         self.plan
             .detect
             .iter()
-            .all(|d| {
-                keys.iter()
-                    .any(|k| k.as_slice() == d.to_ascii_lowercase().as_bytes())
-            })
+            .all(|d| keys.iter().any(|k| k.eq_ignore_ascii_case(d.as_bytes())))
             .then_some(self.plan.detect.len())
     }
+}
+
+/// How a top-level value holds records (see [`JsonParser::framing`]).
+struct Framing<'p> {
+    /// Start of the array whose elements are the records: a top-level array, or the
+    /// envelope's `records_field`.
+    records: Option<usize>,
+    /// A `skip_documents_with` key the value has.
+    skip: Option<&'p str>,
+    /// Every member of the value was walked.
+    complete: bool,
 }
 
 /// A cheap test of whether `value` has the shape of an indicator of `kind`, before its key

@@ -89,10 +89,10 @@ pub fn skip_value(b: &[u8], pos: usize) -> Result<usize, ScanError> {
 /// the key's raw text (no quotes, escapes left as they are) before the value is scanned.
 /// Returns the index past the closing brace; when `f` returns false the walk stops there and
 /// returns that value's start.
-pub fn members(
-    b: &[u8],
+pub fn members<'a>(
+    b: &'a [u8],
     pos: usize,
-    mut f: impl FnMut(&[u8], usize) -> bool,
+    mut f: impl FnMut(&'a [u8], usize) -> bool,
 ) -> Result<usize, (usize, ScanError)> {
     if b.get(pos) != Some(&b'{') {
         return Err((pos, "expected an object"));
