@@ -46,6 +46,7 @@ use crate::lake::lock::{self, LockOptions};
 use crate::lake::writer::{
     FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_and_stage, quarantine_schema,
 };
+use crate::parse::json::JsonParser;
 use crate::parse::standard::{repeat, row_ids};
 use crate::parse::{Parser, Quarantined, SourceInfo, parser_for};
 use crate::schema::{LogSchema, ParserKind, Registry};
@@ -186,6 +187,7 @@ pub async fn ingest(
         summary.recovered = (rec.rolled_forward.len(), rec.rolled_back.len());
         let ledger = commit::ledger_ids(lake).await?;
 
+        let types = TypeDetector::new(registry)?;
         let mut todo: Vec<(Source, Arc<LogSchema>)> = Vec::new();
         for path in paths {
             let src = match Source::local(&path) {
@@ -203,7 +205,7 @@ pub async fn ingest(
             }
             let schema = match &forced {
                 Some(s) => s.clone(),
-                None => match detect(&src, registry) {
+                None => match types.detect(&src) {
                     Ok(s) => s,
                     Err(e) => {
                         summary.failed.push((src.info.label.clone(), e.to_string()));
@@ -398,47 +400,68 @@ fn groups(todo: Vec<(Source, Arc<LogSchema>)>, limit: u64) -> Vec<Vec<(Source, A
     out
 }
 
-/// Detect a file's log type from its first bytes: an S3 access log line, or a JSON record
-/// (or envelope of records) with every key a JSON log type's `detect` lists; when several JSON
-/// types fit, the one that lists the most keys wins.
-pub fn detect(src: &Source, registry: &Registry) -> Result<Arc<LogSchema>> {
-    let mut head = Vec::with_capacity(64 << 10);
-    src.open()?
-        .take(64 << 10)
-        .read_to_end(&mut head)
-        .map_err(|e| Error::io(&src.path, e))?;
-    let line = crate::parse::lines(&head, 1)
-        .map(|(_, l)| l)
-        .find(|l| !crate::parse::is_blank(l));
-    let Some(line) = line else {
-        // Nothing to parse: any type records it as ingested with zero lines.
-        return registry
+/// Tells a file's log type from its first bytes. Built once per ingest: each JSON log type's
+/// schema is compiled into a parser, which reads the heads.
+pub struct TypeDetector {
+    types: Vec<(Arc<LogSchema>, Option<JsonParser>)>,
+}
+
+impl TypeDetector {
+    /// For every log type of `registry`.
+    pub fn new(registry: &Registry) -> Result<Self> {
+        let types = registry
             .iter()
-            .next()
-            .cloned()
-            .ok_or_else(|| Error::invalid("no log types are defined"));
-    };
-    let mut best: Option<(usize, &Arc<LogSchema>)> = None;
-    for schema in registry.iter() {
-        let score = match schema.parser {
-            ParserKind::S3Access => crate::parse::s3_access::looks_like(line).then_some(usize::MAX),
-            ParserKind::Json => {
-                crate::parse::json::JsonParser::new(schema.clone())?.detect_score(&head)
-            }
+            .map(|schema| {
+                let json = match schema.parser {
+                    ParserKind::Json => Some(JsonParser::new(schema.clone())?),
+                    ParserKind::S3Access => None,
+                };
+                Ok((schema.clone(), json))
+            })
+            .collect::<Result<_>>()?;
+        Ok(TypeDetector { types })
+    }
+
+    /// Detect a file's log type: an S3 access log line, or a JSON record (or envelope of
+    /// records) with every key a JSON log type's `detect` lists; when several JSON types fit,
+    /// the one that lists the most keys wins.
+    pub fn detect(&self, src: &Source) -> Result<Arc<LogSchema>> {
+        let mut head = Vec::with_capacity(64 << 10);
+        src.open()?
+            .take(64 << 10)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io(&src.path, e))?;
+        let line = crate::parse::lines(&head, 1)
+            .map(|(_, l)| l)
+            .find(|l| !crate::parse::is_blank(l));
+        let Some(line) = line else {
+            // Nothing to parse: any type records it as ingested with zero lines.
+            return self
+                .types
+                .first()
+                .map(|(s, _)| s.clone())
+                .ok_or_else(|| Error::invalid("no log types are defined"));
         };
-        if let Some(score) = score
-            && best.is_none_or(|(b, _)| score > b)
-        {
-            best = Some((score, schema));
+        let mut best: Option<(usize, &Arc<LogSchema>)> = None;
+        for (schema, json) in &self.types {
+            let score = match json {
+                Some(parser) => parser.detect_score(&head),
+                None => crate::parse::s3_access::looks_like(line).then_some(usize::MAX),
+            };
+            if let Some(score) = score
+                && best.is_none_or(|(b, _)| score > b)
+            {
+                best = Some((score, schema));
+            }
         }
+        if let Some((_, schema)) = best {
+            return Ok(schema.clone());
+        }
+        let shown: String = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+        Err(Error::invalid(format!(
+            "cannot tell the log type (first line starts {shown:?}); pass --log-type"
+        )))
     }
-    if let Some((_, schema)) = best {
-        return Ok(schema.clone());
-    }
-    let shown: String = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
-    Err(Error::invalid(format!(
-        "cannot tell the log type (first line starts {shown:?}); pass --log-type"
-    )))
 }
 
 /// Per-source counts within a transaction.
