@@ -3,16 +3,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::util::TestLake;
+use crate::util::{TestLake, line};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.trim_start().starts_with(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
 }
 
 /// Records in the bundled CloudTrail sample (the digest file holds none).
@@ -69,7 +63,7 @@ fn cloudtrail_sample_lands_with_structs_blocks_indicators_and_the_digest_noted()
         out.contains("CloudTrail-Digest") && out.contains("holds no records"),
         "{out}"
     );
-    let q = |sql: &str| t.ok(&["query", "--format", "csv", sql]);
+    let q = |sql: &str| t.csv(sql);
     // S3 events by name, from the issue's example.
     let by_name = q(
         "SELECT eventname, count(*) FROM panther_logs.aws_cloudtrail \
@@ -152,12 +146,9 @@ fn a_mixed_folder_goes_to_the_right_tables_and_log_type_overrides() {
         line(&out, "panther_logs.aws_s3serveraccess:").contains("rows"),
         "{out}"
     );
-    let n = t.ok(&[
-        "query",
-        "--format",
-        "csv",
+    let n = t.csv(
         "SELECT count(*) FROM panther_logs.aws_cloudtrail WHERE sourceipaddress = '192.0.2.1'",
-    ]);
+    );
     assert_eq!(n.lines().nth(1), Some("1"), "{n}");
 
     // --log-type forces a type: access-log lines read as CloudTrail are quarantined, not lost.
@@ -202,12 +193,7 @@ fn malformed_records_are_quarantined_and_the_rest_of_the_file_kept() {
         "lines: 6 read = 3 rows written + 3 quarantined",
         "{out}"
     );
-    let q = t.ok(&[
-        "query",
-        "--format",
-        "csv",
-        "SELECT line, reason FROM panther_quarantine.aws_cloudtrail ORDER BY reason",
-    ]);
+    let q = t.csv("SELECT line, reason FROM panther_quarantine.aws_cloudtrail ORDER BY reason");
     assert!(
         q.contains("record 2 (line 1): field readonly: expected a boolean"),
         "{q}"
@@ -239,42 +225,26 @@ fn a_custom_schema_ingests_with_no_code_change() {
         "lines: 26 read = 24 rows written + 2 quarantined",
         "{out}"
     );
-    let q = t.ok(&[
-        "query",
-        "--format",
-        "csv",
+    let q = t.csv(
         "SELECT api.name, count(*), count(DISTINCT parentuser) > 0 FROM panther_logs.minio_audit \
          WHERE api.statuscode = 403 GROUP BY 1",
-    ]);
+    );
     assert!(
         q.starts_with("panther_logs.minio_audit.api[name],count(*)") || q.contains("GetObject"),
         "{q}"
     );
     assert!(q.contains("GetObject,"), "{q}");
-    let why = t.ok(&[
-        "query",
-        "--format",
-        "csv",
-        "SELECT reason FROM panther_quarantine.minio_audit ORDER BY line",
-    ]);
+    let why = t.csv("SELECT reason FROM panther_quarantine.minio_audit ORDER BY line");
     assert!(
         why.contains("field time: expected a timestamp, got \"\"yesterday\"\""),
         "{why}"
     );
-    let users = t.ok(&[
-        "query",
-        "--format",
-        "csv",
+    let users = t.csv(
         "SELECT count(*) FROM panther_views.all_logs WHERE array_has(p_any_usernames, 'mallory')",
-    ]);
+    );
     assert_ne!(users.lines().nth(1), Some("0"), "{users}");
     // The undeclared keys are kept whole.
-    let extra = t.ok(&[
-        "query",
-        "--format",
-        "csv",
-        "SELECT count(*) FROM panther_logs.minio_audit WHERE json_get_str(extra, 'trigger') IS NULL \
-         AND json_get(extra, 'requestClaims.accessKey') IS NOT NULL",
-    ]);
+    let extra = t.csv("SELECT count(*) FROM panther_logs.minio_audit WHERE json_get_str(extra, 'trigger') IS NULL \
+         AND json_get(extra, 'requestClaims.accessKey') IS NOT NULL");
     assert_eq!(extra.lines().nth(1), Some("24"), "{extra}");
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::util::{TestLake, copy_sample, rows, sample_dir, scalar_i64, sql};
+use crate::util::{TestLake, copy_sample, line, rows, sample_dir, scalar_i64, sql};
 
 /// Non-blank lines of the sample, counted independently of seclake.
 fn sample_lines() -> u64 {
@@ -27,27 +27,20 @@ fn sample_lines() -> u64 {
     n
 }
 
-fn field(out: &str, prefix: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
-        .to_string()
-}
-
 #[test]
 fn ingests_the_sample_and_counts_add_up() {
     let t = TestLake::new();
     let out = t.ok(&["ingest", sample_dir().to_str().unwrap()]);
     let expected = sample_lines();
     assert_eq!(
-        field(&out, "lines:"),
+        line(&out, "lines:"),
         format!(
             "lines: {expected} read = {} rows written + 2 quarantined",
             expected - 2
         )
     );
     assert_eq!(
-        field(&out, "files:"),
+        line(&out, "files:"),
         "files: 9 found, 9 ingested, 0 skipped (already ingested), 0 failed"
     );
 
@@ -103,11 +96,11 @@ fn reingest_is_a_no_op() {
     let before = t.listing();
     let out = t.ok(&["ingest", src.to_str().unwrap()]);
     assert_eq!(
-        field(&out, "files:"),
+        line(&out, "files:"),
         "files: 9 found, 0 ingested, 9 skipped (already ingested), 0 failed"
     );
     assert_eq!(
-        field(&out, "lines:"),
+        line(&out, "lines:"),
         "lines: 0 read = 0 rows written + 0 quarantined"
     );
     assert_eq!(t.listing(), before);
@@ -137,7 +130,7 @@ fn globs_gzip_and_single_files() {
     let glob = format!("{}/2020-05-1*", input.display());
     let out = t.ok(&["ingest", &glob]);
     assert!(
-        field(&out, "files:").starts_with("files: 4 found, 4 ingested"),
+        line(&out, "files:").starts_with("files: 4 found, 4 ingested"),
         "{out}"
     );
     let out = t.ok(&[
@@ -148,7 +141,7 @@ fn globs_gzip_and_single_files() {
             .unwrap(),
     ]);
     assert!(
-        field(&out, "files:").starts_with("files: 1 found, 1 ingested"),
+        line(&out, "files:").starts_with("files: 1 found, 1 ingested"),
         "{out}"
     );
 }
@@ -293,14 +286,9 @@ fn crash_at_random_points_then_rerun_leaves_every_line_exactly_once() {
     assert!(again.contains("0 ingested, 12 skipped"), "{again}");
     // Alert state commits with the data: after the kills, every stored match is counted in its
     // alert exactly once, and no match is stored twice.
-    let counts = t.ok(&[
-        "query",
-        "--format",
-        "csv",
-        "SELECT (SELECT sum(event_count) FROM panther_views.alerts) AS counted, \
+    let counts = t.csv("SELECT (SELECT sum(event_count) FROM panther_views.alerts) AS counted, \
                 (SELECT count(*) FROM panther_rule_matches.aws_s3serveraccess) AS matches, \
-                (SELECT count(DISTINCT p_row_id || p_rule_id) FROM panther_rule_matches.aws_s3serveraccess) AS distinct_matches",
-    ]);
+                (SELECT count(DISTINCT p_row_id || p_rule_id) FROM panther_rule_matches.aws_s3serveraccess) AS distinct_matches");
     let v: Vec<&str> = counts.lines().nth(1).unwrap().split(',').collect();
     assert!(v[1] != "0", "rules ran: {counts}");
     assert_eq!(v[0], v[1], "{counts}");

@@ -38,18 +38,11 @@ const CONFIG: &str = r#"{"fileVersion": "1.0", "configurationItems": [
   {"configurationItemCaptureTime": "2020-05-12T10:00:00.000Z", "resourceType": "AWS::EC2::Instance", "resourceId": "i-1"}
 ]}"#;
 
-fn csv(t: &TestLake, sql: &str) -> String {
-    t.ok(&["query", "--format", "csv", sql])
-}
-
 fn statuses(t: &TestLake, resource: &str) -> String {
-    csv(
-        t,
-        &format!(
-            "SELECT policy_id, status FROM panther_cloudsecurity.compliance \
+    t.csv(&format!(
+        "SELECT policy_id, status FROM panther_cloudsecurity.compliance \
              WHERE resource_id = 'arn:aws:s3:::{resource}' ORDER BY policy_id"
-        ),
-    )
+    ))
 }
 
 #[test]
@@ -108,9 +101,7 @@ fn the_tutorial_bucket_fails_exactly_what_it_should_and_alerts_once() {
     );
 
     let alerts = |t: &TestLake| {
-        csv(
-            t,
-            "SELECT count(*) AS n, sum(event_count) AS events FROM panther_views.alerts WHERE origin = 'policy'",
+        t.csv("SELECT count(*) AS n, sum(event_count) AS events FROM panther_views.alerts WHERE origin = 'policy'",
         )
     };
     assert_eq!(alerts(&t), "n,events\n10,10\n");
@@ -119,10 +110,7 @@ fn the_tutorial_bucket_fails_exactly_what_it_should_and_alerts_once() {
     assert!(out.contains("alerts raised: 0"), "{out}");
     assert_eq!(alerts(&t), "n,events\n10,20\n");
     assert_eq!(
-        csv(
-            &t,
-            "SELECT count(*) AS n FROM panther_cloudsecurity.compliance"
-        ),
+        t.csv("SELECT count(*) AS n FROM panther_cloudsecurity.compliance"),
         "n\n54\n"
     );
 }
@@ -174,9 +162,7 @@ fn suppressions_newest_snapshot_and_custom_policies() {
     let text = String::from_utf8_lossy(&out.stdout);
     // Newest snapshot of b1 has versioning; scratch-1 is suppressed.
     assert_eq!(
-        csv(
-            &t,
-            "SELECT resource_id, policy_id, status FROM panther_cloudsecurity.compliance ORDER BY 1, 2"
+        t.csv("SELECT resource_id, policy_id, status FROM panther_cloudsecurity.compliance ORDER BY 1, 2"
         ),
         "resource_id,policy_id,status\n\
          arn:aws:s3:::b1,AWS.S3.Bucket.Versioning,PASS\n\

@@ -154,20 +154,17 @@ fn time_ranges_prune_by_statistics() {
 #[test]
 fn all_logs_view_searches_indicators() {
     let t = sample_lake();
-    let out = t.ok(&[
-        "query",
-        "--format",
-        "csv",
+    let out = t.csv(
         "SELECT p_log_type, count(*) AS n FROM panther_views.all_logs \
          WHERE array_has(p_any_aws_account_ids, '111122223333') GROUP BY 1",
-    ]);
+    );
     assert_eq!(out, "p_log_type,n\nAWS.S3ServerAccess,3\n");
 }
 
 #[test]
 fn security_functions() {
     let t = sample_lake();
-    let q = |sql: &str| t.ok(&["query", "--format", "csv", sql]);
+    let q = |sql: &str| t.csv(sql);
     assert_eq!(
         q(
             "SELECT glob_match('panther-bootstrap-x', 'panther-bootstrap-*') a, glob_match(NULL, '*') b, \

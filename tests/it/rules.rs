@@ -248,13 +248,8 @@ fn replay_finds_the_alerts_ingest_would_have_raised_and_only_once() {
     ]);
     assert!(!out.contains("detections"), "{out}");
     let ids = |t: &TestLake| {
-        t.ok(&[
-            "query",
-            "--format",
-            "csv",
-            "SELECT detection_id, count(*) AS n, sum(event_count) AS events, sum(CAST(raised AS INT)) AS raised \
-             FROM panther_views.alerts GROUP BY 1 ORDER BY 1",
-        ])
+        t.csv("SELECT detection_id, count(*) AS n, sum(event_count) AS events, sum(CAST(raised AS INT)) AS raised \
+             FROM panther_views.alerts GROUP BY 1 ORDER BY 1")
     };
     assert_eq!(ids(&without), "detection_id,n,events,raised\n");
     let out = without.ok(&["detect", "--since", "2020-05-01"]);
@@ -262,12 +257,7 @@ fn replay_finds_the_alerts_ingest_would_have_raised_and_only_once() {
     let expected = ids(&with);
     assert!(expected.lines().count() > 2, "{expected}");
     assert_eq!(ids(&without), expected);
-    let same = |sql: &str| {
-        assert_eq!(
-            with.ok(&["query", "--format", "csv", sql]),
-            without.ok(&["query", "--format", "csv", sql])
-        )
-    };
+    let same = |sql: &str| assert_eq!(with.csv(sql), without.csv(sql));
     same("SELECT alert_id, event_count FROM panther_views.alerts ORDER BY 1");
     same(
         "SELECT p_row_id, p_rule_id, p_alert_id FROM panther_rule_matches.aws_s3serveraccess ORDER BY 1, 2",

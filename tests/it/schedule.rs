@@ -115,12 +115,7 @@ fn run_due_runs_missed_slots_once_and_alerts_once() {
         out.contains("alerts 0 raised, 1 created or updated"),
         "{out}"
     );
-    let alerts = t.ok(&[
-        "query",
-        "--format",
-        "csv",
-        "SELECT origin, severity, title, event_count FROM panther_views.alerts WHERE detection_id = 'denied-by-ip'",
-    ]);
+    let alerts = t.csv("SELECT origin, severity, title, event_count FROM panther_views.alerts WHERE detection_id = 'denied-by-ip'");
     assert_eq!(
         alerts,
         "origin,severity,title,event_count\nscheduled_query,HIGH,denied from 198.51.100.7,2\n"
@@ -298,11 +293,6 @@ fn two_overlapping_run_due_processes_never_run_a_query_twice() {
         "{}",
         t.listing()
     );
-    let alerts = t.ok(&[
-        "query",
-        "--format",
-        "csv",
-        "SELECT count(*) AS n, max(version) AS v FROM panther_views.alerts WHERE detection_id = 'denied-by-ip'",
-    ]);
+    let alerts = t.csv("SELECT count(*) AS n, max(version) AS v FROM panther_views.alerts WHERE detection_id = 'denied-by-ip'");
     assert_eq!(alerts, "n,v\n1,1\n");
 }

@@ -66,6 +66,11 @@ impl TestLake {
         self.run_code(args, 0)
     }
 
+    /// `seclake query --format csv SQL`, expecting success: the CSV text.
+    pub fn csv(&self, sql: &str) -> String {
+        self.ok(&["query", "--format", "csv", sql])
+    }
+
     /// Every file under the lake, relative, sorted.
     pub fn listing(&self) -> String {
         let mut out = Vec::new();
@@ -96,6 +101,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
             out.push(p.strip_prefix(root).unwrap().display().to_string());
         }
     }
+}
+
+/// The first line of a command's output that starts (after indentation) with `prefix`.
+pub fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.trim_start().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
 }
 
 /// Copy the bundled sample into `dest`.
