@@ -13,7 +13,7 @@ FOUR=(--rule AWS.S3.ServerAccess.UnknownRequester --rule AWS.S3.ServerAccess.IPW
       --rule AWS.S3.ServerAccess.Insecure --rule AWS.S3.ServerAccess.Error)
 
 cat "$IN" > /dev/null
-echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine
 echo "input: $IN ($LINES lines)"
 
 timed() { # timed OUTFILE CMD...: run, keep stdout, print seconds
