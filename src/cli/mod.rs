@@ -32,9 +32,27 @@ use crate::schema::Registry;
 #[derive(Debug, Parser)]
 #[command(name = "seclake", version, about, long_about = None)]
 pub struct Cli {
-    /// Lake location: a local folder.
+    /// Lake location: a local folder or s3://bucket/prefix.
     #[arg(long, global = true, env = "SECLAKE_LAKE", default_value = "./lake")]
     pub lake: String,
+
+    /// Endpoint of an S3-compatible store (MinIO, LocalStack, ...), addressed path-style
+    /// [default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's endpoint_url, AWS].
+    /// Credentials and region come from the AWS environment variables, AWS_PROFILE and
+    /// ~/.aws/{config,credentials}, web identity or instance metadata, as for the AWS CLI.
+    #[arg(long, global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// Retries of a failed S3 request (5xx, throttling, dropped connection), with
+    /// exponential backoff.
+    #[arg(
+        long,
+        global = true,
+        env = "SECLAKE_S3_RETRIES",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub s3_retries: usize,
 
     /// Extra folder of log-type schemas (*.yml), besides the shipped ones and the config's
     /// schemas_dirs; a schema with a shipped log type replaces it.
@@ -241,7 +259,12 @@ pub fn now() -> Result<chrono::DateTime<chrono::Utc>> {
 impl Cli {
     /// Run the parsed command.
     pub async fn run(self) -> Result<Outcome> {
-        let lake = Lake::open(&self.lake)?;
+        let s3 = crate::lake::s3::S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            retries: self.s3_retries,
+            ..Default::default()
+        };
+        let lake = Lake::open_with(&self.lake, Arc::new(crate::lake::s3::Stores::new(s3)))?;
         let config = Config::load(&lake, self.config.as_deref()).await?;
         let mut registry = Registry::builtin()?;
         for dir in content_dirs(&config.schemas_dirs, self.schemas.as_deref()) {

@@ -7,15 +7,17 @@
 //! `alert_versions` (every stored version). `panther_logs` is the default database, so
 //! `SELECT * FROM aws_s3serveraccess` works too.
 //!
-//! Freshness: [`Engine::refresh`] re-lists the lake's tables and drops DataFusion's cached
-//! file listings; the REPL calls it before every statement, so files another process
-//! committed are seen by the next query, while one query never lists a folder twice. Parquet
-//! footers stay cached (files are immutable once committed).
+//! Freshness: [`Engine::refresh`] reads the lake's version marker (one small request) and,
+//! when a commit has moved it, re-lists the lake's tables and drops the cached file listings
+//! ([`listing`]); the REPL and the scheduler call it before every statement, so files another
+//! process committed are seen by the next query, while an unchanged lake is never listed
+//! twice in a session. Parquet footers stay cached (files are immutable once committed).
 //!
 //! Read-only sessions ([`EngineOptions::read_only`]) refuse statements that write or register
 //! anything (COPY, INSERT, CREATE …) before running them.
 
 pub mod catalog;
+pub mod listing;
 pub mod udf;
 
 use std::sync::{Arc, RwLock};
@@ -63,6 +65,9 @@ pub struct EngineOptions {
 pub struct Engine {
     ctx: SessionContext,
     lake: Lake,
+    listing: Arc<listing::ListingCache>,
+    /// The lake version the table list and listings were made at (`None`: not yet made).
+    seen: tokio::sync::Mutex<Option<Option<String>>>,
     schemas: Vec<Arc<LakeSchema>>,
     views: Arc<MemorySchemaProvider>,
     opts: EngineOptions,
@@ -78,7 +83,25 @@ impl Engine {
             // (q08 485 -> 323 ms without it), so predicates are applied after decoding.
             .set_bool("datafusion.execution.parquet.pushdown_filters", false)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        let mut ctx = SessionContext::new_with_config(config);
+        // DataFusion's list-files cache lists whole tables; ours lists what the partition
+        // predicate leaves (see `listing`).
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_cache_manager(
+                datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+                    .with_list_files_cache_limit(0),
+            )
+            .build_arc()?;
+        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        let (base_url, base_store): (url::Url, Arc<dyn object_store::ObjectStore>) =
+            match lake.bucket_store() {
+                Some((url, store)) => (url.clone(), store.clone()),
+                None => (
+                    url::Url::parse("file:///").expect("valid"),
+                    Arc::new(object_store::local::LocalFileSystem::new()),
+                ),
+            };
+        let listing = Arc::new(listing::ListingCache::new(base_store));
+        ctx.register_object_store(&base_url, listing.clone());
         udf::register(&mut ctx)?;
         let state_slot = Arc::new(RwLock::new(None::<SessionState>));
         let catalog = ctx
@@ -101,6 +124,8 @@ impl Engine {
         let engine = Engine {
             ctx,
             lake: lake.clone(),
+            listing,
+            seen: tokio::sync::Mutex::new(None),
             schemas,
             views,
             opts,
@@ -119,8 +144,14 @@ impl Engine {
         &self.ctx
     }
 
-    /// Re-list the lake's tables, rebuild `panther_views`, forget cached file listings.
+    /// When the lake changed since the last look: re-list its tables, rebuild
+    /// `panther_views`, forget cached file listings.
     pub async fn refresh(&self) -> Result<()> {
+        let mut seen = self.seen.lock().await;
+        let version = self.lake.version().await?;
+        if seen.as_ref() == Some(&version) {
+            return Ok(());
+        }
         let tables = self.lake.tables().await?;
         let in_db = |db: &str| -> Vec<String> {
             tables
@@ -132,10 +163,10 @@ impl Engine {
         for s in &self.schemas {
             s.set_tables(in_db(s.db()));
         }
-        if let Some(cache) = self.ctx.runtime_env().cache_manager.get_list_files_cache() {
-            cache.clear();
-        }
-        self.rebuild_views(&in_db(crate::lake::LOGS_DB)).await
+        self.listing.clear();
+        self.rebuild_views(&in_db(crate::lake::LOGS_DB)).await?;
+        *seen = Some(version);
+        Ok(())
     }
 
     /// Register `panther_views.alert_versions` (every stored version) and

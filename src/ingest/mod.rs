@@ -52,6 +52,10 @@ use crate::parse::{Parser, Quarantined, SourceInfo, parser_for};
 use crate::schema::{LogSchema, ParserKind, Registry};
 pub use source::Source;
 
+/// Bytes of small objects kept in memory after reading their heads to detect the log type,
+/// so they are not fetched twice (beyond it, they are fetched again when parsed).
+const SNIFF_KEEP_BYTES: u64 = 256 << 20;
+
 /// How to ingest.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -173,8 +177,8 @@ pub async fn ingest(
 ) -> Result<Summary> {
     let start = Instant::now();
     let mut summary = Summary::default();
-    let paths = source::expand(args)?;
-    summary.files_seen = paths.len();
+    let found = source::discover(args, lake.stores()).await?;
+    summary.files_seen = found.len();
     let forced = opts
         .log_type
         .as_deref()
@@ -187,33 +191,28 @@ pub async fn ingest(
         summary.recovered = (rec.rolled_forward.len(), rec.rolled_back.len());
         let ledger = commit::ledger_ids(lake).await?;
 
-        let types = TypeDetector::new(registry)?;
-        let mut todo: Vec<(Source, Arc<LogSchema>)> = Vec::new();
-        for path in paths {
-            let src = match Source::local(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    summary
-                        .failed
-                        .push((path.display().to_string(), e.to_string()));
-                    continue;
+        let mut fresh = Vec::new();
+        for f in found {
+            match f {
+                source::Found::Failed(name, why) => summary.failed.push((name, why)),
+                // Skipped by identity alone: an object in the ledger is not downloaded.
+                source::Found::Source(src) if ledger.contains(&src.info.id) => {
+                    summary.files_skipped += 1;
                 }
-            };
-            if ledger.contains(&src.info.id) {
-                summary.files_skipped += 1;
-                continue;
+                source::Found::Source(src) => fresh.push(src),
             }
-            let schema = match &forced {
-                Some(s) => s.clone(),
-                None => match types.detect(&src) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        summary.failed.push((src.info.label.clone(), e.to_string()));
-                        continue;
-                    }
-                },
-            };
-            todo.push((src, schema));
+        }
+        let mut todo: Vec<(Source, Arc<LogSchema>)> = Vec::new();
+        if let Some(schema) = &forced {
+            todo.extend(fresh.into_iter().map(|s| (s, schema.clone())));
+        } else {
+            let types = TypeDetector::new(registry)?;
+            for (src, head) in source::sniff_all(fresh, SNIFF_KEEP_BYTES).await {
+                match head.and_then(|h| types.detect(&h)) {
+                    Ok(schema) => todo.push((src, schema)),
+                    Err(e) => summary.failed.push((src.info.label.clone(), e.to_string())),
+                }
+            }
         }
 
         let detector = if opts.rules.is_empty() {
@@ -273,6 +272,9 @@ pub async fn ingest(
                             if let Some(d) = &detector {
                                 d.book().rollback();
                             }
+                            // Leave the lake as it was, or finish the commit if its record
+                            // landed; a store still failing leaves that to the next run.
+                            let _ = commit::recover(lake).await;
                             return Err(e);
                         }
                         if let Some(d) = &detector {
@@ -425,13 +427,8 @@ impl TypeDetector {
     /// Detect a file's log type: an S3 access log line, or a JSON record (or envelope of
     /// records) with every key a JSON log type's `detect` lists; when several JSON types fit,
     /// the one that lists the most keys wins.
-    pub fn detect(&self, src: &Source) -> Result<Arc<LogSchema>> {
-        let mut head = Vec::with_capacity(64 << 10);
-        src.open()?
-            .take(64 << 10)
-            .read_to_end(&mut head)
-            .map_err(|e| Error::io(&src.path, e))?;
-        let line = crate::parse::lines(&head, 1)
+    pub fn detect(&self, head: &[u8]) -> Result<Arc<LogSchema>> {
+        let line = crate::parse::lines(head, 1)
             .map(|(_, l)| l)
             .find(|l| !crate::parse::is_blank(l));
         let Some(line) = line else {
@@ -445,7 +442,7 @@ impl TypeDetector {
         let mut best: Option<(usize, &Arc<LogSchema>)> = None;
         for (schema, json) in &self.types {
             let score = match json {
-                Some(parser) => parser.detect_score(&head),
+                Some(parser) => parser.detect_score(head),
                 None => crate::parse::s3_access::looks_like(line).then_some(usize::MAX),
             };
             if let Some(score) = score
@@ -606,6 +603,7 @@ fn run_txn(
             }
         });
         let read = read_sources(
+            rt,
             group,
             &parsers,
             opts.chunk_bytes,
@@ -629,6 +627,7 @@ fn run_txn(
 }
 
 fn read_sources(
+    rt: &tokio::runtime::Handle,
     group: &[(Source, Arc<LogSchema>)],
     parsers: &[Arc<dyn Parser>],
     chunk_bytes: usize,
@@ -636,17 +635,30 @@ fn read_sources(
     pb: &ProgressBar,
     failed: &Mutex<Option<TxnError>>,
 ) -> Result<(), TxnError> {
+    let mut prefetch =
+        source::Prefetch::new(rt.clone(), group.iter().map(|(s, _)| s.clone()).collect());
     for (i, (src, _)) in group.iter().enumerate() {
-        let source_err = |e: std::io::Error| TxnError::Source(i, Error::io(&src.path, e));
-        let mut reader = src.open().map_err(|e| TxnError::Source(i, e))?;
-        let mut head = Vec::with_capacity(64 << 10);
+        let source_err = |e: std::io::Error| TxnError::Source(i, src.io_error(e));
+        let input = prefetch.open(i).map_err(|e| TxnError::Source(i, e))?;
+        let stored = match &input {
+            source::Input::Fetched(b) => Some(b.clone()),
+            source::Input::Reader(_) => None,
+        };
+        let mut reader = input.decompressed().map_err(source_err)?;
+        let mut head = Vec::with_capacity(source::HEAD_BYTES);
         (&mut reader)
-            .take(64 << 10)
+            .take(source::HEAD_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(source_err)?;
         if parsers[i].whole_document(&head) {
             drop(reader);
-            let data = std::fs::read(&src.path).map_err(source_err)?;
+            let data = match stored {
+                Some(b) => Vec::from(b),
+                None => Vec::from(
+                    rt.block_on(src.read_all())
+                        .map_err(|e| TxnError::Source(i, e))?,
+                ),
+            };
             pb.inc(data.len() as u64);
             let chunk = Chunk {
                 src: i,
@@ -744,7 +756,7 @@ fn parse_worker(
                 Ok(doc) => parser
                     .parse_document(&doc, &source.info, parse_time)
                     .map_err(TxnError::Other),
-                Err(e) => Err(TxnError::Source(chunk.src, Error::io(&source.path, e))),
+                Err(e) => Err(TxnError::Source(chunk.src, source.io_error(e))),
             }
         } else {
             parser

@@ -1,24 +1,60 @@
-//! Inputs: expanding paths, folders and globs into files, their identity, and reading them.
+//! Inputs: expanding paths, folders, globs and `s3://` locations into sources, their
+//! identity, and reading them.
 //!
-//! A source's identity ([`Source::id`]) is derived from its canonical path, size and
-//! modification time: the same file seen again has the same id and is skipped; a file
-//! rewritten in place gets a new id. gzip is recognised by its magic bytes, not its name.
+//! A source is a local file or an S3 object. Its identity ([`Source::id`]) is derived from
+//! where it lives and its version: for a file the canonical path, size and modification time;
+//! for an object the bucket, key and ETag (from the listing, so an object already ingested is
+//! skipped without being downloaded). A file rewritten in place, or an object overwritten,
+//! gets a new id. gzip is recognised by its magic bytes, not its name.
+//!
+//! Objects are read whole when small (most log objects are), with the next few fetched while
+//! one is parsed ([`Prefetch`]), and streamed when large, so memory stays bounded.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
+use crate::lake::s3::{S3Url, Stores};
 use crate::parse::SourceInfo;
 
-/// One input file.
+/// Bytes of decompressed input read to tell a source's log type and framing.
+pub const HEAD_BYTES: usize = 64 << 10;
+/// Objects up to this size are fetched whole (and prefetched); larger ones are streamed.
+const WHOLE_OBJECT: u64 = 16 << 20;
+/// Objects fetched ahead of the one being parsed.
+const PREFETCH: usize = 8;
+/// Concurrent requests when sniffing many objects.
+const SNIFF_CONCURRENCY: usize = 16;
+
+/// Where a source lives.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    File(PathBuf),
+    Object {
+        store: Arc<dyn ObjectStore>,
+        key: object_store::path::Path,
+    },
+}
+
+/// One input: a file or an object.
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub path: PathBuf,
+    pub origin: Origin,
     pub size: u64,
+    /// Last modification time, when known.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
     pub info: SourceInfo,
+    /// The object's bytes as stored, when already fetched (a small object read to detect its
+    /// log type is not fetched again).
+    pub fetched: Option<Bytes>,
 }
 
 impl Source {
@@ -26,38 +62,147 @@ impl Source {
     pub fn local(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let canonical = path.canonicalize().map_err(|e| Error::io(path, e))?;
-        let mtime = meta
-            .modified()
-            .ok()
+        let modified = meta.modified().ok();
+        let mtime = modified
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         let key = format!("file\0{}\0{}\0{}", canonical.display(), meta.len(), mtime);
         Ok(Source {
-            path: path.to_path_buf(),
+            origin: Origin::File(path.to_path_buf()),
             size: meta.len(),
+            modified: modified.map(chrono::DateTime::from),
             info: SourceInfo {
                 id: source_id(&key),
                 label: canonical.display().to_string(),
             },
+            fetched: None,
         })
     }
 
-    /// Open for reading, decompressing gzip.
-    pub fn open(&self) -> Result<Box<dyn Read + Send>> {
-        let mut f = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        let mut magic = [0u8; 2];
-        let n = read_full(&mut f, &mut magic).map_err(|e| Error::io(&self.path, e))?;
-        let head = std::io::Cursor::new(magic[..n].to_vec());
-        let chained = head.chain(f);
-        Ok(if n == 2 && magic == [0x1f, 0x8b] {
-            Box::new(MultiGzDecoder::new(BufReader::with_capacity(
-                1 << 20,
-                chained,
-            )))
-        } else {
-            Box::new(chained)
-        })
+    /// Describe an object of `bucket` from its listing.
+    pub fn object(store: Arc<dyn ObjectStore>, bucket: &str, meta: ObjectMeta) -> Self {
+        let version = match &meta.e_tag {
+            Some(etag) => format!("etag\0{etag}"),
+            None => format!("{}\0{}", meta.size, meta.last_modified.timestamp_micros()),
+        };
+        let identity = format!("s3\0{bucket}\0{}\0{version}", meta.location);
+        Source {
+            info: SourceInfo {
+                id: source_id(&identity),
+                label: format!("s3://{bucket}/{}", meta.location),
+            },
+            size: meta.size,
+            modified: Some(meta.last_modified),
+            origin: Origin::Object {
+                store,
+                key: meta.location,
+            },
+            fetched: None,
+        }
     }
+
+    /// The name errors and summaries use: the canonical path or the `s3://` URL.
+    pub fn label(&self) -> &str {
+        &self.info.label
+    }
+
+    /// An error reading this source.
+    pub fn io_error(&self, e: std::io::Error) -> Error {
+        Error::io(self.label(), e)
+    }
+
+    /// Open a local file for reading, decompressing gzip. Objects are read with
+    /// [`Source::reader`] (they need the runtime).
+    pub fn open(&self) -> Result<Box<dyn Read + Send>> {
+        match &self.origin {
+            Origin::File(path) => {
+                let f = File::open(path).map_err(|e| Error::io(path, e))?;
+                gunzipping(f).map_err(|e| Error::io(path, e))
+            }
+            Origin::Object { .. } => match &self.fetched {
+                Some(b) => {
+                    gunzipping(std::io::Cursor::new(b.clone())).map_err(|e| self.io_error(e))
+                }
+                None => Err(Error::invalid(format!(
+                    "{}: an object must be fetched before it is read",
+                    self.label()
+                ))),
+            },
+        }
+    }
+
+    /// Read the whole source as stored (maybe gzip). Async: objects are fetched.
+    pub async fn read_all(&self) -> Result<Bytes> {
+        if let Some(b) = &self.fetched {
+            return Ok(b.clone());
+        }
+        match &self.origin {
+            Origin::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    std::fs::read(&path).map_err(|e| Error::io(&path, e))
+                })
+                .await
+                .map_err(|e| Error::invalid(format!("reader panicked: {e}")))?
+                .map(Bytes::from)
+            }
+            Origin::Object { store, key } => Ok(store.get(key).await?.bytes().await?),
+        }
+    }
+
+    /// The first [`HEAD_BYTES`] of the decompressed content, to tell the log type. Small
+    /// objects are fetched whole and kept in [`Source::fetched`] when `keep` allows.
+    pub async fn sniff(&mut self, keep: bool) -> Result<Vec<u8>> {
+        let stored = match &self.origin {
+            Origin::File(_) => {
+                let mut head = Vec::with_capacity(HEAD_BYTES);
+                self.open()?
+                    .take(HEAD_BYTES as u64)
+                    .read_to_end(&mut head)
+                    .map_err(|e| self.io_error(e))?;
+                return Ok(head);
+            }
+            Origin::Object { .. } if self.fetched.is_some() => self.fetched.clone().expect("some"),
+            Origin::Object { store, key } if self.size <= (1 << 20) => {
+                let all = store.get(key).await?.bytes().await?;
+                if keep {
+                    self.fetched = Some(all.clone());
+                }
+                all
+            }
+            Origin::Object { store, key } => store.get_range(key, 0..256 << 10).await?,
+        };
+        // A prefix of a gzip stream: keep what decompressed before the cut.
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        let mut r = gunzipping(std::io::Cursor::new(stored))
+            .map_err(|e| self.io_error(e))?
+            .take(HEAD_BYTES as u64);
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+                Err(_) if !head.is_empty() => break,
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// `r`, gunzipped when it starts with gzip's magic bytes.
+fn gunzipping(mut r: impl Read + Send + 'static) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut magic = [0u8; 2];
+    let n = read_full(&mut r, &mut magic)?;
+    let chained = std::io::Cursor::new(magic[..n].to_vec()).chain(r);
+    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            chained,
+        )))
+    } else {
+        Box::new(chained)
+    })
 }
 
 /// The bytes of a whole file as stored: gunzipped when they start with gzip's magic bytes.
@@ -90,9 +235,118 @@ pub fn source_id(identity: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(identity.as_bytes()))
 }
 
-/// Expand arguments (files, folders searched recursively, glob patterns) into files, sorted
-/// and de-duplicated. Hidden files (`.name`) inside folders are skipped. An argument that
-/// matches nothing is an error naming it.
+/// Fill in the first [`HEAD_BYTES`] of each source, `SNIFF_CONCURRENCY` objects at a time;
+/// small objects are kept whole while the kept bytes stay under `keep_budget`.
+pub async fn sniff_all(sources: Vec<Source>, keep_budget: u64) -> Vec<(Source, Result<Vec<u8>>)> {
+    let mut kept = 0u64;
+    let plan: Vec<(Source, bool)> = sources
+        .into_iter()
+        .map(|s| {
+            let keep = matches!(s.origin, Origin::Object { .. })
+                && s.size <= (1 << 20)
+                && kept + s.size <= keep_budget;
+            if keep {
+                kept += s.size;
+            }
+            (s, keep)
+        })
+        .collect();
+    futures::stream::iter(plan)
+        .map(|(mut s, keep)| async move {
+            let head = s.sniff(keep).await;
+            (s, head)
+        })
+        .buffered(SNIFF_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// What one argument expanded to.
+pub enum Found {
+    Source(Source),
+    /// A file that exists but could not be described: (name, why).
+    Failed(String, String),
+}
+
+/// Expand arguments into sources: local files, folders (searched recursively), glob
+/// patterns, and `s3://bucket/prefix/` (every object under it), `s3://bucket/key` (one
+/// object, or the prefix `key/`), `s3://bucket/logs/2020-05-*` (a glob over keys). Sorted
+/// and de-duplicated; hidden names (`.name`) are skipped. An argument that matches nothing is
+/// an error naming it.
+pub async fn discover(args: &[String], stores: &Stores) -> Result<Vec<Found>> {
+    let mut local = Vec::new();
+    let mut objects: Vec<Source> = Vec::new();
+    for arg in args {
+        match S3Url::parse(arg) {
+            Some(url) => objects.extend(list_objects(&url?, stores).await?),
+            None => local.push(arg.clone()),
+        }
+    }
+    let mut out: Vec<Found> = expand(&local)?
+        .into_iter()
+        .map(|p| match Source::local(&p) {
+            Ok(s) => Found::Source(s),
+            Err(e) => Found::Failed(p.display().to_string(), e.to_string()),
+        })
+        .collect();
+    objects.sort_by(|a, b| a.info.label.cmp(&b.info.label));
+    objects.dedup_by(|a, b| a.info.label == b.info.label);
+    out.extend(objects.into_iter().map(Found::Source));
+    Ok(out)
+}
+
+/// The objects an `s3://` argument names.
+async fn list_objects(url: &S3Url, stores: &Stores) -> Result<Vec<Source>> {
+    let store = stores.bucket(&url.bucket)?;
+    let glob_at = url.key.find(['*', '?', '[']);
+    let (prefix, pattern) = match glob_at {
+        Some(at) => {
+            let dir = url.key[..at].rfind('/').map_or("", |d| &url.key[..d]);
+            let pattern = glob::Pattern::new(&url.key)
+                .map_err(|e| Error::invalid(format!("bad glob {url}: {e}")))?;
+            (dir.to_string(), Some(pattern))
+        }
+        None => (url.key.trim_end_matches('/').to_string(), None),
+    };
+    let as_object = pattern.is_none() && !url.key.is_empty() && !url.key.ends_with('/');
+    if as_object {
+        match store
+            .head(&object_store::path::Path::from(prefix.as_str()))
+            .await
+        {
+            Ok(meta) => return Ok(vec![Source::object(store, &url.bucket, meta)]),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let list_prefix = object_store::path::Path::from(prefix.as_str());
+    let metas: Vec<ObjectMeta> = store
+        .list((!prefix.is_empty()).then_some(&list_prefix))
+        .try_collect()
+        .await?;
+    let opts = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
+    let found: Vec<Source> = metas
+        .into_iter()
+        .filter(|m| {
+            let key = m.location.as_ref();
+            !key.ends_with('/')
+                && !key[prefix.len()..].split('/').any(|p| p.starts_with('.'))
+                && pattern.as_ref().is_none_or(|p| p.matches_with(key, opts))
+        })
+        .map(|m| Source::object(store.clone(), &url.bucket, m))
+        .collect();
+    if found.is_empty() {
+        return Err(Error::invalid(format!("{url}: no objects match")));
+    }
+    Ok(found)
+}
+
+/// Expand local arguments (files, folders searched recursively, glob patterns) into files,
+/// sorted and de-duplicated. Hidden files (`.name`) inside folders are skipped. An argument
+/// that matches nothing is an error naming it.
 pub fn expand(args: &[String]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for arg in args {
@@ -145,4 +399,113 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads a transaction's sources in order from a blocking thread: local files directly,
+/// small objects fetched whole with the next [`PREFETCH`] in flight, large objects streamed.
+pub struct Prefetch {
+    rt: tokio::runtime::Handle,
+    sources: Vec<Source>,
+    ahead: VecDeque<(usize, tokio::task::JoinHandle<Result<Bytes>>)>,
+    next: usize,
+}
+
+impl Prefetch {
+    /// Over `sources`, to be read in order.
+    pub fn new(rt: tokio::runtime::Handle, sources: Vec<Source>) -> Self {
+        Prefetch {
+            rt,
+            sources,
+            ahead: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    fn fetch_whole(s: &Source) -> bool {
+        matches!(s.origin, Origin::Object { .. }) && s.fetched.is_none() && s.size <= WHOLE_OBJECT
+    }
+
+    /// Source `i` as stored (maybe gzip): whole when it is a fetched object, else a reader.
+    /// Call for each `i` in order.
+    pub fn open(&mut self, i: usize) -> Result<Input> {
+        while self.next < self.sources.len() && self.ahead.len() < PREFETCH {
+            let s = &self.sources[self.next];
+            if Self::fetch_whole(s) {
+                let s = s.clone();
+                let task = self.rt.spawn(async move { s.read_all().await });
+                self.ahead.push_back((self.next, task));
+            }
+            self.next += 1;
+        }
+        let src = &self.sources[i];
+        if let Some(b) = &src.fetched {
+            return Ok(Input::Fetched(b.clone()));
+        }
+        match &src.origin {
+            Origin::File(path) => File::open(path)
+                .map(|f| Input::Reader(Box::new(f)))
+                .map_err(|e| Error::io(path, e)),
+            Origin::Object { .. } if Self::fetch_whole(src) => {
+                let bytes = match self.ahead.front() {
+                    Some((j, _)) if *j == i => {
+                        let (_, task) = self.ahead.pop_front().expect("front");
+                        self.rt
+                            .block_on(task)
+                            .map_err(|e| Error::invalid(format!("fetch panicked: {e}")))??
+                    }
+                    _ => self.rt.block_on(src.read_all())?,
+                };
+                Ok(Input::Fetched(bytes))
+            }
+            Origin::Object { store, key } => {
+                let stream = self.rt.block_on(store.get(key))?.into_stream();
+                Ok(Input::Reader(Box::new(StreamReader {
+                    rt: self.rt.clone(),
+                    stream,
+                    cur: Bytes::new(),
+                })))
+            }
+        }
+    }
+}
+
+/// A source's content as stored (maybe gzip).
+pub enum Input {
+    /// All of it, in memory.
+    Fetched(Bytes),
+    /// A file or a streamed object.
+    Reader(Box<dyn Read + Send>),
+}
+
+impl Input {
+    /// A reader over the decompressed content.
+    pub fn decompressed(self) -> std::io::Result<Box<dyn Read + Send>> {
+        match self {
+            Input::Fetched(b) => gunzipping(std::io::Cursor::new(b)),
+            Input::Reader(r) => gunzipping(r),
+        }
+    }
+}
+
+/// A blocking reader over an object's byte stream.
+struct StreamReader {
+    rt: tokio::runtime::Handle,
+    stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rt.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
 }

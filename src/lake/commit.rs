@@ -88,14 +88,34 @@ pub async fn commit(lake: &Lake, record: &CommitRecord) -> Result<()> {
         context: format!("commit record {}", record.txn),
         source,
     })?;
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    lake.store()
-        .put_opts(&paths::commit_record(&record.txn), body.into(), opts)
-        .await?;
+    create(lake, &paths::commit_record(&record.txn), body).await?;
     finalize(lake, record).await
+}
+
+/// Create `key` holding `body`, failing if another body is there. A create whose answer was
+/// lost (a dropped connection after the store wrote it) is retried, and then finds its own
+/// body in place: that is success, not a conflict.
+pub async fn create(lake: &Lake, key: &Path, body: Vec<u8>) -> Result<()> {
+    let body = bytes::Bytes::from(body);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match lake.store().put_opts(key, body.clone().into(), opts).await {
+            Ok(_) => return Ok(()),
+            Err(e @ object_store::Error::AlreadyExists { .. }) => {
+                return match lake.get_opt(key).await? {
+                    Some(there) if there == body => Ok(()),
+                    _ => Err(e.into()),
+                };
+            }
+            Err(e) if attempts >= 3 => return Err(e.into()),
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Move a committed transaction's files into place and record its sources. Idempotent.
@@ -125,6 +145,9 @@ pub async fn finalize(lake: &Lake, record: &CommitRecord) -> Result<()> {
         lake.put(&paths::ledger_entry(&s.source_id), body).await?;
     }
     lake.put(&paths::commit_done(&record.txn), b"done\n".to_vec())
+        .await?;
+    // Readers caching listings re-list when this changes.
+    lake.put(&paths::version(), format!("{}\n", record.txn).into_bytes())
         .await?;
     remove_staging(lake, &record.txn).await
 }

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -77,17 +77,8 @@ pub async fn acquire(lake: &Lake, name: &str, opts: LockOptions) -> Result<LockG
         source,
     })?;
     for _ in 0..3 {
-        let put = lake
-            .store()
-            .put_opts(
-                &key,
-                body.clone().into(),
-                PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                },
-            )
-            .await;
+        // A lost answer to our own create finds our body there: ours.
+        let put = super::commit::create(lake, &key, body.clone()).await;
         match put {
             Ok(_) => {
                 let heartbeat = spawn_heartbeat(lake.clone(), key.clone(), body, opts);
@@ -97,7 +88,7 @@ pub async fn acquire(lake: &Lake, name: &str, opts: LockOptions) -> Result<LockG
                     heartbeat,
                 });
             }
-            Err(object_store::Error::AlreadyExists { .. }) => {
+            Err(Error::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
                 let meta = match lake.store().head(&key).await {
                     Ok(m) => m,
                     Err(object_store::Error::NotFound { .. }) => continue,
@@ -121,7 +112,7 @@ pub async fn acquire(lake: &Lake, name: &str, opts: LockOptions) -> Result<LockG
                 );
                 return Err(Error::Locked(format!("{name} is held by {who}")));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Err(Error::Locked(format!(

@@ -1,12 +1,15 @@
 //! The lake: an object store root holding Hive-partitioned Parquet tables and seclake's state.
 //!
-//! [`Lake`] owns the object store and the lake's location. Everything stored goes through the
-//! key functions in [`paths`]; tables are written by [`writer`] and made visible by the commit
-//! protocol in [`commit`], under the locks of [`lock`].
+//! [`Lake`] owns the object store and the lake's location: a local folder or an
+//! `s3://bucket/prefix` ([`s3`]). Everything stored goes through the key functions in
+//! [`paths`]; tables are written by [`writer`] and made visible by the commit protocol in
+//! [`commit`], under the locks of [`lock`]. Nothing above this module knows which kind of
+//! store holds the lake.
 
 pub mod commit;
 pub mod lock;
 pub mod paths;
+pub mod s3;
 pub mod writer;
 
 use std::sync::Arc;
@@ -14,10 +17,12 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
 use crate::error::{Error, Result};
+use s3::{S3Url, Stores};
 
 /// Databases seclake writes: folders directly under the lake root.
 pub const LOGS_DB: &str = "panther_logs";
@@ -31,14 +36,48 @@ pub const QUARANTINE_DB: &str = "panther_quarantine";
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     url: Url,
+    /// For S3 lakes: the bucket's URL (`s3://bucket`) and store, which query engines resolve
+    /// the lake's URLs with.
+    bucket: Option<(Url, Arc<dyn ObjectStore>)>,
+    stores: Arc<Stores>,
 }
 
 impl Lake {
-    /// Open (creating if needed) the lake at `location`: a local path.
+    /// Open the lake at `location` with default S3 settings: see [`Lake::open_with`].
     pub fn open(location: &str) -> Result<Self> {
+        Self::open_with(location, Arc::new(Stores::new(Default::default())))
+    }
+
+    /// Open the lake at `location`: a local folder (created if needed) or
+    /// `s3://bucket[/prefix]`, reached through `stores` (which also serve `s3://` sources).
+    pub fn open_with(location: &str, stores: Arc<Stores>) -> Result<Self> {
+        if let Some(url) = S3Url::parse(location) {
+            let url = url?;
+            let bucket_store = stores.bucket(&url.bucket)?;
+            let prefix = url.key.trim_matches('/');
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                bucket_store.clone()
+            } else {
+                Arc::new(PrefixStore::new(bucket_store.clone(), prefix))
+            };
+            let parse = |u: String| {
+                Url::parse(&u).map_err(|e| Error::invalid(format!("lake {location:?}: {e}")))
+            };
+            let root = if prefix.is_empty() {
+                format!("s3://{}/", url.bucket)
+            } else {
+                format!("s3://{}/{prefix}/", url.bucket)
+            };
+            return Ok(Lake {
+                store,
+                url: parse(root)?,
+                bucket: Some((parse(format!("s3://{}", url.bucket))?, bucket_store)),
+                stores,
+            });
+        }
         if location.contains("://") {
             return Err(Error::invalid(format!(
-                "lake {location:?}: only local folders are supported in this build"
+                "lake {location:?}: a lake is a local folder or an s3:// location"
             )));
         }
         let path = std::path::Path::new(location);
@@ -50,12 +89,24 @@ impl Lake {
         Ok(Lake {
             store: Arc::new(store),
             url,
+            bucket: None,
+            stores,
         })
     }
 
     /// The object store holding the lake, with keys relative to the lake root.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// For an S3 lake, the bucket URL and store a query engine must register to read it.
+    pub fn bucket_store(&self) -> Option<&(Url, Arc<dyn ObjectStore>)> {
+        self.bucket.as_ref()
+    }
+
+    /// The S3 stores this lake was opened with, for `s3://` sources.
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
     }
 
     /// The lake root as a URL ending in `/` (`file:///data/lake/`).
@@ -78,6 +129,21 @@ impl Lake {
     pub async fn get_opt(&self, key: &Path) -> Result<Option<bytes::Bytes>> {
         match self.store.get(key).await {
             Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The lake's version: changes whenever a commit makes files visible (`None` before the
+    /// first commit).
+    pub async fn version(&self) -> Result<Option<String>> {
+        match self.store.head(&paths::version()).await {
+            Ok(m) => Ok(Some(format!(
+                "{}:{}:{}",
+                m.e_tag.unwrap_or_default(),
+                m.last_modified.timestamp_micros(),
+                m.size
+            ))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -12,6 +12,7 @@
 //! _seclake/schedule/results/<query>/<slot>.parquet               rows of a run that alerted
 //! _seclake/schedule/staging/<query>.<txn>/                       files of an open run
 //! _seclake/locks/<name>.lock                                     a held lock
+//! _seclake/version                                               rewritten by every commit
 //! ```
 //! Partition values are written unpadded (`month=5`), because they are read back as integer
 //! partition columns and DataFusion builds pruning prefixes from the integer's text.
@@ -113,6 +114,12 @@ pub fn schedule_results(query: &str, slot: &str) -> Path {
     Path::from(format!("{STATE}/schedule/results/{query}/{slot}.parquet"))
 }
 
+/// The lake's version marker: rewritten by every commit, so a reader that sees it unchanged
+/// knows its cached listings are still right.
+pub fn version() -> Path {
+    Path::from(format!("{STATE}/version"))
+}
+
 /// A named lock.
 pub fn lock(name: &str) -> Path {
     Path::from(format!("{STATE}/locks/{name}.lock"))
@@ -159,5 +166,6 @@ mod tests {
             "_seclake/schedule/results/q/s.parquet"
         );
         assert_eq!(lock("ingest").as_ref(), "_seclake/locks/ingest.lock");
+        assert_eq!(version().as_ref(), "_seclake/version");
     }
 }

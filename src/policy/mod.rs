@@ -330,7 +330,7 @@ pub struct ResourceSummary {
 
 /// Ingest resource snapshot files (files, folders, globs) exactly once.
 pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSummary> {
-    let paths = crate::ingest::source::expand(args)?;
+    let found = crate::ingest::source::discover(args, lake.stores()).await?;
     let guard = lock::acquire(lake, "ingest", LockOptions::default()).await?;
     let result = async {
         commit::recover(lake).await?;
@@ -350,15 +350,25 @@ pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSu
         let mut files = Vec::new();
         let mut sources = Vec::new();
         let now = chrono::Utc::now();
-        for path in paths {
-            let src = crate::ingest::Source::local(&path)?;
+        for found in found {
+            let src = match found {
+                crate::ingest::source::Found::Source(s) => s,
+                crate::ingest::source::Found::Failed(name, why) => {
+                    return Err(Error::invalid(format!("{name}: {why}")));
+                }
+            };
             if ledger.contains(&src.info.id) {
                 summary.skipped += 1;
                 continue;
             }
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut src.open()?, &mut text)
-                .map_err(|e| Error::io(&path, e))?;
+            let stored = src.read_all().await?;
+            let text = crate::ingest::source::decompress(stored.to_vec())
+                .map_err(|e| src.io_error(e))
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|e| {
+                        Error::invalid(format!("{}: not UTF-8 text: {e}", src.label()))
+                    })
+                })?;
             let label = src.info.label.clone();
             let docs = resource::documents(&text, &label)?;
             let mut norm = Vec::new();
@@ -371,10 +381,7 @@ pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSu
                     }
                 }
             }
-            let mtime = std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .map(chrono::DateTime::<chrono::Utc>::from)
-                .unwrap_or(now);
+            let mtime = src.modified.unwrap_or(now);
             let batch = resource::to_batch(
                 &norm,
                 &resource::Origin {
