@@ -191,7 +191,7 @@ fn missing_input_is_a_clear_error() {
 
 /// Write `files` inputs of `lines_per_file` lines each, built from the sample's lines with
 /// times spread over several days, and return the total line count.
-fn make_inputs(dir: &std::path::Path, files: usize, lines_per_file: usize) -> u64 {
+pub fn make_inputs(dir: &std::path::Path, files: usize, lines_per_file: usize) -> u64 {
     std::fs::create_dir_all(dir).unwrap();
     let base =
         std::fs::read_to_string(sample_dir().join("2020-05-05-23-59-59-80F5636AD37F0125")).unwrap();
@@ -225,23 +225,24 @@ fn crash_at_random_points_then_rerun_leaves_every_line_exactly_once() {
     let t = TestLake::new();
     let input = t.path("big");
     let total = make_inputs(&input, 12, 6000);
-    let lake = t.lake();
-    // Kill the real process at spread-out moments, many times.
+    crash_then_rerun(&t, input.to_str().unwrap(), total, 14);
+}
+
+/// Kill `seclake ingest <input>` (12 files of `total` lines) at spread-out moments `rounds`
+/// times, checking after each that every visible file reads; then run it to the end and check
+/// that every line is in the lake exactly once, with alert state to match. Any lake, any
+/// source.
+pub fn crash_then_rerun(t: &TestLake, input: &str, total: u64, rounds: u64) {
+    let count = |sql: &str| -> i64 { t.csv(sql).lines().nth(1).unwrap().parse().unwrap() };
     let mut seed = 0x9e3779b97f4a7c15u64;
     let mut killed = 0;
-    for round in 0..14 {
+    for round in 0..rounds {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_millis(20 + seed % (200 + 100 * round));
         let mut child = t
-            .cmd(&[
-                "ingest",
-                "--no-progress",
-                "--txn-bytes",
-                "400000",
-                input.to_str().unwrap(),
-            ])
+            .cmd(&["ingest", "--no-progress", "--txn-bytes", "400000", input])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -253,23 +254,14 @@ fn crash_at_random_points_then_rerun_leaves_every_line_exactly_once() {
         }
         child.wait().unwrap();
         // Readers never see a partial file: every visible Parquet file opens.
-        if lake.join("panther_logs").exists() {
-            sql(
-                &lake,
-                "SELECT count(*) FROM panther_logs.aws_s3serveraccess",
-            );
+        if t.lake().join("panther_logs").exists() {
+            count("SELECT count(*) FROM panther_logs.aws_s3serveraccess");
         }
     }
     assert!(killed > 3, "only {killed} runs were killed mid-way");
-    t.ok(&["ingest", "--no-progress", input.to_str().unwrap()]);
-    let n = scalar_i64(&sql(
-        &lake,
-        "SELECT count(*) FROM panther_logs.aws_s3serveraccess",
-    ));
-    let distinct = scalar_i64(&sql(
-        &lake,
-        "SELECT count(DISTINCT p_row_id) FROM panther_logs.aws_s3serveraccess",
-    ));
+    t.ok(&["ingest", "--no-progress", input]);
+    let n = count("SELECT count(*) FROM panther_logs.aws_s3serveraccess");
+    let distinct = count("SELECT count(DISTINCT p_row_id) FROM panther_logs.aws_s3serveraccess");
     assert_eq!(
         n as u64,
         total,
@@ -282,7 +274,7 @@ fn crash_at_random_points_then_rerun_leaves_every_line_exactly_once() {
         "{}",
         t.listing()
     );
-    let again = t.ok(&["ingest", "--no-progress", input.to_str().unwrap()]);
+    let again = t.ok(&["ingest", "--no-progress", input]);
     assert!(again.contains("0 ingested, 12 skipped"), "{again}");
     // Alert state commits with the data: after the kills, every stored match is counted in its
     // alert exactly once, and no match is stored twice.

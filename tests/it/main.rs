@@ -8,5 +8,7 @@ mod parser_props;
 mod policies;
 mod query;
 mod rules;
+mod s3;
+mod s3server;
 mod schedule;
 mod util;

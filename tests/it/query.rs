@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::util::{TestLake, sample_dir};
 
-const SEED: &str = "SELECT DISTINCT requester, httpstatus, errorcode, COUNT(*) as err_count FROM \
+pub const SEED: &str = "SELECT DISTINCT requester, httpstatus, errorcode, COUNT(*) as err_count FROM \
     panther_logs.aws_s3serveraccess WHERE errorcode IS NOT NULL AND month=5 AND day>=10 AND \
     httpstatus IN (400, 403, 405) GROUP BY requester, httpstatus, errorcode ORDER BY err_count DESC";
 

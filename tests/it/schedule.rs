@@ -3,7 +3,7 @@
 
 use crate::util::TestLake;
 
-fn line(hh: u32, mm: u32, ip: &str, status: u16, n: u32) -> String {
+pub fn line(hh: u32, mm: u32, ip: &str, status: u16, n: u32) -> String {
     format!(
         "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be b1 \
          [12/May/2020:{hh:02}:{mm:02}:00 +0000] {ip} arn:aws:iam::123456789012:user/alice \
@@ -13,7 +13,7 @@ fn line(hh: u32, mm: u32, ip: &str, status: u16, n: u32) -> String {
     )
 }
 
-const DENIED: &str = r#"
+pub const DENIED: &str = r#"
 QueryName: denied-by-ip
 Schedule: {CronExpression: "0 * * * *", TimeoutMinutes: 1}
 LookbackMinutes: 60

@@ -11,20 +11,48 @@ pub fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/s3-access-logs")
 }
 
-/// A temporary folder holding a lake (`lake/`) and inputs.
+/// A temporary folder holding a lake (`lake/`) and inputs; or, for [`TestLake::on_s3`], a
+/// lake on the test S3 server.
 pub struct TestLake {
     pub dir: TempDir,
+    /// `--lake` when not the local `lake/` folder.
+    location: Option<String>,
+    /// Where the lake's objects are on disk (the S3 server's folder of the lake prefix).
+    root: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl TestLake {
     pub fn new() -> Self {
         TestLake {
             dir: tempfile::tempdir().expect("tempdir"),
+            location: None,
+            root: None,
+            env: Vec::new(),
         }
     }
 
+    /// A lake at `s3://<bucket_prefix>` on `server`; commands get the server's environment.
+    pub fn on_s3(server: &crate::s3server::S3Server, bucket_prefix: &str) -> Self {
+        TestLake {
+            location: Some(format!("s3://{bucket_prefix}")),
+            root: Some(server.file(bucket_prefix)),
+            env: server.env(),
+            ..Self::new()
+        }
+    }
+
+    /// Where the lake's files are on disk (for an S3 lake, on the server's side).
     pub fn lake(&self) -> PathBuf {
-        self.dir.path().join("lake")
+        self.root
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("lake"))
+    }
+
+    /// Set an environment variable for every command.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
     }
 
     /// A path inside the temp folder (not the lake).
@@ -35,8 +63,13 @@ impl TestLake {
     /// `seclake --lake <lake> <args>`, not yet run.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin!("seclake"));
-        c.arg("--lake").arg(self.lake()).args(args);
-        c.env_remove("SECLAKE_LAKE");
+        match &self.location {
+            Some(l) => c.arg("--lake").arg(l),
+            None => c.arg("--lake").arg(self.lake()),
+        };
+        c.args(args)
+            .env_remove("SECLAKE_LAKE")
+            .envs(self.env.iter().cloned());
         c
     }
 
