@@ -15,14 +15,19 @@ use super::{Ctx, Outcome};
   seclake ingest --log-type AWS.S3ServerAccess logs.gz
   seclake ingest ./AWSLogs/123456789012/CloudTrail/
   seclake --schemas schemas/examples ingest data/minio-audit/
+  seclake --lake s3://security-lake/prod ingest s3://access-logs/test-public-bucket/
+  seclake ingest 's3://access-logs/test-public-bucket/2020-05-12-*'
 
 Each file's log type is detected from its content (S3 access log lines, CloudTrail records,
-or a custom JSON type's detect keys). Files already ingested (same path, size and modification time) are skipped. Lines that do not
+or a custom JSON type's detect keys). Files already ingested (same path, size and
+modification time; for S3 objects the same bucket, key and ETag, checked from the listing
+without downloading) are skipped. Lines that do not
 parse are kept in panther_quarantine.<table> with the reason. Enabled rules run on every event;
 matches go to panther_rule_matches.<table>, alerts to panther_views.alerts and the
 destinations in seclake.yml.")]
 pub struct Args {
-    /// Files, folders (searched recursively) or glob patterns; plain or gzip.
+    /// Files, folders (searched recursively), glob patterns, or s3://bucket/prefix/,
+    /// s3://bucket/key and s3:// key globs; plain or gzip.
     #[arg(required = true)]
     pub paths: Vec<String>,
 

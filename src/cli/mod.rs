@@ -99,7 +99,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ingest log files, folders or globs (plain or gzip) into the lake, exactly once.
+    /// Ingest log files, folders, globs or s3:// prefixes (plain or gzip) into the lake, exactly
+    /// once.
     Ingest(ingest::Args),
     /// List databases and tables with partitions, files, rows and bytes.
     Tables(tables::Args),

@@ -13,7 +13,13 @@
 //! Invariants:
 //! - No reader sees a partial file: files are complete before they are staged (object stores
 //!   write whole objects; the local store writes a temporary file and renames it), and they
-//!   enter a table only by rename.
+//!   enter a table only by rename (on S3, which has no rename: a server-side copy, which
+//!   appears whole, then deletion of the staged copy).
+//! - The commit record is created with create-if-absent (`If-None-Match: *` on S3); a create
+//!   whose answer was lost is retried and finds its own body there, which is success
+//!   ([`create`]), so a dropped connection cannot turn a commit into a spurious failure.
+//! - Every finalize ends by rewriting `_seclake/version`, which readers watch to know when
+//!   their cached listings are stale.
 //! - A transaction's data reaches the tables if and only if its commit record exists.
 //!   [`recover`] rolls every committed-but-unfinished transaction forward and deletes the
 //!   staging of every uncommitted one, so a crash at any moment followed by a re-run leaves

@@ -121,9 +121,11 @@ fn builder(
 ) -> Result<AmazonS3Builder> {
     let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
     let mut b = AmazonS3Builder::new().with_bucket_name(bucket);
-    // object_store's own environment keys (credentials, web identity, container, IMDS, ...).
+    // object_store's own environment keys (credentials, web identity, container, IMDS, ...);
+    // the endpoint is resolved below, where the flag must win over the environment.
     for (k, v) in env {
         if k.starts_with("AWS_")
+            && !k.starts_with("AWS_ENDPOINT")
             && !v.is_empty()
             && let Ok(key) = k.to_ascii_lowercase().parse()
         {
