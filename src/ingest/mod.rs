@@ -189,7 +189,11 @@ pub async fn ingest(
     let result = async {
         let rec = commit::recover(lake).await?;
         summary.recovered = (rec.rolled_forward.len(), rec.rolled_back.len());
-        let ledger = commit::ledger_ids(lake).await?;
+        let mut ledger = commit::Ledger::load(lake).await?;
+        if ledger.needs_compaction() {
+            ledger.compact(lake).await?;
+        }
+        let ledger = ledger.ids;
 
         let mut fresh = Vec::new();
         for f in found {

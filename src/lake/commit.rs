@@ -33,6 +33,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
@@ -231,19 +232,99 @@ pub async fn recover(lake: &Lake) -> Result<Recovery> {
     Ok(out)
 }
 
+/// Loose ledger entries that make an ingest compact the ledger first (one listing page);
+/// `SECLAKE_LEDGER_COMPACT_AT` changes it, for tests.
+fn compact_at() -> usize {
+    std::env::var("SECLAKE_LEDGER_COMPACT_AT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// The ledger as read: every ingested source id, and where they came from.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub ids: HashSet<String>,
+    /// One object per source, written by commits since the last compaction.
+    loose: Vec<Path>,
+    /// Compacted indexes (normally one; more after an interrupted compaction).
+    indexes: Vec<Path>,
+}
+
+impl Ledger {
+    /// Read the ledger: the newest compacted index plus the loose entries. Listing costs a
+    /// request per 1000 loose entries, which compaction keeps few, so a cron re-run over a
+    /// prefix of many ingested objects stays cheap.
+    pub async fn load(lake: &Lake) -> Result<Self> {
+        let mut out = Ledger::default();
+        for m in lake.list(&paths::ledger_dir()).await? {
+            if let Some(id) = m.location.filename().and_then(|f| f.strip_suffix(".json")) {
+                out.ids.insert(id.to_string());
+                out.loose.push(m.location);
+            }
+        }
+        let mut indexes: Vec<Path> = lake
+            .list(&paths::ledger_index_dir())
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .filter(|p| p.as_ref().ends_with(".txt"))
+            .collect();
+        indexes.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        // Index names sort by time, and each holds everything before it: the newest is enough.
+        if let Some(newest) = indexes.last() {
+            let body = lake.get_opt(newest).await?.unwrap_or_default();
+            let text = std::str::from_utf8(&body)
+                .map_err(|e| Error::invalid(format!("ledger index {newest}: {e}")))?;
+            out.ids
+                .extend(text.lines().filter(|l| !l.is_empty()).map(String::from));
+        }
+        out.indexes = indexes;
+        Ok(out)
+    }
+
+    /// Whether compaction is due.
+    pub fn needs_compaction(&self) -> bool {
+        self.loose.len() >= compact_at()
+    }
+
+    /// Fold the loose entries into a new index, then delete them and the older indexes. Call
+    /// under the ingest lock (no commit may add entries meanwhile). Crash-safe: until the new
+    /// index is complete nothing is deleted, and readers take the union.
+    pub async fn compact(&mut self, lake: &Lake) -> Result<()> {
+        let mut ids: Vec<&String> = self.ids.iter().collect();
+        ids.sort();
+        let mut body = String::with_capacity(ids.len() * 33);
+        for id in ids {
+            body.push_str(id);
+            body.push('\n');
+        }
+        let index = paths::ledger_index(&new_txn_id());
+        lake.put(&index, body.into_bytes()).await?;
+        let gone: Vec<object_store::Result<Path>> = self
+            .loose
+            .drain(..)
+            .chain(self.indexes.drain(..))
+            .map(Ok)
+            .collect();
+        // Bulk deletes on S3 (1000 keys a request).
+        let mut deleted = lake
+            .store()
+            .delete_stream(futures::stream::iter(gone).boxed());
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.indexes.push(index);
+        Ok(())
+    }
+}
+
 /// Ids of every source in the ledger.
 pub async fn ledger_ids(lake: &Lake) -> Result<HashSet<String>> {
-    Ok(lake
-        .list(&paths::ledger_dir())
-        .await?
-        .into_iter()
-        .filter_map(|m| {
-            m.location
-                .filename()
-                .and_then(|f| f.strip_suffix(".json"))
-                .map(str::to_string)
-        })
-        .collect())
+    Ok(Ledger::load(lake).await?.ids)
 }
 
 #[cfg(test)]
@@ -261,5 +342,51 @@ mod tests {
         let r = recover(&lake).await.unwrap();
         assert_eq!(r.rolled_back, vec!["t1".to_string()]);
         assert!(!staged.exists());
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_every_id_and_leaves_few_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let entry = |id: &str| (paths::ledger_entry(id), b"{}".to_vec());
+        for id in ["a1", "b2", "c3"] {
+            let (k, v) = entry(id);
+            lake.put(&k, v).await.unwrap();
+        }
+        let mut l = Ledger::load(&lake).await.unwrap();
+        assert!(!l.needs_compaction());
+        l.compact(&lake).await.unwrap();
+        assert!(lake.list(&paths::ledger_dir()).await.unwrap().is_empty());
+        let (k, v) = entry("d4");
+        lake.put(&k, v).await.unwrap();
+        let mut l = Ledger::load(&lake).await.unwrap();
+        let mut ids: Vec<_> = l.ids.iter().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, ["a1", "b2", "c3", "d4"]);
+        // A second compaction replaces the first index.
+        l.compact(&lake).await.unwrap();
+        assert_eq!(
+            lake.list(&paths::ledger_index_dir()).await.unwrap().len(),
+            1
+        );
+        assert_eq!(Ledger::load(&lake).await.unwrap().ids.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_compaction_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        lake.put(&paths::ledger_index("t1"), b"a1\nb2\n".to_vec())
+            .await
+            .unwrap();
+        // Killed after writing the newer index, before deleting what it folded in.
+        lake.put(&paths::ledger_entry("c3"), b"{}".to_vec())
+            .await
+            .unwrap();
+        lake.put(&paths::ledger_index("t2"), b"a1\nb2\nc3\n".to_vec())
+            .await
+            .unwrap();
+        let l = Ledger::load(&lake).await.unwrap();
+        assert_eq!(l.ids.len(), 3);
     }
 }

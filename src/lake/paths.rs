@@ -6,6 +6,7 @@
 //! _seclake/commits/<txn>.json                                    a committed transaction
 //! _seclake/commits/<txn>.done                                    ... whose files are all in place
 //! _seclake/ledger/<source id>.json                               an input ingested once
+//! _seclake/ledger-index/<txn>.txt                                ids of compacted ledger entries
 //! _seclake/alerts/<txn>.parquet                                  alert versions a txn wrote
 //! _seclake/outbox/<alert id>.json                                an alert not yet delivered
 //! _seclake/schedule/runs/<query>/<slot>.json                     a scheduled query's run
@@ -66,6 +67,16 @@ pub fn commit_done(txn: &str) -> Path {
 /// Folder of the ingest ledger.
 pub fn ledger_dir() -> Path {
     Path::from(format!("{STATE}/ledger"))
+}
+
+/// Folder of the ledger's compacted indexes.
+pub fn ledger_index_dir() -> Path {
+    Path::from(format!("{STATE}/ledger-index"))
+}
+
+/// A compacted ledger index: every source id it holds, one per line.
+pub fn ledger_index(name: &str) -> Path {
+    Path::from(format!("{STATE}/ledger-index/{name}.txt"))
 }
 
 /// Ledger entry of one ingested source.
@@ -151,6 +162,7 @@ mod tests {
         assert_eq!(commit_done("t1").as_ref(), "_seclake/commits/t1.done");
         assert_eq!(ledger_dir().as_ref(), "_seclake/ledger");
         assert_eq!(ledger_entry("ab").as_ref(), "_seclake/ledger/ab.json");
+        assert_eq!(ledger_index("t1").as_ref(), "_seclake/ledger-index/t1.txt");
         assert_eq!(alerts_file("t1").as_ref(), "_seclake/alerts/t1.parquet");
         assert_eq!(outbox_item("a1").as_ref(), "_seclake/outbox/a1.json");
         assert_eq!(

@@ -89,7 +89,8 @@ fn ingest_from_an_s3_prefix_into_an_s3_lake_answers_as_a_local_lake_does() {
 #[test]
 fn re_ingesting_a_prefix_downloads_only_new_objects() {
     let s = server_with_sample();
-    let t = TestLake::on_s3(&s, "security-lake/prod");
+    let mut t = TestLake::on_s3(&s, "security-lake/prod");
+    t.set_env("SECLAKE_LEDGER_COMPACT_AT", "5");
     t.ok(&["ingest", "--no-progress", SOURCE]);
     let first = s.take_log();
     assert_eq!(
@@ -110,16 +111,38 @@ fn re_ingesting_a_prefix_downloads_only_new_objects() {
         "nothing downloaded twice: {again:#?}"
     );
 
+    // The ledger was compacted (SECLAKE_LEDGER_COMPACT_AT=5 below) into one index object.
+    let ledger = s.keys("security-lake/prod/_seclake/ledger");
+    assert!(
+        ledger.iter().any(|k| k.contains("ledger-index/")),
+        "{ledger:#?}"
+    );
+    assert!(
+        ledger.iter().filter(|k| k.contains("/ledger/")).count() < 5,
+        "{ledger:#?}"
+    );
+
     // A new object, and one overwritten in place (new ETag): only those two are fetched.
     let new_line = crate::schedule::line(23, 0, "203.0.113.50", 403, 900);
     s.put(
         "access-logs/test-public-bucket/2020-05-12-23-00-00-NEW",
         new_line.as_bytes(),
     );
+    let rewritten = crate::schedule::line(23, 5, "203.0.113.52", 403, 901);
+    s.put(
+        "access-logs/test-public-bucket/2020-05-12-10-15-00-0DDCA5E5EXAMPLE",
+        rewritten.as_bytes(),
+    );
     let out = t.ok(&["ingest", "--no-progress", SOURCE]);
-    assert!(line(&out, "files:").contains(" 1 ingested,"), "{out}");
+    assert!(line(&out, "files:").contains(" 2 ingested,"), "{out}");
     let third = s.take_log();
-    assert_eq!(downloads(&third).len(), 1, "{third:#?}");
+    assert_eq!(downloads(&third).len(), 2, "{third:#?}");
+    assert_eq!(
+        t.csv(
+            "SELECT count(*) FROM panther_logs.aws_s3serveraccess WHERE remoteip = '203.0.113.52'"
+        ),
+        "count(*)\n1\n"
+    );
     assert_eq!(
         t.csv(
             "SELECT count(*) FROM panther_logs.aws_s3serveraccess WHERE remoteip = '203.0.113.50'"
