@@ -111,26 +111,6 @@ impl Source {
         Error::io(self.label(), e)
     }
 
-    /// Open a local file for reading, decompressing gzip. Objects are read with
-    /// [`Source::reader`] (they need the runtime).
-    pub fn open(&self) -> Result<Box<dyn Read + Send>> {
-        match &self.origin {
-            Origin::File(path) => {
-                let f = File::open(path).map_err(|e| Error::io(path, e))?;
-                gunzipping(f).map_err(|e| Error::io(path, e))
-            }
-            Origin::Object { .. } => match &self.fetched {
-                Some(b) => {
-                    gunzipping(std::io::Cursor::new(b.clone())).map_err(|e| self.io_error(e))
-                }
-                None => Err(Error::invalid(format!(
-                    "{}: an object must be fetched before it is read",
-                    self.label()
-                ))),
-            },
-        }
-    }
-
     /// Read the whole source as stored (maybe gzip). Async: objects are fetched.
     pub async fn read_all(&self) -> Result<Bytes> {
         if let Some(b) = &self.fetched {
@@ -154,9 +134,11 @@ impl Source {
     /// objects are fetched whole and kept in [`Source::fetched`] when `keep` allows.
     pub async fn sniff(&mut self, keep: bool) -> Result<Vec<u8>> {
         let stored = match &self.origin {
-            Origin::File(_) => {
+            Origin::File(path) => {
+                let f = File::open(path).map_err(|e| Error::io(path, e))?;
                 let mut head = Vec::with_capacity(HEAD_BYTES);
-                self.open()?
+                gunzipping(f)
+                    .map_err(|e| Error::io(path, e))?
                     .take(HEAD_BYTES as u64)
                     .read_to_end(&mut head)
                     .map_err(|e| self.io_error(e))?;

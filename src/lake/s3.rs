@@ -417,21 +417,25 @@ aws_session_token=tok
         assert!(!format!("{d:?}").contains("s3cr3t"));
     }
 
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
     fn missing_named_profile_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config"), CONFIG).unwrap();
-        let env: HashMap<String, String> = [
+        let env = env(&[
             ("AWS_PROFILE", "prod"),
             (
                 "AWS_CONFIG_FILE",
                 dir.path().join("config").to_str().unwrap(),
             ),
             ("HOME", "/nonexistent"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let e = Profile::resolve(&env).unwrap_err().to_string();
         assert!(
             e.contains("AWS_PROFILE=prod") && e.contains("config"),
@@ -443,16 +447,13 @@ aws_session_token=tok
     fn role_profiles_are_refused_with_a_way_out() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config"), CONFIG).unwrap();
-        let env: HashMap<String, String> = [
+        let env = env(&[
             ("AWS_PROFILE", "assumed"),
             (
                 "AWS_CONFIG_FILE",
                 dir.path().join("config").to_str().unwrap(),
             ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let e = builder(&S3Settings::default(), "b", &env)
             .unwrap_err()
             .to_string();

@@ -185,33 +185,12 @@ fn single_objects_and_key_globs_are_sources_too() {
 #[test]
 fn scheduled_queries_run_against_an_s3_lake() {
     let s = S3Server::start(&["security-lake"]);
-    let t = TestLake::on_s3(&s, "security-lake/prod");
-    let events: String = (0..4)
-        .map(|i| crate::schedule::line(12, 10 + i, "198.51.100.7", 403, i))
-        .collect();
-    std::fs::write(t.path("a.log"), events).unwrap();
-    t.ok(&[
-        "ingest",
-        "--no-progress",
-        "--no-rules",
-        t.path("a.log").to_str().unwrap(),
-    ]);
-    let dir = t.path("queries");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("denied.yml"), crate::schedule::DENIED).unwrap();
-    let mut c = t.cmd(&["--queries", dir.to_str().unwrap(), "schedule", "run-due"]);
-    c.env("SECLAKE_NOW", "2020-05-12T13:10:00Z");
-    let out = c.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (t, q) = crate::schedule::setup_in(TestLake::on_s3(&s, "security-lake/prod"));
+    let (code, out) = crate::schedule::at(&t, "2020-05-12T13:10:00Z", &q, &["schedule", "run-due"]);
+    assert_eq!(code, Some(0), "{out}");
     assert!(
-        text.contains("denied-by-ip: ran for 2020-05-12T13:00:00+00:00: 1 rows, 1 over threshold, alerts 1 raised"),
-        "{text}"
+        out.contains("denied-by-ip: ran for 2020-05-12T13:00:00+00:00: 2 rows, 1 over threshold, alerts 1 raised"),
+        "{out}"
     );
     assert_eq!(
         t.csv("SELECT detection_id, title FROM panther_views.alerts"),

@@ -5,7 +5,7 @@
 //! request (to prove what was and was not fetched), and injects faults: answer `503 Slow Down`
 //! or drop the connection without an answer, for requests matching a method and a path.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -186,7 +186,7 @@ impl S3Server {
         let (bucket, _) = bucket_prefix.split_once('/').unwrap_or((bucket_prefix, ""));
         let base = self.root.path().join(bucket);
         let mut out = Vec::new();
-        walk(&base, &base, &mut out);
+        crate::util::walk(&base, &base, &mut out);
         out.retain(|k| format!("{bucket}/{k}").starts_with(bucket_prefix));
         out.sort();
         out
@@ -203,20 +203,6 @@ impl State {
         })?;
         f.times -= 1;
         Some(f.kind)
-    }
-}
-
-fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(base, &p, out);
-        } else {
-            out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-        }
     }
 }
 

@@ -13,7 +13,7 @@ pub fn line(hh: u32, mm: u32, ip: &str, status: u16, n: u32) -> String {
     )
 }
 
-pub const DENIED: &str = r#"
+const DENIED: &str = r#"
 QueryName: denied-by-ip
 Schedule: {CronExpression: "0 * * * *", TimeoutMinutes: 1}
 LookbackMinutes: 60
@@ -36,7 +36,12 @@ Query: SELECT count(*) FROM generate_series(1, 100000000000) a
 "#;
 
 fn setup() -> (TestLake, String) {
-    let t = TestLake::new();
+    setup_in(TestLake::new())
+}
+
+/// Ingest the events the `denied-by-ip` query looks at into `t`'s lake and write the query
+/// to a folder: the lake and that folder.
+pub fn setup_in(t: TestLake) -> (TestLake, String) {
     let dir = t.path("queries");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("denied.yml"), DENIED).unwrap();
@@ -55,7 +60,7 @@ fn setup() -> (TestLake, String) {
     (t, dir.to_str().unwrap().to_string())
 }
 
-fn at(t: &TestLake, now: &str, queries: &str, args: &[&str]) -> (Option<i32>, String) {
+pub fn at(t: &TestLake, now: &str, queries: &str, args: &[&str]) -> (Option<i32>, String) {
     let mut c = t.cmd(&[&["--queries", queries][..], args].concat());
     c.env("SECLAKE_NOW", now);
     let out = c.output().unwrap();

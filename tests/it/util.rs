@@ -122,7 +122,8 @@ impl TestLake {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+/// Every file under `dir`, as paths relative to `root`, appended to `out`.
+pub fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
