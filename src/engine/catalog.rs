@@ -19,6 +19,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::parquet::transform_schema_to_view;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{SortExpr, col};
@@ -65,17 +66,21 @@ impl LakeSchema {
         *self.names.write().expect("not poisoned") = names;
     }
 
-    /// The schema of a table's files, when seclake knows it without reading them.
+    /// The schema a table is read with, when seclake knows it without reading a footer: the
+    /// files' schema with strings as views (`Utf8View`), as DataFusion reads inferred schemas.
+    /// A view of a dictionary-encoded page points into the page's dictionary instead of copying
+    /// each value, which made string-heavy scans several times slower.
     fn known_schema(&self, table: &str) -> Option<SchemaRef> {
-        match self.db.as_str() {
+        let files = match self.db.as_str() {
             LOGS_DB => self
                 .registry
                 .iter()
                 .find(|s| s.table() == table)
-                .map(|s| s.arrow_schema()),
-            QUARANTINE_DB => Some(quarantine_schema()),
-            _ => None,
-        }
+                .map(|s| s.arrow_schema())?,
+            QUARANTINE_DB => quarantine_schema(),
+            _ => return None,
+        };
+        Some(Arc::new(transform_schema_to_view(&files)))
     }
 
     async fn build(&self, table: &str) -> DfResult<Arc<dyn TableProvider>> {

@@ -152,6 +152,20 @@ fn time_ranges_prune_by_statistics() {
 }
 
 #[test]
+fn strings_are_read_as_views_of_their_pages() {
+    // Log tables are read with Utf8View strings, so dictionary pages are not copied value by
+    // value; what a query returns is unchanged.
+    let t = sample_lake();
+    let out = t.csv(
+        "SELECT arrow_typeof(bucket) AS b, arrow_typeof(p_any_ip_addresses) AS ips \
+         FROM aws_s3serveraccess LIMIT 1",
+    );
+    assert!(out.contains("Utf8View"), "{out}");
+    let n = t.csv("SELECT count(*) FROM aws_s3serveraccess WHERE bucket LIKE 'backup%'");
+    assert_ne!(n.lines().nth(1), Some("0"), "{n}");
+}
+
+#[test]
 fn all_logs_view_searches_indicators() {
     let t = sample_lake();
     let out = t.csv(
