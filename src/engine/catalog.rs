@@ -61,8 +61,16 @@ impl LakeSchema {
         &self.db
     }
 
-    /// Set the table names from a listing of the lake.
-    pub fn set_tables(&self, names: Vec<String>) {
+    /// Set the table names from a listing of the lake. In `panther_logs` every known log type
+    /// has its table whether or not anything was ingested for it yet, so a query (or a
+    /// scheduled query set up before the first ingest) over it answers no rows instead of
+    /// failing to plan.
+    pub fn set_tables(&self, mut names: Vec<String>) {
+        if self.db == LOGS_DB {
+            names.extend(self.registry.iter().map(|s| s.table()));
+            names.sort();
+            names.dedup();
+        }
         *self.names.write().expect("not poisoned") = names;
     }
 

@@ -173,7 +173,13 @@ impl Engine {
             s.set_tables(in_db(s.db()));
         }
         self.listing.clear();
-        self.rebuild_views(&in_db(crate::lake::LOGS_DB)).await?;
+        let logs = self
+            .schemas
+            .iter()
+            .find(|s| s.db() == crate::lake::LOGS_DB)
+            .map(|s| s.table_names())
+            .unwrap_or_default();
+        self.rebuild_views(&logs).await?;
         *seen = Some(version);
         Ok(())
     }
