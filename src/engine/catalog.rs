@@ -2,7 +2,8 @@
 //!
 //! Each database folder (`panther_logs`, `panther_rule_matches`, `panther_cloudsecurity`,
 //! `panther_quarantine`) is a [`LakeSchema`] whose tables are the folders under it, found by
-//! listing the lake at each [`LakeSchema::refresh`]. A table is a DataFusion `ListingTable`
+//! listing the lake whenever it changed ([`super::Engine::refresh`]); `panther_logs` also has
+//! a table, empty until data arrives, for every known log type. A table is a DataFusion `ListingTable`
 //! over its Parquet files with `year`, `month`, `day` as integer partition columns (so
 //! `month=5 AND day>=10` prunes folders) and `p_event_time` declared as the files' sort order
 //! (so time ranges prune row groups and ORDER BY time can skip sorting).
