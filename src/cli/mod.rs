@@ -88,7 +88,7 @@ pub struct Cli {
     )]
     pub policies_dir: Option<PathBuf>,
 
-    /// Configuration file (destinations, rule folders) [default: <lake>/seclake.yml].
+    /// Configuration file (destinations, rule folders); by default seclake.yml in the lake.
     #[arg(long, global = true, env = "SECLAKE_CONFIG")]
     pub config: Option<PathBuf>,
 

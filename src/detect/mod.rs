@@ -4,7 +4,7 @@
 //! - [`eval`]: rules compiled to DataFusion physical expressions, evaluated per batch.
 //! - [`alert`]: hits → alerts (dedup windows, thresholds), stored with the transaction.
 //! - [`sink`]: the outbox and destinations (stdout, file, webhook).
-//! - [`matches`]: rule-match rows for `panther_rule_matches.<table>`.
+//! - [`matches`](mod@matches): rule-match rows for `panther_rule_matches.<table>`.
 //! - [`replay`]: rules over data already in the lake (`seclake detect`).
 //! - [`schedule`], [`cron`]: scheduled and saved queries, run-due, run records.
 //!

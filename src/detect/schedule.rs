@@ -20,7 +20,7 @@
 //! `year`/`month`/`day` partition columns covering the window, so the query reads only those
 //! folders; `Params` work as in rules.
 //!
-//! Running: [`run_due`] runs each enabled scheduled query whose schedule fired since its last
+//! Running: [`Runner::run_due`] runs each enabled scheduled query whose schedule fired since its last
 //! recorded run, once (missed slots collapse into the latest). A run holds the lock
 //! `schedule-<name>` (a crashed holder's lock goes stale), runs the query read-only with its
 //! timeout, turns results that cross the threshold into alerts through the shared pipeline

@@ -1,8 +1,8 @@
 //! Inputs: expanding paths, folders, globs and `s3://` locations into sources, their
 //! identity, and reading them.
 //!
-//! A source is a local file or an S3 object. Its identity ([`Source::id`]) is derived from
-//! where it lives and its version: for a file the canonical path, size and modification time;
+//! A source is a local file or an S3 object. Its identity (`info.id`, see [`SourceInfo`]) is
+//! derived from where it lives and its version: for a file the canonical path, size and modification time;
 //! for an object the bucket, key and ETag (from the listing, so an object already ingested is
 //! skipped without being downloaded). A file rewritten in place, or an object overwritten,
 //! gets a new id. gzip is recognised by its magic bytes, not its name.
@@ -384,7 +384,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Reads a transaction's sources in order from a blocking thread: local files directly,
-/// small objects fetched whole with the next [`PREFETCH`] in flight, large objects streamed.
+/// small objects fetched whole with the next `PREFETCH` in flight, large objects streamed.
 pub struct Prefetch {
     rt: tokio::runtime::Handle,
     sources: Vec<Source>,
