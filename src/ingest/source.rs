@@ -2,10 +2,10 @@
 //! identity, and reading them.
 //!
 //! A source is a local file or an S3 object. Its identity (`info.id`, see [`SourceInfo`]) is
-//! derived from where it lives and its version: for a file the canonical path, size and modification time;
-//! for an object the bucket, key and ETag (from the listing, so an object already ingested is
-//! skipped without being downloaded). A file rewritten in place, or an object overwritten,
-//! gets a new id. gzip is recognised by its magic bytes, not its name.
+//! derived from where it lives and its version: for a file the canonical path, size and
+//! modification time; for an object the bucket, key and ETag (from the listing, so an object
+//! already ingested is skipped without being downloaded). A file rewritten in place, or an object
+//! overwritten, gets a new id. gzip is recognised by its magic bytes, not its name.
 //!
 //! Objects are read whole when small (most log objects are), with the next few fetched while
 //! one is parsed ([`Prefetch`]), and streamed when large, so memory stays bounded.
