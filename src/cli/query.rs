@@ -142,16 +142,16 @@ async fn bench(engine: &Engine, sql: &str, runs: usize) -> Result<Outcome> {
 
 async fn write_parquet(engine: &Engine, sql: &str, path: &std::path::Path) -> Result<()> {
     let df = engine.sql(sql).await?;
-    let schema = df.schema().inner().clone();
+    let schema = crate::lake::writer::plain_schema(df.schema().inner());
     let mut stream = df.execute_stream().await?;
     let tmp = path.with_extension("parquet.tmp");
     let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     while let Some(batch) = stream.next().await {
-        w.write(&batch?)?;
+        w.write(&crate::lake::writer::to_plain(&batch?, &schema)?)?;
     }
     w.close()?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;

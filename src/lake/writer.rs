@@ -218,6 +218,36 @@ impl TableSpec {
     }
 }
 
+/// `schema` with view strings and binaries (`Utf8View`, `BinaryView`, as queries return them)
+/// as plain `Utf8` and `Binary`, the types every file seclake writes declares, so readers
+/// that predate view types read query results as they read the lake.
+pub fn plain_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = match f.data_type() {
+                DataType::Utf8View => DataType::Utf8,
+                DataType::BinaryView => DataType::Binary,
+                t => t.clone(),
+            };
+            f.as_ref().clone().with_data_type(t)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` cast to `schema` (from [`plain_schema`] of the batch's schema).
+pub fn to_plain(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
 /// Schema of quarantine tables: the raw line, where it came from, and why it was refused.
 pub fn quarantine_schema() -> SchemaRef {
     let std = standard_fields();

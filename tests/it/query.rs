@@ -42,6 +42,16 @@ fn output_files_by_extension() {
     let r = parquet::file::reader::SerializedFileReader::new(f).unwrap();
     use parquet::file::reader::FileReader;
     assert!(r.metadata().file_metadata().num_rows() > 5);
+    // Strings as plain Utf8 (queries read them as views), like every file in the lake.
+    let f = std::fs::File::open(&pq).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+    let bucket = b
+        .schema()
+        .field_with_name("bucket")
+        .unwrap()
+        .data_type()
+        .clone();
+    assert_eq!(bucket, arrow::datatypes::DataType::Utf8);
     let csv = t.path("out.csv");
     t.ok(&[
         "query",

@@ -128,6 +128,18 @@ fn run_due_runs_missed_slots_once_and_alerts_once() {
     // The rows that alerted are kept with the alert id.
     let results = t.files("_seclake/schedule/results/denied-by-ip/", ".parquet");
     assert_eq!(results.len(), 1, "{}", t.listing());
+    let f = std::fs::File::open(t.lake().join(&results[0])).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+    let types: Vec<_> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    assert!(
+        !types.contains(&arrow::datatypes::DataType::Utf8View),
+        "plain strings, as in the lake: {types:?}"
+    );
     let (_, list) = at(&t, "2020-05-12T13:20:00Z", &q, &["schedule", "list"]);
     assert!(
         list.contains("2020-05-12T13:00:00+00:00") && list.contains("2020-05-12T14:00:00+00:00"),
