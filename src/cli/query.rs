@@ -151,7 +151,7 @@ async fn write_parquet(engine: &Engine, sql: &str, path: &std::path::Path) -> Re
         .build();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     while let Some(batch) = stream.next().await {
-        w.write(&crate::lake::writer::to_plain(&batch?, &schema)?)?;
+        w.write(&crate::lake::writer::cast_batch(&batch?, &schema)?)?;
     }
     w.close()?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;

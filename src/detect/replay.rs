@@ -20,7 +20,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
 use crate::lake::commit::{self, CommitRecord};
 use crate::lake::lock::{self, LockOptions};
-use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, stage_job};
+use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, cast_batch, stage_job};
 use crate::lake::{LOGS_DB, Lake};
 use crate::schema::Registry;
 
@@ -117,16 +117,9 @@ async fn replay_locked(
         );
         let mut stream = engine.sql(&sql).await?.execute_stream().await?;
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
             // The lake's string columns read back as views: cast to the parser's types, which
             // the rules were compiled for.
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(arrow_schema.fields())
-                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let batch = arrow::array::RecordBatch::try_new(arrow_schema.clone(), columns)?;
+            let batch = cast_batch(&batch?, &arrow_schema)?;
             summary.events += batch.num_rows() as u64;
             let started = std::time::Instant::now();
             let (hits, conditions) = set.eval_timed(&batch)?;

@@ -52,7 +52,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::lake::commit::{self, CommitRecord, FileMove};
 use crate::lake::lock::{self, LockOptions};
-use crate::lake::writer::{plain_schema, to_plain};
+use crate::lake::writer::{cast_batch, plain_schema};
 use crate::lake::{Lake, paths};
 use crate::schema::Registry;
 
@@ -474,7 +474,7 @@ impl Runner<'_> {
                         .await?,
                     );
                     let with_ids = add_column(&h, "p_alert_id", Arc::new(StringArray::from(ids)))?;
-                    let with_ids = to_plain(&with_ids, &plain_schema(&with_ids.schema()))?;
+                    let with_ids = cast_batch(&with_ids, &plain_schema(&with_ids.schema()))?;
                     let mut buf = Vec::new();
                     let mut w = ArrowWriter::try_new(&mut buf, with_ids.schema(), None)?;
                     w.write(&with_ids)?;

@@ -237,8 +237,10 @@ pub fn plain_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// `batch` cast to `schema` (from [`plain_schema`] of the batch's schema).
-pub fn to_plain(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+/// `batch` with each column cast to the type `schema` gives it (same columns, in order): for
+/// files written with [`plain_schema`], and for rows read back from the lake as views that
+/// code compiled for the parser's types evaluates.
+pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let cols = batch
         .columns()
         .iter()

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::lake::commit::{self, CommitRecord, LedgerEntry};
 use crate::lake::lock::{self, LockOptions};
-use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, stage_job};
+use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, cast_batch, stage_job};
 use crate::schema::{Registry, TIMESTAMP};
 use resource::{S3_BUCKET, S3_BUCKET_TABLE};
 
@@ -489,14 +489,7 @@ pub async fn evaluate(
             );
             let mut stream = engine.sql(&sql).await?.execute_stream().await?;
             while let Some(b) = stream.next().await {
-                let b = b?;
-                let columns = b
-                    .columns()
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+                batches.push(cast_batch(&b?, &schema)?);
             }
         }
         let now = chrono::Utc::now().timestamp_micros();

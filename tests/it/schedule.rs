@@ -61,7 +61,12 @@ pub fn setup_in(t: TestLake) -> (TestLake, String) {
 }
 
 pub fn at(t: &TestLake, now: &str, queries: &str, args: &[&str]) -> (Option<i32>, String) {
-    let mut c = t.cmd(&[&["--queries", queries][..], args].concat());
+    run_at(t, now, &[&["--queries", queries][..], args].concat())
+}
+
+/// Run `args` with the clock at `now`: exit code and stdout followed by stderr.
+fn run_at(t: &TestLake, now: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut c = t.cmd(args);
     c.env("SECLAKE_NOW", now);
     let out = c.output().unwrap();
     (
@@ -319,12 +324,8 @@ fn a_lake_with_nothing_ingested_yet_answers_no_rows_instead_of_failing() {
     // Scheduled queries are often set up before the first ingest: every shipped one must run
     // on an empty lake, and plain queries over a known log type answer zero rows.
     let t = TestLake::new();
-    let mut c = t.cmd(&["schedule", "run-due"]);
-    c.env("SECLAKE_NOW", "2020-05-12T10:30:00Z");
-    let out = c.output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = run_at(&t, "2020-05-12T10:30:00Z", &["schedule", "run-due"]);
+    assert_eq!(code, Some(0), "{text}");
     assert!(!text.contains("FAILED"), "{text}");
     assert!(text.contains("ran for"), "{text}");
     for table in [
