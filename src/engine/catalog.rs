@@ -6,7 +6,8 @@
 //! a table, empty until data arrives, for every known log type. A table is a DataFusion `ListingTable`
 //! over its Parquet files with `year`, `month`, `day` as integer partition columns (so
 //! `month=5 AND day>=10` prunes folders) and `p_event_time` declared as the files' sort order
-//! (so time ranges prune row groups and ORDER BY time can skip sorting).
+//! (so time ranges prune row groups and ORDER BY time can skip sorting); scans also get the
+//! folder filters a `p_event_time` range implies ([`super::prune`]).
 //!
 //! Table schemas come from the log-type schema where one matches, so no footer is read to plan;
 //! other tables take the schema of their files.
@@ -25,6 +26,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{SortExpr, col};
 
+use super::prune::LakeTable;
 use crate::lake::{LOGS_DB, Lake, QUARANTINE_DB, writer::quarantine_schema};
 use crate::schema::Registry;
 
@@ -113,7 +115,7 @@ impl LakeSchema {
                 config.infer_schema(&state).await?
             }
         };
-        Ok(Arc::new(ListingTable::try_new(config)?))
+        Ok(Arc::new(LakeTable(ListingTable::try_new(config)?)))
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod catalog;
 pub mod listing;
+pub mod prune;
 pub mod udf;
 
 use std::sync::{Arc, RwLock};
