@@ -193,6 +193,7 @@ pub async fn ingest(
         if ledger.needs_compaction() {
             ledger.compact(lake).await?;
         }
+        crate::detect::alert::compact(lake).await?;
         let ledger = ledger.ids;
 
         let mut fresh = Vec::new();
