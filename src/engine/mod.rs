@@ -17,6 +17,7 @@
 //! anything (COPY, INSERT, CREATE …) before running them.
 
 pub mod catalog;
+pub mod like;
 pub mod listing;
 pub mod prune;
 pub mod udf;
@@ -101,7 +102,13 @@ impl Engine {
                     .with_list_files_cache_limit(0),
             )
             .build_arc()?;
-        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(like::MemoLikeRule))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
         let (base_url, base_store): (url::Url, Arc<dyn object_store::ObjectStore>) =
             match lake.bucket_store() {
                 Some((url, store)) => (url.clone(), store.clone()),
