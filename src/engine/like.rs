@@ -133,9 +133,61 @@ fn slot(view: u128) -> Option<(usize, usize, u32)> {
     ))
 }
 
+/// Whether Arrow's kernel matches `pattern` with a regex it compiles on each call; patterns
+/// that are an equality, a prefix, a suffix or (`LIKE` only) a substring it matches directly,
+/// faster than a regex does.
+fn kernel_compiles_regex(pattern: &str, case_insensitive: bool) -> bool {
+    let plain = |s: &str| !s.contains(['%', '_', '\\']);
+    let (head, tail) = (pattern.strip_suffix('%'), pattern.strip_prefix('%'));
+    let simple = plain(pattern)
+        || head.is_some_and(plain)
+        || tail.is_some_and(plain)
+        || (!case_insensitive && tail.and_then(|t| t.strip_suffix('%')).is_some_and(plain));
+    !simple || (case_insensitive && !pattern.is_ascii())
+}
+
+/// A `LIKE` pattern as the regex Arrow's kernel matches it with (anchored, `%` any run, `_`
+/// any one character, `\` escaping the next character, `.` matching newlines), so answers
+/// are the kernel's for every pattern, including those it matches without a regex. `None`
+/// when the regex does not build (the kernel then reports the error).
+fn like_regex(pattern: &str, case_insensitive: bool) -> Option<regex::Regex> {
+    let mut re = String::with_capacity(pattern.len() * 2);
+    let mut chars = pattern.chars().peekable();
+    if chars.peek() == Some(&'%') {
+        chars.next();
+    } else {
+        re.push('^');
+    }
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next) => re.push_str(&regex::escape(&next.to_string())),
+                // A trailing backslash is a literal backslash.
+                None => re.push_str(r"\\"),
+            },
+            '%' => re.push_str(".*"),
+            '_' => re.push('.'),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    if re.ends_with(".*") {
+        re.truncate(re.len() - 2);
+    } else {
+        re.push('$');
+    }
+    regex::RegexBuilder::new(&re)
+        .case_insensitive(case_insensitive)
+        .dot_matches_new_line(true)
+        .build()
+        .ok()
+}
+
 /// `LIKE` remembering each value's answer; see the module docs.
 pub struct MemoLike {
     inner: LikeExpr,
+    /// The pattern compiled once (Arrow's kernel compiles a regex on every call, which cost
+    /// more than matching the few values a batch adds).
+    regex: Option<regex::Regex>,
     memo: Mutex<VecDeque<Entry>>,
     lookups: AtomicU64,
     misses: AtomicU64,
@@ -145,7 +197,14 @@ pub struct MemoLike {
 
 impl MemoLike {
     fn new(l: &LikeExpr) -> Self {
+        let regex = l
+            .pattern()
+            .downcast_ref::<Literal>()
+            .and_then(|p| p.value().try_as_str().flatten())
+            .filter(|p| kernel_compiles_regex(p, l.case_insensitive()))
+            .and_then(|p| like_regex(p, l.case_insensitive()));
         MemoLike {
+            regex,
             inner: LikeExpr::new(
                 l.negated(),
                 l.case_insensitive(),
@@ -170,6 +229,25 @@ impl MemoLike {
             self.off.store(true, Ordering::Relaxed);
             self.memo.lock().expect("not poisoned").clear();
         }
+    }
+
+    /// Arrow's kernel on the rows `pending` of `views`.
+    fn kernel(
+        &self,
+        views: &arrow::array::StringViewArray,
+        pending: &[u32],
+        batch: &RecordBatch,
+    ) -> DfResult<BooleanArray> {
+        let values = take(views, &UInt32Array::from(pending.to_vec()), None)?;
+        let ColumnarValue::Scalar(pattern) = self.inner.pattern().evaluate(batch)? else {
+            unreachable!("the pattern is a literal")
+        };
+        let pattern = pattern.to_scalar()?;
+        Ok(if self.inner.case_insensitive() {
+            ilike(&values, &pattern)?
+        } else {
+            like(&values, &pattern)?
+        })
     }
 
     fn matches(
@@ -218,15 +296,12 @@ impl MemoLike {
             pending.push(i as u32);
         }
         if !pending.is_empty() {
-            let values = take(views, &UInt32Array::from(pending.clone()), None)?;
-            let ColumnarValue::Scalar(pattern) = self.inner.pattern().evaluate(batch)? else {
-                unreachable!("the pattern is a literal")
-            };
-            let pattern = pattern.to_scalar()?;
-            let decided = if self.inner.case_insensitive() {
-                ilike(&values, &pattern)?
-            } else {
-                like(&values, &pattern)?
+            let decided: BooleanArray = match &self.regex {
+                Some(r) => pending
+                    .iter()
+                    .map(|&i| Some(r.is_match(views.value(i as usize))))
+                    .collect(),
+                None => self.kernel(views, &pending, batch)?,
             };
             for (k, &i) in pending.iter().enumerate() {
                 let matched = decided.value(k);
@@ -369,9 +444,9 @@ mod tests {
         #[test]
         fn answers_are_the_kernels(
             values in proptest::collection::vec(
-                proptest::option::weighted(0.9, "[abAB%_\\\\]{0,30}"), 1..40),
+                proptest::option::weighted(0.9, "[abAB%_\\\\\néÉǅ.*]{0,30}"), 1..40),
             rows in proptest::collection::vec(proptest::collection::vec(0u32..1000, 0..60), 1..12),
-            pattern in "[abA%_\\\\]{0,6}",
+            pattern in "[abAé%_\\\\.*]{0,6}",
             negated: bool,
             case_insensitive: bool,
         ) {
