@@ -101,8 +101,9 @@ struct Entry {
     buffer: Buffer,
     /// `(len + 1) << 3 | (offset & 3) << 1 | matched`, 0 when nothing is known; long values
     /// (more than 12 bytes, so not inlined in the view) are at least 13 bytes apart unless
-    /// views overlap, and then the stored offset bits and length tell them apart.
-    state: Vec<u32>,
+    /// views overlap, and then the stored offset bits and length tell them apart. Two bytes a
+    /// slot keep the state half the buffer's size, so it stays in cache.
+    state: Vec<u16>,
 }
 
 impl Entry {
@@ -118,10 +119,13 @@ impl Entry {
     }
 }
 
+/// Longest value remembered (its length must fit the state's 13 bits).
+const MAX_LEN: u32 = (1 << 13) - 2;
+
 /// Where a view's value is remembered: (buffer index, state slot, state key without result).
-fn slot(view: u128) -> Option<(usize, usize, u32)> {
+fn slot(view: u128) -> Option<(usize, usize, u16)> {
     let len = view as u32;
-    if len <= 12 {
+    if len <= 12 || len > MAX_LEN {
         return None;
     }
     let buffer = (view >> 64) as u32 as usize;
@@ -129,7 +133,7 @@ fn slot(view: u128) -> Option<(usize, usize, u32)> {
     Some((
         buffer,
         offset / 4,
-        ((len + 1) << 3) | (((offset & 3) as u32) << 1),
+        (((len + 1) << 3) | (((offset & 3) as u32) << 1)) as u16,
     ))
 }
 
@@ -311,7 +315,7 @@ impl MemoLike {
                 if let Some((b, s, key)) = slot(raw[i as usize])
                     && let Some(Some(e)) = entries.get_mut(b)
                 {
-                    e.state[s] = key | matched as u32;
+                    e.state[s] = key | matched as u16;
                 }
             }
         }
@@ -503,6 +507,17 @@ mod tests {
                 .collect::<Vec<_>>(),
             [false, false, false, true, false, true, true]
         );
+    }
+
+    #[test]
+    fn values_too_long_to_remember_are_matched_each_time() {
+        let long = format!("{}customers", "x".repeat(MAX_LEN as usize));
+        let values = vec![Some(long), Some("a-short-customers-key".into()), None];
+        let rows = vec![vec![0, 1, 2, 0], vec![1, 0, 0]];
+        let (memo, plain) = expr("%customers", false, false);
+        for b in dictionary_batches(&values, &rows) {
+            assert_eq!(eval(&memo, &b), eval(&plain, &b));
+        }
     }
 
     #[test]
