@@ -15,6 +15,9 @@
 //!
 //! Read-only sessions ([`EngineOptions::read_only`]) refuse statements that write or register
 //! anything (COPY, INSERT, CREATE …) before running them.
+//!
+//! Scans: a `p_event_time` range also limits the folders read ([`prune`]), and a `LIKE` over
+//! a string column matches each distinct value once ([`like`]).
 
 pub mod catalog;
 pub mod like;
