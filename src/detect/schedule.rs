@@ -316,9 +316,17 @@ pub fn slot_key(slot: DateTime<Utc>) -> String {
     slot.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// The newest run record of `name`.
+/// The newest run record of `name`. Record keys sort by slot, so the listing starts a week
+/// back and reads one page on S3 however many runs a query has made (a cron of
+/// `schedule run-due` asks this for every query every minute); the whole folder is listed
+/// only when the week holds no run.
 pub async fn last_run(lake: &Lake, name: &str) -> Result<Option<RunRecord>> {
-    let mut runs = lake.list(&paths::schedule_runs_dir(name)).await?;
+    let dir = paths::schedule_runs_dir(name);
+    let week_ago = paths::schedule_run(name, &slot_key(Utc::now() - chrono::Duration::days(7)));
+    let mut runs = lake.list_after(&dir, &week_ago).await?;
+    if runs.is_empty() {
+        runs = lake.list(&dir).await?;
+    }
     runs.sort_by(|a, b| a.location.cmp(&b.location));
     let Some(last) = runs.last() else {
         return Ok(None);
@@ -693,6 +701,42 @@ mod tests {
             &format!("QueryName: q\nSchedule: {schedule}\nLookbackMinutes: 90\nQuery: SELECT 1 WHERE ${{partitions}} AND t >= ${{window_start}} AND t < ${{window_end}}\n"),
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn last_run_is_the_newest_record_old_or_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let put = |slot: DateTime<Utc>| {
+            let lake = lake.clone();
+            async move {
+                let body = serde_json::to_vec(&rec(&slot.to_rfc3339())).unwrap();
+                lake.put(&paths::schedule_run("q", &slot_key(slot)), body)
+                    .await
+                    .unwrap();
+            }
+        };
+        assert_eq!(last_run(&lake, "q").await.unwrap(), None);
+        // Only runs older than a week: found by listing the whole folder.
+        for s in [
+            "2020-05-12T10:00:00Z",
+            "2020-05-12T11:00:00Z",
+            "2019-12-31T23:00:00Z",
+        ] {
+            put(at(s)).await;
+        }
+        let last = last_run(&lake, "q").await.unwrap().unwrap();
+        assert_eq!(at(&last.slot), at("2020-05-12T11:00:00Z"));
+        // Recent runs: the listing starts a week back and still finds the newest.
+        let now = Utc::now();
+        for h in [30, 2, 50] {
+            put(now - chrono::Duration::hours(h)).await;
+        }
+        let last = last_run(&lake, "q").await.unwrap().unwrap();
+        assert_eq!(
+            slot_key(at(&last.slot)),
+            slot_key(now - chrono::Duration::hours(2))
+        );
     }
 
     fn rec(slot: &str) -> RunRecord {

@@ -154,6 +154,20 @@ impl Lake {
         Ok(self.store.list(Some(prefix)).try_collect().await?)
     }
 
+    /// Every object under `prefix` whose key sorts after `offset` (S3 starts the listing
+    /// there instead of at the prefix).
+    pub async fn list_after(
+        &self,
+        prefix: &Path,
+        offset: &Path,
+    ) -> Result<Vec<object_store::ObjectMeta>> {
+        Ok(self
+            .store
+            .list_with_offset(Some(prefix), offset)
+            .try_collect()
+            .await?)
+    }
+
     /// Delete `key`; a missing object is not an error.
     pub async fn delete_opt(&self, key: &Path) -> Result<()> {
         match self.store.delete(key).await {
