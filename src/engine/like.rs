@@ -291,9 +291,8 @@ impl MemoLike {
             {
                 let known = e.state[s];
                 if known & !1 == key {
-                    if (known & 1 == 1) != negated {
-                        bit_util::set_bit(out.as_slice_mut(), i);
-                    }
+                    // Branch-free: which rows match is unpredictable.
+                    out.as_slice_mut()[i / 8] |= (((known & 1) as u8) ^ negated as u8) << (i % 8);
                     continue;
                 }
             }
