@@ -20,7 +20,9 @@ use super::{Ctx, Outcome};
 Databases: panther_logs (default), panther_quarantine, panther_rule_matches,
 panther_cloudsecurity, panther_views (all_logs). Partition columns year, month, day are
 integers: WHERE year=2020 AND month=5 AND day>=10 reads only those folders, and so does a
-p_event_time range (only the folders of its days).
+p_event_time range (only the folders of its days). Panther's time macros expand to such
+ranges: p_occurs_since('6 h'), p_occurs_between(start, end), p_occurs_after(t),
+p_occurs_before(t), p_occurs_around(t, '30 m').
 Security functions: glob_match, cidr_contains, is_private_ip, is_public_ip, arn_account,
 arn_service, arn_region, arn_partition, arn_resource, json_get_str and the other json_*.")]
 pub struct Args {

@@ -22,6 +22,7 @@
 pub mod catalog;
 pub mod like;
 pub mod listing;
+pub mod macros;
 pub mod prune;
 pub mod udf;
 
@@ -300,8 +301,9 @@ impl Engine {
         } else {
             SQLOptions::new()
         };
+        let sql = macros::expand(sql, chrono::Utc::now())?;
         self.ctx
-            .sql_with_options(sql, options)
+            .sql_with_options(&sql, options)
             .await
             .map_err(|e| read_only_message(e, self.opts.read_only))
     }

@@ -389,6 +389,9 @@ impl<'e> Repl<'e> {
             names.databases.push(db);
         }
         names.functions = ctx.state().scalar_functions().keys().cloned().collect();
+        names
+            .functions
+            .extend(crate::engine::macros::NAMES.iter().map(|m| m.to_string()));
         names.columns.sort();
         names.columns.dedup();
         Ok(names)

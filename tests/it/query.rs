@@ -401,3 +401,34 @@ fn like_in_filters_answers_as_the_kernel_does() {
         assert_ne!(a, "0", "{cond} matches something in the sample");
     }
 }
+
+#[test]
+fn panther_time_macros_run_and_prune() {
+    let t = sample_lake();
+    let count = |sql: &str| -> i64 { t.csv(sql).lines().nth(1).unwrap().parse().unwrap() };
+    let hour = "SELECT count(*) FROM aws_s3serveraccess WHERE p_event_time >= TIMESTAMP '2020-05-11 06:00:00' \
+                AND p_event_time <= TIMESTAMP '2020-05-11 07:00:00'";
+    let between = "SELECT count(*) FROM aws_s3serveraccess \
+                   WHERE p_occurs_between('2020-05-11 06:00:00', '2020-05-11 07:00:00')";
+    let around = "SELECT count(*) FROM aws_s3serveraccess l \
+                  WHERE p_occurs_around('2020-05-11 06:30:00', '30 m', l)";
+    assert!(count(hour) > 0);
+    assert_eq!(count(between), count(hour));
+    assert_eq!(count(around), count(hour));
+    assert_eq!(files_scanned(&t, between), vec!["year=2020/month=5/day=11"]);
+    // Since far enough back: everything.
+    assert_eq!(
+        count("SELECT count(*) FROM aws_s3serveraccess WHERE p_occurs_since('100000 days')"),
+        count("SELECT count(*) FROM aws_s3serveraccess")
+    );
+    let out = t.run(&[
+        "query",
+        "SELECT count(*) FROM aws_s3serveraccess WHERE p_occurs_since('1 fortnight')",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("p_occurs_since: cannot read '1 fortnight'"),
+        "{err}"
+    );
+}
