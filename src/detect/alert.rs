@@ -27,7 +27,6 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
-use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -462,10 +461,7 @@ fn encode(alerts: &[&Alert]) -> Result<Vec<u8>> {
 /// Alert version files beyond which [`compact`] merges them (`SECLAKE_ALERTS_COMPACT_AT`
 /// changes it, for tests).
 fn compact_at() -> usize {
-    std::env::var("SECLAKE_ALERTS_COMPACT_AT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
+    crate::lake::count_from_env("SECLAKE_ALERTS_COMPACT_AT", 64)
 }
 
 /// Merge the alert version files into one when there are more than [`compact_at`]; returns
@@ -497,15 +493,7 @@ pub async fn compact(lake: &Lake) -> Result<Option<usize>> {
     )
     .await?;
     let merged = files.len();
-    let gone = futures::stream::iter(files.into_iter().map(Ok)).boxed();
-    // Bulk deletes on S3 (1000 keys a request).
-    let mut deleted = lake.store().delete_stream(gone);
-    while let Some(r) = deleted.next().await {
-        match r {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    lake.delete_all(files).await?;
     Ok(Some(merged))
 }
 

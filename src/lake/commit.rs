@@ -33,7 +33,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
@@ -235,10 +234,7 @@ pub async fn recover(lake: &Lake) -> Result<Recovery> {
 /// Loose ledger entries that make an ingest compact the ledger first (one listing page);
 /// `SECLAKE_LEDGER_COMPACT_AT` changes it, for tests.
 fn compact_at() -> usize {
-    std::env::var("SECLAKE_LEDGER_COMPACT_AT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
+    super::count_from_env("SECLAKE_LEDGER_COMPACT_AT", 1000)
 }
 
 /// The ledger as read: every ingested source id, and where they came from.
@@ -301,22 +297,8 @@ impl Ledger {
         }
         let index = paths::ledger_index(&new_txn_id());
         lake.put(&index, body.into_bytes()).await?;
-        let gone: Vec<object_store::Result<Path>> = self
-            .loose
-            .drain(..)
-            .chain(self.indexes.drain(..))
-            .map(Ok)
-            .collect();
-        // Bulk deletes on S3 (1000 keys a request).
-        let mut deleted = lake
-            .store()
-            .delete_stream(futures::stream::iter(gone).boxed());
-        while let Some(r) = deleted.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let gone = self.loose.drain(..).chain(self.indexes.drain(..)).collect();
+        lake.delete_all(gone).await?;
         self.indexes.push(index);
         Ok(())
     }

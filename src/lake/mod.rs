@@ -168,6 +168,21 @@ impl Lake {
             .await?)
     }
 
+    /// Delete every key in `keys` (in bulk on S3: 1000 keys a request); missing objects are
+    /// not an error.
+    pub async fn delete_all(&self, keys: Vec<Path>) -> Result<()> {
+        use futures::StreamExt;
+        let keys = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+        let mut deleted = self.store.delete_stream(keys);
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Delete `key`; a missing object is not an error.
     pub async fn delete_opt(&self, key: &Path) -> Result<()> {
         match self.store.delete(key).await {
@@ -197,6 +212,15 @@ impl Lake {
         out.sort();
         Ok(out)
     }
+}
+
+/// A count from the environment variable `name` (how tests lower compaction thresholds), or
+/// `default` when it is unset or not a number.
+pub fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Names readers skip.
