@@ -16,11 +16,12 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{Error, Result};
+use crate::parse::time::parse_instant;
 
 /// The macros, for completion.
 pub const NAMES: [&str; 5] = [
@@ -163,19 +164,13 @@ fn parse_offset(s: &str) -> std::result::Result<Duration, String> {
 
 /// `'2020-05-12 10:00:00'` (optionally with fractions or a `T`), RFC 3339, or `'2020-05-12'`.
 fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Ok(t.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        .map_err(|_| {
-            format!("cannot read '{s}' as a time (e.g. '2020-05-12 10:00:00' or '2020-05-12')")
+    parse_instant(s, &["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"])
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| {
+            format!(
+                "cannot read '{}' as a time (e.g. '2020-05-12 10:00:00' or '2020-05-12')",
+                s.trim()
+            )
         })
 }
 

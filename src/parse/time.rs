@@ -1,5 +1,21 @@
 //! Timestamp parsing shared by parsers. All results are microseconds since the Unix epoch, UTC.
 
+/// A point in time as a person writes it: RFC 3339, then each of `formats` (a date and time
+/// without zone, read as UTC), then a date alone (midnight UTC).
+pub fn parse_instant(s: &str, formats: &[&str]) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    for f in formats {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
