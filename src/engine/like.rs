@@ -39,7 +39,7 @@ use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 /// Data buffers remembered per expression (a scan partition reads one column chunk at a time,
 /// and a few partitions run at once).
 const BUFFERS: usize = 16;
-/// Larger buffers are not remembered (the memo takes as many bytes as the buffer).
+/// Larger buffers are not remembered (the memo takes half as many bytes as the buffer).
 const MAX_BUFFER: usize = 16 << 20;
 /// Batches looked at before deciding whether values repeat enough to keep remembering.
 const TRIAL_BATCHES: u64 = 8;

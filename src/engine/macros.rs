@@ -23,7 +23,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use crate::error::{Error, Result};
 use crate::parse::time::parse_instant;
 
-/// The macros, for completion.
+/// The macros (also offered by the REPL's completion).
 pub const NAMES: [&str; 5] = [
     "p_occurs_since",
     "p_occurs_between",
@@ -52,7 +52,7 @@ pub fn expand(sql: &str, now: DateTime<Utc>) -> Result<Cow<'_, str>> {
             }
         };
         let kind = match name.strip_prefix("p_occurs_") {
-            Some(k @ ("since" | "between" | "after" | "before" | "around")) => k,
+            Some(k) if NAMES.contains(&name.as_str()) => k,
             _ => {
                 out.push_str(&tokens[i].to_string());
                 i += 1;
