@@ -13,7 +13,6 @@
 //! Where values do not repeat (a plain-encoded, high-cardinality column) most lookups miss, and
 //! after a few batches the expression goes back to the plain kernel.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use arrow::buffer::{BooleanBuffer, Buffer, MutableBuffer};
+use arrow::buffer::{BooleanBuffer, MutableBuffer};
 use arrow::compute::kernels::comparison::{ilike, like};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Schema};
@@ -36,10 +35,13 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 
+use super::view_memo::{BufferMemo, slot};
+
 /// Data buffers remembered per expression (a scan partition reads one column chunk at a time,
 /// and a few partitions run at once).
 const BUFFERS: usize = 16;
-/// Larger buffers are not remembered (the memo takes half as many bytes as the buffer).
+/// Larger buffers are not remembered (the memo takes half as many bytes as the buffer: two
+/// bytes a slot, `Slot::key | matched`, keep it in cache).
 const MAX_BUFFER: usize = 16 << 20;
 /// Batches looked at before deciding whether values repeat enough to keep remembering.
 const TRIAL_BATCHES: u64 = 8;
@@ -94,47 +96,6 @@ fn memoizable(l: &LikeExpr, schema: &Schema) -> bool {
         .downcast_ref::<Literal>()
         .is_some_and(|p| !p.value().is_null());
     literal && matches!(l.expr().data_type(schema), Ok(DataType::Utf8View))
-}
-
-/// A remembered data buffer: for each 4-byte slot of it, the last value decided there.
-struct Entry {
-    buffer: Buffer,
-    /// `(len + 1) << 3 | (offset & 3) << 1 | matched`, 0 when nothing is known; long values
-    /// (more than 12 bytes, so not inlined in the view) are at least 13 bytes apart unless
-    /// views overlap, and then the stored offset bits and length tell them apart. Two bytes a
-    /// slot keep the state half the buffer's size, so it stays in cache.
-    state: Vec<u16>,
-}
-
-impl Entry {
-    fn new(buffer: &Buffer) -> Self {
-        Entry {
-            buffer: buffer.clone(),
-            state: vec![0; buffer.len() / 4 + 1],
-        }
-    }
-
-    fn is(&self, b: &Buffer) -> bool {
-        self.buffer.as_ptr() == b.as_ptr() && self.buffer.len() == b.len()
-    }
-}
-
-/// Longest value remembered (its length must fit the state's 13 bits).
-const MAX_LEN: u32 = (1 << 13) - 2;
-
-/// Where a view's value is remembered: (buffer index, state slot, state key without result).
-fn slot(view: u128) -> Option<(usize, usize, u16)> {
-    let len = view as u32;
-    if len <= 12 || len > MAX_LEN {
-        return None;
-    }
-    let buffer = (view >> 64) as u32 as usize;
-    let offset = (view >> 96) as u32 as usize;
-    Some((
-        buffer,
-        offset / 4,
-        (((len + 1) << 3) | (((offset & 3) as u32) << 1)) as u16,
-    ))
 }
 
 /// Whether Arrow's kernel matches `pattern` with a regex it compiles on each call; patterns
@@ -192,7 +153,7 @@ pub struct MemoLike {
     /// The pattern compiled once (Arrow's kernel compiles a regex on every call, which cost
     /// more than matching the few values a batch adds).
     regex: Option<regex::Regex>,
-    memo: Mutex<VecDeque<Entry>>,
+    memo: Mutex<BufferMemo<u16>>,
     lookups: AtomicU64,
     misses: AtomicU64,
     batches: AtomicU64,
@@ -215,7 +176,7 @@ impl MemoLike {
                 Arc::clone(l.expr()),
                 Arc::clone(l.pattern()),
             ),
-            memo: Mutex::new(VecDeque::new()),
+            memo: Mutex::new(BufferMemo::new(BUFFERS, MAX_BUFFER)),
             lookups: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -263,22 +224,11 @@ impl MemoLike {
         let raw = views.views();
         let nulls = views.nulls();
         // Take this batch's buffers out of the shared memo (another partition may use others).
-        let mut entries: Vec<Option<Entry>> = {
-            let mut memo = self.memo.lock().expect("not poisoned");
-            views
-                .data_buffers()
-                .iter()
-                .map(|b| {
-                    if b.len() > MAX_BUFFER {
-                        return None;
-                    }
-                    Some(match memo.iter().position(|e| e.is(b)) {
-                        Some(i) => memo.remove(i).expect("present"),
-                        None => Entry::new(b),
-                    })
-                })
-                .collect()
-        };
+        let mut entries = self
+            .memo
+            .lock()
+            .expect("not poisoned")
+            .take(views.data_buffers());
         let negated = self.inner.negated();
         let mut out = MutableBuffer::from_len_zeroed(bit_util::ceil(n, 8));
         let mut pending: Vec<u32> = Vec::new();
@@ -286,11 +236,11 @@ impl MemoLike {
             if nulls.is_some_and(|nb| nb.is_null(i)) {
                 continue;
             }
-            if let Some((b, s, key)) = slot(v)
-                && let Some(Some(e)) = entries.get(b)
+            if let Some(s) = slot(v)
+                && let Some(Some(e)) = entries.get(s.buffer)
             {
-                let known = e.state[s];
-                if known & !1 == key {
+                let known = e.slots[s.index];
+                if known & !1 == s.key {
                     // Branch-free: which rows match is unpredictable.
                     out.as_slice_mut()[i / 8] |= (((known & 1) as u8) ^ negated as u8) << (i % 8);
                     continue;
@@ -311,20 +261,14 @@ impl MemoLike {
                 if matched != negated {
                     bit_util::set_bit(out.as_slice_mut(), i as usize);
                 }
-                if let Some((b, s, key)) = slot(raw[i as usize])
-                    && let Some(Some(e)) = entries.get_mut(b)
+                if let Some(s) = slot(raw[i as usize])
+                    && let Some(Some(e)) = entries.get_mut(s.buffer)
                 {
-                    e.state[s] = key | matched as u16;
+                    e.slots[s.index] = s.key | matched as u16;
                 }
             }
         }
-        {
-            let mut memo = self.memo.lock().expect("not poisoned");
-            memo.extend(entries.into_iter().flatten());
-            while memo.len() > BUFFERS {
-                memo.pop_front();
-            }
-        }
+        self.memo.lock().expect("not poisoned").put_back(entries);
         self.judge((n - views.null_count()) as u64, pending.len() as u64);
         Ok(BooleanArray::new(
             BooleanBuffer::new(out.into(), 0, n),
@@ -405,7 +349,9 @@ impl Hash for MemoLike {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::view_memo::MAX_LEN;
     use arrow::array::{ArrayRef, StringViewArray};
+    use arrow::buffer::Buffer;
     use arrow::datatypes::Field;
     use datafusion::common::ScalarValue;
     use datafusion::physical_expr::expressions::col;

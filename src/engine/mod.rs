@@ -20,11 +20,13 @@
 //! a string column matches each distinct value once ([`like`]).
 
 pub mod catalog;
+pub mod count_distinct;
 pub mod like;
 pub mod listing;
 pub mod macros;
 pub mod prune;
 pub mod udf;
+pub mod view_memo;
 
 use std::sync::{Arc, RwLock};
 
@@ -124,6 +126,9 @@ impl Engine {
         let listing = Arc::new(listing::ListingCache::new(base_store));
         ctx.register_object_store(&base_url, listing.clone());
         udf::register(&mut ctx)?;
+        ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
+            count_distinct::Count::new(),
+        ));
         let state_slot = Arc::new(RwLock::new(None::<SessionState>));
         let catalog = ctx
             .catalog("datafusion")
