@@ -182,7 +182,10 @@ impl TableSpec {
                 self.log_type.clone(),
             )]));
         // Unique values (ids): no dictionary, and the fastest zstd level, since their bytes are
-        // high-entropy and long matches are not there to be found.
+        // high-entropy and long matches are not there to be found. Their lengths are stored
+        // apart from their bytes (DELTA_LENGTH_BYTE_ARRAY): PLAIN puts a 4-byte length before
+        // each value, which zstd cannot squeeze out of random bytes around it (measured on
+        // 1M generated access-log lines: hostid 40.8 -> 37.6 MB, its entropy being 37.5 MB).
         for c in &self.no_dictionary {
             let path = ColumnPath::from(c.as_str());
             b = b.set_column_dictionary_enabled(path.clone(), false);
@@ -191,7 +194,9 @@ impl TableSpec {
                 .field_with_name(c)
                 .is_ok_and(|f| f.data_type() == &DataType::Utf8)
             {
-                b = b.set_column_compression(path, Compression::ZSTD(ZstdLevel::try_new(1)?));
+                b = b
+                    .set_column_compression(path.clone(), Compression::ZSTD(ZstdLevel::try_new(1)?))
+                    .set_column_encoding(path, Encoding::DELTA_LENGTH_BYTE_ARRAY);
             }
         }
         // Timestamps are (nearly) sorted within a file: delta encoding makes them tiny.

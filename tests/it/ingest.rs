@@ -2,6 +2,8 @@
 //! crash recovery, and the partition layout the query engine depends on.
 
 use std::io::Write;
+
+use arrow::array::AsArray;
 use std::time::Duration;
 
 use crate::util::{TestLake, copy_sample, line, rows, sample_dir, scalar_i64, sql};
@@ -308,7 +310,8 @@ fn duckdb_reads_the_lake_as_is() {
     t.ok(&["ingest", "--no-progress", sample_dir().to_str().unwrap()]);
     let script = format!(
         "import duckdb\nprint(duckdb.connect().execute(\"SELECT count(*), count(DISTINCT p_row_id), \
-         sum(CASE WHEN month = 5 AND day >= 10 THEN 1 ELSE 0 END), typeof(any_value(month)) \
+         sum(CASE WHEN month = 5 AND day >= 10 THEN 1 ELSE 0 END), typeof(any_value(month)), \
+         sum(length(hostid)), count(DISTINCT requestid) \
          FROM read_parquet('{}/panther_logs/aws_s3serveraccess/**/*.parquet', hive_partitioning=true)\").fetchone())",
         t.lake().display()
     );
@@ -327,9 +330,43 @@ fn duckdb_reads_the_lake_as_is() {
         &t.lake(),
         "SELECT count(*) FROM panther_logs.aws_s3serveraccess WHERE month = 5 AND day >= 10",
     ));
+    // Id columns are DELTA_LENGTH_BYTE_ARRAY (lake::writer): DuckDB reads their values too.
+    let ids = sql(
+        &t.lake(),
+        "SELECT sum(length(hostid)), count(DISTINCT requestid) FROM panther_logs.aws_s3serveraccess",
+    );
+    let (host_len, request_ids) = (
+        ids[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0),
+        ids[0]
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0),
+    );
     assert_eq!(
         text.trim(),
-        format!("({n}, {n}, {recent}, 'BIGINT')"),
+        format!("({n}, {n}, {recent}, 'BIGINT', {host_len}, {request_ids})"),
         "duckdb saw: {text}"
+    );
+    let file = &t.files("panther_logs/aws_s3serveraccess/", ".parquet")[0];
+    let r = parquet::file::reader::SerializedFileReader::new(
+        std::fs::File::open(t.lake().join(file)).unwrap(),
+    )
+    .unwrap();
+    use parquet::file::reader::FileReader;
+    let rg = r.metadata().row_group(0);
+    let hostid = rg
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "hostid")
+        .unwrap();
+    assert!(
+        hostid
+            .encodings()
+            .any(|e| e == parquet::basic::Encoding::DELTA_LENGTH_BYTE_ARRAY),
+        "{:?}",
+        hostid.encodings().collect::<Vec<_>>()
     );
 }
