@@ -18,24 +18,21 @@
 //! The intermediate state is DataFusion's (a list of the distinct values per group), so partial
 //! and final stages, spilling and the row accumulator used without `GROUP BY` all interoperate.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StringBuilder};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue, internal_err};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, ReversedUDAF,
     SetMonotonicity, Signature, StatisticsArgs,
 };
-use hashbrown::{HashMap, HashSet, HashTable};
+use hashbrown::HashSet;
 
-use super::view_memo::{BufferMemo, slot};
-
-type Hasher = foldhash::fast::FixedState;
+use super::view_memo::{Hasher, Interner, NONE};
 
 /// DataFusion's `count`, with a grouped accumulator for distinct strings.
 #[derive(Debug, PartialEq, Eq, Hash, Default)]
@@ -110,34 +107,16 @@ impl AggregateUDFImpl for Count {
     }
 }
 
-/// Data buffers remembered per accumulator (a partition reads a few column chunks at once).
-const BUFFERS: usize = 8;
-/// Larger buffers are not remembered (the memo takes twice the buffer's bytes). Parquet's
-/// dictionary pages are at most 1 MiB by default.
-const MAX_BUFFER: usize = 4 << 20;
-
-/// No value (NULL, or filtered out) in an id list.
-const NONE: u32 = u32::MAX;
-
 /// Distinct string values per group (see the module docs).
 #[derive(Debug)]
 pub struct DistinctStrings {
     /// The input (and state list item) type.
     data_type: DataType,
-    /// Bytes of every distinct value, back to back; value `i` ends at `ends[i]`.
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-    /// Value ids, found by their bytes.
-    ids: HashTable<u32>,
-    hasher: Hasher,
+    values: Interner,
     /// `group << 32 | id` for each distinct pair seen.
     seen: HashSet<u64, Hasher>,
     /// Distinct values per group.
     counts: Vec<i64>,
-    /// Inlined values (12 bytes or fewer, the view is the value) -> id.
-    inline: HashMap<u128, u32, Hasher>,
-    /// Longer values: `key << 32 | id` where their views point.
-    memo: BufferMemo<u64>,
     /// Per batch: the id of each row, or [`NONE`].
     row_ids: Vec<u32>,
 }
@@ -146,126 +125,16 @@ impl DistinctStrings {
     pub fn new(data_type: DataType) -> Self {
         DistinctStrings {
             data_type,
-            bytes: Vec::new(),
-            ends: Vec::new(),
-            ids: HashTable::new(),
-            hasher: Hasher::default(),
+            values: Interner::default(),
             seen: HashSet::default(),
             counts: Vec::new(),
-            inline: HashMap::default(),
-            memo: BufferMemo::new(BUFFERS, MAX_BUFFER),
             row_ids: Vec::new(),
         }
     }
 
-    fn value<'a>(bytes: &'a [u8], ends: &[usize], id: u32) -> &'a [u8] {
-        let i = id as usize;
-        let start = if i == 0 { 0 } else { ends[i - 1] };
-        &bytes[start..ends[i]]
-    }
-
-    /// The id of `v`, given one if it is new.
-    fn intern(&mut self, v: &[u8]) -> Result<u32> {
-        let (bytes, ends, hasher) = (&mut self.bytes, &mut self.ends, &self.hasher);
-        let h = hasher.hash_one(v);
-        let entry = self.ids.entry(
-            h,
-            |&id| Self::value(bytes, ends, id) == v,
-            |&id| hasher.hash_one(Self::value(bytes, ends, id)),
-        );
-        Ok(match entry {
-            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                let id = u32::try_from(ends.len())
-                    .ok()
-                    .filter(|id| *id != NONE)
-                    .ok_or_else(|| {
-                        datafusion::error::DataFusionError::ResourcesExhausted(
-                            "count(DISTINCT): more than 4 billion distinct values".into(),
-                        )
-                    })?;
-                bytes.extend_from_slice(v);
-                ends.push(bytes.len());
-                e.insert(id);
-                id
-            }
-        })
-    }
-
     /// Fill `row_ids` with the id of each row of `values` ([`NONE`] for NULL).
     fn ids_of(&mut self, values: &dyn Array) -> Result<()> {
-        let mut row_ids = std::mem::take(&mut self.row_ids);
-        row_ids.clear();
-        row_ids.reserve(values.len());
-        match values.data_type() {
-            DataType::Utf8View => {
-                let a = values.as_string_view();
-                let mut entries = self.memo.take(a.data_buffers());
-                // Runs of one value are common (sorted or clustered data): check the previous
-                // view first.
-                let (mut prev_view, mut prev_id) = (None::<u128>, NONE);
-                for (i, &view) in a.views().iter().enumerate() {
-                    if a.is_null(i) {
-                        row_ids.push(NONE);
-                        continue;
-                    }
-                    if prev_view == Some(view) {
-                        row_ids.push(prev_id);
-                        continue;
-                    }
-                    let id = if view as u32 <= 12 {
-                        match self.inline.get(&view) {
-                            Some(id) => *id,
-                            None => {
-                                let id = self.intern(a.value(i).as_bytes())?;
-                                self.inline.insert(view, id);
-                                id
-                            }
-                        }
-                    } else {
-                        match slot(view)
-                            .and_then(|s| Some((s, entries.get_mut(s.buffer)?.as_mut()?)))
-                        {
-                            Some((s, e)) => {
-                                let known = e.slots[s.index];
-                                if (known >> 32) as u16 == s.key {
-                                    known as u32
-                                } else {
-                                    let id = self.intern(a.value(i).as_bytes())?;
-                                    e.slots[s.index] = (s.key as u64) << 32 | id as u64;
-                                    id
-                                }
-                            }
-                            None => self.intern(a.value(i).as_bytes())?,
-                        }
-                    };
-                    (prev_view, prev_id) = (Some(view), id);
-                    row_ids.push(id);
-                }
-                self.memo.put_back(entries);
-            }
-            DataType::Utf8 => {
-                let a = values.as_string::<i32>();
-                for v in a.iter() {
-                    row_ids.push(match v {
-                        Some(v) => self.intern(v.as_bytes())?,
-                        None => NONE,
-                    });
-                }
-            }
-            DataType::LargeUtf8 => {
-                let a = values.as_string::<i64>();
-                for v in a.iter() {
-                    row_ids.push(match v {
-                        Some(v) => self.intern(v.as_bytes())?,
-                        None => NONE,
-                    });
-                }
-            }
-            t => return internal_err!("count(DISTINCT) of strings given {t}"),
-        }
-        self.row_ids = row_ids;
-        Ok(())
+        self.values.ids_of(values, &mut self.row_ids)
     }
 
     fn add(&mut self, group: usize, id: u32) {
@@ -356,7 +225,7 @@ impl GroupsAccumulator for DistinctStrings {
         }
         let mut b = StringBuilder::with_capacity(slots.len(), 0);
         for id in slots {
-            let v = Self::value(&self.bytes, &self.ends, id);
+            let v = self.values.value(id);
             b.append_value(std::str::from_utf8(v).map_err(|e| {
                 datafusion::error::DataFusionError::Internal(format!("count(DISTINCT): {e}"))
             })?);
@@ -437,13 +306,9 @@ impl GroupsAccumulator for DistinctStrings {
 
     fn size(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.bytes.capacity()
-            + self.ends.capacity() * 8
-            + self.ids.capacity() * 5
+            + self.values.size()
             + self.seen.capacity() * 9
             + self.counts.capacity() * 8
-            + self.inline.capacity() * 21
-            + self.memo.size()
             + self.row_ids.capacity() * 4
     }
 }

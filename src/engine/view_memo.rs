@@ -14,8 +14,18 @@
 //! apart.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
+use arrow::array::{Array, AsArray};
 use arrow::buffer::Buffer;
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, internal_err};
+use datafusion::error::DataFusionError;
+use hashbrown::{HashMap, HashTable};
+
+/// The hasher of interners and memo maps (fixed: nothing here is keyed by untrusted input
+/// that could be chosen to collide, and a fixed state is the fastest).
+pub type Hasher = foldhash::fast::FixedState;
 
 /// Longest value remembered (the key keeps its length in 13 bits).
 pub const MAX_LEN: u32 = (1 << 13) - 2;
@@ -129,5 +139,183 @@ impl<T> std::fmt::Debug for BufferMemo<T> {
             .field("buffers", &self.entries.len())
             .field("keep", &self.keep)
             .finish()
+    }
+}
+
+/// No value (NULL) in an id list from [`Interner::ids_of`].
+pub const NONE: u32 = u32::MAX;
+
+/// Data buffers an [`Interner`] remembers (a partition reads a few column chunks at once).
+const INTERNER_BUFFERS: usize = 8;
+/// Larger buffers are not remembered (the memo takes twice the buffer's bytes). Parquet's
+/// dictionary pages are at most 1 MiB by default.
+const INTERNER_MAX_BUFFER: usize = 4 << 20;
+
+/// Distinct strings, each stored once and numbered from 0 in order of arrival.
+///
+/// Views are mapped to ids without looking at their bytes where possible: a value of 12 bytes
+/// or fewer is its view (a hash lookup of 16 bytes), a longer one is remembered where its view
+/// points ([`BufferMemo`]), so the rows of a dictionary-encoded column cost an array lookup
+/// each instead of hashing and comparing their bytes.
+#[derive(Debug)]
+pub struct Interner {
+    /// Bytes of every value, back to back; value `i` ends at `ends[i]`.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Ids, found by their value's bytes.
+    ids: HashTable<u32>,
+    hasher: Hasher,
+    /// Inlined values (the view is the value) -> id.
+    inline: HashMap<u128, u32, Hasher>,
+    /// Longer values: `Slot::key << 32 | id` where their views point.
+    memo: BufferMemo<u64>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+            ids: HashTable::new(),
+            hasher: Hasher::default(),
+            inline: HashMap::default(),
+            memo: BufferMemo::new(INTERNER_BUFFERS, INTERNER_MAX_BUFFER),
+        }
+    }
+}
+
+impl Interner {
+    fn value_in<'a>(bytes: &'a [u8], ends: &[usize], id: u32) -> &'a [u8] {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { ends[i - 1] };
+        &bytes[start..ends[i]]
+    }
+
+    /// The bytes of value `id`.
+    pub fn value(&self, id: u32) -> &[u8] {
+        Self::value_in(&self.bytes, &self.ends, id)
+    }
+
+    /// Values interned so far.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The id of `v`, given one if it is new.
+    pub fn intern(&mut self, v: &[u8]) -> Result<u32> {
+        let (bytes, ends, hasher) = (&mut self.bytes, &mut self.ends, &self.hasher);
+        let h = hasher.hash_one(v);
+        let entry = self.ids.entry(
+            h,
+            |&id| Self::value_in(bytes, ends, id) == v,
+            |&id| hasher.hash_one(Self::value_in(bytes, ends, id)),
+        );
+        Ok(match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let id = u32::try_from(ends.len())
+                    .ok()
+                    .filter(|id| *id < NONE - 1)
+                    .ok_or_else(|| {
+                        DataFusionError::ResourcesExhausted(
+                            "more than 4 billion distinct strings".into(),
+                        )
+                    })?;
+                bytes.extend_from_slice(v);
+                ends.push(bytes.len());
+                e.insert(id);
+                id
+            }
+        })
+    }
+
+    /// Set `out` to the id of each row of a string array ([`NONE`] for NULL).
+    pub fn ids_of(&mut self, values: &dyn Array, out: &mut Vec<u32>) -> Result<()> {
+        out.clear();
+        out.reserve(values.len());
+        match values.data_type() {
+            DataType::Utf8View => {
+                let a = values.as_string_view();
+                let mut entries = self.memo.take(a.data_buffers());
+                // Runs of one value are common (sorted or clustered data): check the previous
+                // view first.
+                let (mut prev_view, mut prev_id) = (None::<u128>, NONE);
+                for (i, &view) in a.views().iter().enumerate() {
+                    if a.is_null(i) {
+                        out.push(NONE);
+                        continue;
+                    }
+                    if prev_view == Some(view) {
+                        out.push(prev_id);
+                        continue;
+                    }
+                    let id = if view as u32 <= 12 {
+                        match self.inline.get(&view) {
+                            Some(id) => *id,
+                            None => {
+                                let id = self.intern(a.value(i).as_bytes())?;
+                                self.inline.insert(view, id);
+                                id
+                            }
+                        }
+                    } else {
+                        match slot(view)
+                            .and_then(|s| Some((s, entries.get_mut(s.buffer)?.as_mut()?)))
+                        {
+                            Some((s, e)) => {
+                                let known = e.slots[s.index];
+                                if (known >> 32) as u16 == s.key {
+                                    known as u32
+                                } else {
+                                    let id = self.intern(a.value(i).as_bytes())?;
+                                    e.slots[s.index] = ((s.key as u64) << 32) | id as u64;
+                                    id
+                                }
+                            }
+                            None => self.intern(a.value(i).as_bytes())?,
+                        }
+                    };
+                    (prev_view, prev_id) = (Some(view), id);
+                    out.push(id);
+                }
+                self.memo.put_back(entries);
+            }
+            DataType::Utf8 => {
+                for v in values.as_string::<i32>().iter() {
+                    out.push(match v {
+                        Some(v) => self.intern(v.as_bytes())?,
+                        None => NONE,
+                    });
+                }
+            }
+            DataType::LargeUtf8 => {
+                for v in values.as_string::<i64>().iter() {
+                    out.push(match v {
+                        Some(v) => self.intern(v.as_bytes())?,
+                        None => NONE,
+                    });
+                }
+            }
+            t => return internal_err!("interning strings given {t}"),
+        }
+        Ok(())
+    }
+
+    /// Forget every value.
+    pub fn clear(&mut self) {
+        *self = Interner::default();
+    }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.bytes.capacity()
+            + self.ends.capacity() * 8
+            + self.ids.capacity() * 5
+            + self.inline.capacity() * 21
+            + self.memo.size()
     }
 }
