@@ -17,7 +17,9 @@
 //! anything (COPY, INSERT, CREATE …) before running them.
 //!
 //! Scans: a `p_event_time` range also limits the folders read ([`prune`]), and a `LIKE` over
-//! a string column matches each distinct value once ([`like`]).
+//! a string column matches each distinct value once ([`like`]). `COUNT(DISTINCT)` of strings
+//! per group numbers each distinct value once ([`count_distinct`]). Both recognise values by
+//! where their string views point ([`view_memo`]).
 
 pub mod catalog;
 pub mod count_distinct;
