@@ -464,7 +464,7 @@ fn compact_at() -> usize {
     crate::lake::count_from_env("SECLAKE_ALERTS_COMPACT_AT", 64)
 }
 
-/// Merge the alert version files into one when there are more than [`compact_at`]; returns
+/// Merge the alert version files into one when there are more than 64 (`SECLAKE_ALERTS_COMPACT_AT`); returns
 /// how many were merged. Every transaction that changes alerts adds a file, and every ingest,
 /// scheduled run and replay reads them all: a cron ingest every five minutes made 3,000 in
 /// ten days, and a three-line ingest then took 6.6 s. Every version is kept (the
