@@ -153,6 +153,27 @@ impl DistinctStrings {
         Ok(())
     }
 
+    /// Take the counts of the groups `emit_to` emits, forget their pairs and renumber the
+    /// rest.
+    fn drop_emitted(&mut self, emit_to: EmitTo) -> Vec<i64> {
+        let counts = emit_to.take_needed(&mut self.counts);
+        match emit_to {
+            EmitTo::All => self.seen.clear(),
+            EmitTo::First(n) => self.shift(n),
+        }
+        counts
+    }
+
+    /// The state column: one list of values per group (DataFusion's count-distinct state).
+    fn list(&self, offsets: Vec<i32>, values: ArrayRef) -> Result<ArrayRef> {
+        Ok(Arc::new(ListArray::try_new(
+            Arc::new(Field::new_list_field(self.data_type.clone(), true)),
+            OffsetBuffer::new(offsets.into()),
+            values,
+            None,
+        )?))
+    }
+
     /// Drop the first `n` groups' pairs and renumber the rest.
     fn shift(&mut self, n: usize) {
         let seen = std::mem::take(&mut self.seen);
@@ -190,12 +211,7 @@ impl GroupsAccumulator for DistinctStrings {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let counts = emit_to.take_needed(&mut self.counts);
-        match emit_to {
-            EmitTo::All => self.seen.clear(),
-            EmitTo::First(n) => self.shift(n),
-        }
-        Ok(Arc::new(Int64Array::from(counts)))
+        Ok(Arc::new(Int64Array::from(self.drop_emitted(emit_to))))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -231,18 +247,9 @@ impl GroupsAccumulator for DistinctStrings {
             })?);
         }
         let values = arrow::compute::cast(&b.finish(), &self.data_type)?;
-        let list = ListArray::try_new(
-            Arc::new(Field::new_list_field(self.data_type.clone(), true)),
-            OffsetBuffer::new(offsets.into()),
-            values,
-            None,
-        )?;
-        let _ = emit_to.take_needed(&mut self.counts);
-        match emit_to {
-            EmitTo::All => self.seen.clear(),
-            EmitTo::First(n) => self.shift(n),
-        }
-        Ok(vec![Arc::new(list)])
+        let list = self.list(offsets, values)?;
+        self.drop_emitted(emit_to);
+        Ok(vec![list])
     }
 
     fn merge_batch(
@@ -295,13 +302,7 @@ impl GroupsAccumulator for DistinctStrings {
             offsets.push(keep.len() as i32);
         }
         let items = arrow::compute::take(v, &arrow::array::UInt32Array::from(keep), None)?;
-        let list = ListArray::try_new(
-            Arc::new(Field::new_list_field(self.data_type.clone(), true)),
-            OffsetBuffer::new(offsets.into()),
-            items,
-            None,
-        )?;
-        Ok(vec![Arc::new(list)])
+        Ok(vec![self.list(offsets, items)?])
     }
 
     fn size(&self) -> usize {

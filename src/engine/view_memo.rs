@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, GenericStringArray, OffsetSizeTrait};
 use arrow::buffer::Buffer;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, internal_err};
@@ -196,17 +196,8 @@ impl Interner {
         Self::value_in(&self.bytes, &self.ends, id)
     }
 
-    /// Values interned so far.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
     /// The id of `v`, given one if it is new.
-    pub fn intern(&mut self, v: &[u8]) -> Result<u32> {
+    fn intern(&mut self, v: &[u8]) -> Result<u32> {
         let (bytes, ends, hasher) = (&mut self.bytes, &mut self.ends, &self.hasher);
         let h = hasher.hash_one(v);
         let entry = self.ids.entry(
@@ -284,30 +275,27 @@ impl Interner {
                 }
                 self.memo.put_back(entries);
             }
-            DataType::Utf8 => {
-                for v in values.as_string::<i32>().iter() {
-                    out.push(match v {
-                        Some(v) => self.intern(v.as_bytes())?,
-                        None => NONE,
-                    });
-                }
-            }
-            DataType::LargeUtf8 => {
-                for v in values.as_string::<i64>().iter() {
-                    out.push(match v {
-                        Some(v) => self.intern(v.as_bytes())?,
-                        None => NONE,
-                    });
-                }
-            }
+            DataType::Utf8 => self.offset_ids(values.as_string::<i32>(), out)?,
+            DataType::LargeUtf8 => self.offset_ids(values.as_string::<i64>(), out)?,
             t => return internal_err!("interning strings given {t}"),
         }
         Ok(())
     }
 
-    /// Forget every value.
-    pub fn clear(&mut self) {
-        *self = Interner::default();
+    /// Ids of the rows of an offset-based string array (no views to remember: each value is
+    /// hashed).
+    fn offset_ids<O: OffsetSizeTrait>(
+        &mut self,
+        values: &GenericStringArray<O>,
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
+        for v in values.iter() {
+            out.push(match v {
+                Some(v) => self.intern(v.as_bytes())?,
+                None => NONE,
+            });
+        }
+        Ok(())
     }
 
     /// Bytes held.
