@@ -311,7 +311,7 @@ fn duckdb_reads_the_lake_as_is() {
     let script = format!(
         "import duckdb\nprint(duckdb.connect().execute(\"SELECT count(*), count(DISTINCT p_row_id), \
          sum(CASE WHEN month = 5 AND day >= 10 THEN 1 ELSE 0 END), typeof(any_value(month)), \
-         sum(length(hostid)), count(DISTINCT requestid) \
+         sum(length(hostid)), count(DISTINCT requestid), sum(objectsize), sum(bytessent) \
          FROM read_parquet('{}/panther_logs/aws_s3serveraccess/**/*.parquet', hive_partitioning=true)\").fetchone())",
         t.lake().display()
     );
@@ -330,24 +330,27 @@ fn duckdb_reads_the_lake_as_is() {
         &t.lake(),
         "SELECT count(*) FROM panther_logs.aws_s3serveraccess WHERE month = 5 AND day >= 10",
     ));
-    // Id columns are DELTA_LENGTH_BYTE_ARRAY (lake::writer): DuckDB reads their values too.
+    // Id columns are DELTA_LENGTH_BYTE_ARRAY, sizes DELTA_BINARY_PACKED (lake::writer): DuckDB
+    // reads their values too.
     let ids = sql(
         &t.lake(),
-        "SELECT sum(length(hostid)), count(DISTINCT requestid) FROM panther_logs.aws_s3serveraccess",
+        "SELECT sum(length(hostid)), count(DISTINCT requestid), sum(objectsize), sum(bytessent) \
+         FROM panther_logs.aws_s3serveraccess",
     );
-    let (host_len, request_ids) = (
-        ids[0]
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .value(0),
-        ids[0]
-            .column(1)
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .value(0),
-    );
+    let v: Vec<i64> = (0..4)
+        .map(|i| {
+            ids[0]
+                .column(i)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0)
+        })
+        .collect();
     assert_eq!(
         text.trim(),
-        format!("({n}, {n}, {recent}, 'BIGINT', {host_len}, {request_ids})"),
+        format!(
+            "({n}, {n}, {recent}, 'BIGINT', {}, {}, {}, {})",
+            v[0], v[1], v[2], v[3]
+        ),
         "duckdb saw: {text}"
     );
     let file = &t.files("panther_logs/aws_s3serveraccess/", ".parquet")[0];
@@ -368,5 +371,20 @@ fn duckdb_reads_the_lake_as_is() {
             .any(|e| e == parquet::basic::Encoding::DELTA_LENGTH_BYTE_ARRAY),
         "{:?}",
         hostid.encodings().collect::<Vec<_>>()
+    );
+    let size = rg
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "objectsize")
+        .unwrap();
+    assert!(
+        size.encodings()
+            .any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        size.encodings().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        size.compression(),
+        parquet::basic::Compression::UNCOMPRESSED
     );
 }
