@@ -11,18 +11,21 @@
 //! when a commit has moved it, re-lists the lake's tables and drops the cached file listings
 //! ([`listing`]); the REPL and the scheduler call it before every statement, so files another
 //! process committed are seen by the next query, while an unchanged lake is never listed
-//! twice in a session. Parquet footers stay cached (files are immutable once committed).
+//! twice in a session. Parquet footers and each file's statistics stay cached (files are
+//! immutable once committed).
 //!
 //! Read-only sessions ([`EngineOptions::read_only`]) refuse statements that write or register
 //! anything (COPY, INSERT, CREATE …) before running them.
 //!
 //! Scans: a `p_event_time` range also limits the folders read ([`prune`]), and a `LIKE` over
 //! a string column matches each distinct value once ([`like`]). `COUNT(DISTINCT)` of strings
-//! per group numbers each distinct value once ([`count_distinct`]). Both recognise values by
-//! where their string views point ([`view_memo`]).
+//! per group numbers each distinct value once ([`count_distinct`]), and so does the partial
+//! `GROUP BY` over string and integer columns, which then finds groups by those numbers
+//! ([`group`]). All recognise values by where their string views point ([`view_memo`]).
 
 pub mod catalog;
 pub mod count_distinct;
+pub mod group;
 pub mod like;
 pub mod listing;
 pub mod macros;
@@ -115,6 +118,7 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(like::MemoLikeRule))
+            .with_physical_optimizer_rule(Arc::new(group::MemoGroupRule))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         let (base_url, base_store): (url::Url, Arc<dyn object_store::ObjectStore>) =

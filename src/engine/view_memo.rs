@@ -235,13 +235,16 @@ impl Interner {
                 // Runs of one value are common (sorted or clustered data): check the previous
                 // view first.
                 let (mut prev_view, mut prev_id) = (None::<u128>, NONE);
-                for (i, &view) in a.views().iter().enumerate() {
-                    if a.is_null(i) {
-                        out.push(NONE);
+                let nulls = a.nulls();
+                // Written in place (NULL rows stay NONE): a push per row re-read the vector's
+                // length and capacity from memory.
+                out.resize(a.len(), NONE);
+                for (i, (&view, o)) in a.views().iter().zip(out.iter_mut()).enumerate() {
+                    if nulls.is_some_and(|n| n.is_null(i)) {
                         continue;
                     }
                     if prev_view == Some(view) {
-                        out.push(prev_id);
+                        *o = prev_id;
                         continue;
                     }
                     let id = if view as u32 <= 12 {
@@ -271,7 +274,7 @@ impl Interner {
                         }
                     };
                     (prev_view, prev_id) = (Some(view), id);
-                    out.push(id);
+                    *o = id;
                 }
                 self.memo.put_back(entries);
             }
