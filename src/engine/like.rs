@@ -40,7 +40,7 @@ use super::view_memo::{BufferMemo, slot};
 /// Data buffers remembered per expression (a scan partition reads one column chunk at a time,
 /// and a few partitions run at once).
 const BUFFERS: usize = 16;
-/// Larger buffers are not remembered (the memo takes half as many bytes as the buffer: two
+/// Larger buffers are not remembered (the memo takes an eighth as many bytes as the buffer: two
 /// bytes a slot, `Slot::key | matched`, keep it in cache).
 const MAX_BUFFER: usize = 16 << 20;
 /// Batches looked at before deciding whether values repeat enough to keep remembering.
