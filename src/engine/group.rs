@@ -762,6 +762,43 @@ mod tests {
     }
 
     #[test]
+    fn two_column_groups_survive_the_table_growing_mid_batch() {
+        // New ids arrive within one batch, so the direct table grows (wider slots) while the
+        // two-column loop runs; rows after the growth must land in their own groups.
+        let n = 3000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8View, false),
+            Field::new("n", DataType::Int32, true),
+        ]));
+        // The first column's ids keep growing, so the table's first width changes; NULLs in
+        // the second fill the slots a lookup with the old width would land on.
+        let s = StringViewArray::from_iter_values((0..n).map(|i| format!("w{}", i % 300)));
+        let v = Int32Array::from_iter((0..n).map(|i| (i % 5 != 0).then_some(i % 7 - 3)));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(s), Arc::new(v)]).unwrap();
+        let table = Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap());
+        let sql = "SELECT s, n, count(*) FROM x GROUP BY s, n ORDER BY s, n";
+        let answers: Vec<String> = [true, false]
+            .into_iter()
+            .map(|rule| {
+                let ctx = context(rule);
+                ctx.register_table("x", table.clone()).unwrap();
+                run(&ctx, sql)
+            })
+            .collect();
+        assert_eq!(answers[0], answers[1]);
+        let pairs: std::collections::HashSet<_> = (0..n)
+            .map(|i| (i % 300, (i % 5 != 0).then_some(i % 7)))
+            .collect();
+        // Header and borders: 4 lines.
+        assert_eq!(
+            answers[0].lines().count(),
+            pairs.len() + 4,
+            "{}",
+            answers[0]
+        );
+    }
+
+    #[test]
     fn too_many_groups_are_emitted_and_merged() {
         // More groups than MAX_GROUPS in one partition: partial state is emitted mid-stream,
         // and the final aggregate merges the pieces.
