@@ -232,21 +232,33 @@ impl MemoLike {
         let negated = self.inner.negated();
         let mut out = MutableBuffer::from_len_zeroed(bit_util::ceil(n, 8));
         let mut pending: Vec<u32> = Vec::new();
-        for (i, &v) in raw.iter().enumerate() {
-            if nulls.is_some_and(|nb| nb.is_null(i)) {
-                continue;
-            }
-            if let Some(s) = slot(v)
-                && let Some(Some(e)) = entries.get(s.buffer)
-            {
-                let known = e.slots[s.index];
-                if known & !1 == s.key {
-                    // Branch-free: which rows match is unpredictable.
-                    out.as_slice_mut()[i / 8] |= (((known & 1) as u8) ^ negated as u8) << (i % 8);
+        {
+            // The output bits and the current buffer's slots in locals: through the vectors
+            // they were re-read from memory on every row (the writes might alias them).
+            let bits = out.as_slice_mut();
+            let mut current: (usize, &[u16]) = (usize::MAX, &[]);
+            for (i, &v) in raw.iter().enumerate() {
+                if nulls.is_some_and(|nb| nb.is_null(i)) {
                     continue;
                 }
+                if let Some(s) = slot(v) {
+                    if s.buffer != current.0 {
+                        let slots = match entries.get(s.buffer) {
+                            Some(Some(e)) => &e.slots[..],
+                            _ => &[],
+                        };
+                        current = (s.buffer, slots);
+                    }
+                    if let Some(&known) = current.1.get(s.index)
+                        && known & !1 == s.key
+                    {
+                        // Branch-free: which rows match is unpredictable.
+                        bits[i / 8] |= (((known & 1) as u8) ^ negated as u8) << (i % 8);
+                        continue;
+                    }
+                }
+                pending.push(i as u32);
             }
-            pending.push(i as u32);
         }
         if !pending.is_empty() {
             let decided: BooleanArray = match &self.regex {
