@@ -103,20 +103,32 @@ impl LakeSchema {
         let table_url = ListingTableUrl::parse(url.as_str())?;
         let options = listing_options();
         let config = ListingTableConfig::new(table_url).with_listing_options(options);
-        let state = self
-            .state
-            .read()
-            .expect("not poisoned")
-            .clone()
-            .ok_or_else(|| DataFusionError::Internal("session not ready".into()))?;
-        let config = match self.known_schema(table) {
-            Some(schema) => config.with_schema(schema),
-            None => config.infer_schema(&state).await?,
-        };
+        let not_ready = || DataFusionError::Internal("session not ready".into());
         // Files are immutable once committed: their statistics (what prunes whole files before
         // any is opened) are computed once per session, not at every query. The cache checks
         // each file's size and modification time before it answers.
-        let cache = state.runtime_env().cache_manager.get_file_statistic_cache();
+        let cache = self
+            .state
+            .read()
+            .expect("not poisoned")
+            .as_ref()
+            .ok_or_else(not_ready)?
+            .runtime_env()
+            .cache_manager
+            .get_file_statistic_cache();
+        let config = match self.known_schema(table) {
+            Some(schema) => config.with_schema(schema),
+            None => {
+                // The whole session state is cloned only where a schema is inferred.
+                let state = self
+                    .state
+                    .read()
+                    .expect("not poisoned")
+                    .clone()
+                    .ok_or_else(not_ready)?;
+                config.infer_schema(&state).await?
+            }
+        };
         Ok(Arc::new(LakeTable(
             ListingTable::try_new(config)?.with_cache(cache),
         )))
