@@ -360,11 +360,13 @@ fn duckdb_reads_the_lake_as_is() {
     .unwrap();
     use parquet::file::reader::FileReader;
     let rg = r.metadata().row_group(0);
-    let hostid = rg
-        .columns()
-        .iter()
-        .find(|c| c.column_path().string() == "hostid")
-        .unwrap();
+    let column = |name: &str| {
+        rg.columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap()
+    };
+    let hostid = column("hostid");
     assert!(
         hostid
             .encodings()
@@ -372,11 +374,7 @@ fn duckdb_reads_the_lake_as_is() {
         "{:?}",
         hostid.encodings().collect::<Vec<_>>()
     );
-    let size = rg
-        .columns()
-        .iter()
-        .find(|c| c.column_path().string() == "objectsize")
-        .unwrap();
+    let size = column("objectsize");
     assert!(
         size.encodings()
             .any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED),
