@@ -316,3 +316,31 @@ impl Interner {
             + self.memo.size()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringViewArray;
+
+    /// Thousands of short (inlined) values with NULLs, in batches that revisit them in other
+    /// orders: every row gets its own value's id, and each value one id.
+    #[test]
+    fn ids_of_short_values_are_stable_across_batches() {
+        let mut interner = Interner::default();
+        let mut out = Vec::new();
+        for round in 0..3u64 {
+            let values: Vec<Option<String>> = (0..5000u64)
+                .map(|i| (i % 97 != 0).then(|| format!("v{}", (i * 7919 + round * 13) % 4000)))
+                .collect();
+            let a = StringViewArray::from_iter(values.iter().cloned());
+            interner.ids_of(&a, &mut out).unwrap();
+            for (v, id) in values.iter().zip(&out) {
+                match v {
+                    Some(v) => assert_eq!(interner.value(*id), v.as_bytes()),
+                    None => assert_eq!(*id, NONE),
+                }
+            }
+        }
+        assert_eq!(interner.ends.len(), 4000);
+    }
+}
