@@ -25,6 +25,7 @@
 
 pub mod catalog;
 pub mod count_distinct;
+pub mod eager_and;
 pub mod group;
 pub mod like;
 pub mod listing;
@@ -118,6 +119,7 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(like::MemoLikeRule))
+            .with_physical_optimizer_rule(Arc::new(eager_and::EagerAndRule))
             .with_physical_optimizer_rule(Arc::new(group::MemoGroupRule))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
