@@ -23,7 +23,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::kernels::boolean::and_kleene;
 use arrow::datatypes::{DataType, Schema};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
@@ -32,7 +31,8 @@ use datafusion::physical_expr::expressions::{
 };
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+
+use super::like::rewrite_filter_predicates;
 
 /// Puts an [`EagerAnd`] in place of each `AND` with a cheap, infallible right side in the
 /// plan's filters.
@@ -45,30 +45,17 @@ impl PhysicalOptimizerRule for EagerAndRule {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|p| {
-            let Some(filter) = p.downcast_ref::<FilterExec>() else {
-                return Ok(Transformed::no(p));
-            };
-            let predicate = Arc::clone(filter.predicate()).transform_up(|e| {
-                Ok(match e.downcast_ref::<BinaryExpr>() {
-                    Some(b) if *b.op() == Operator::And && infallible(b.right()) => {
-                        Transformed::yes(Arc::new(EagerAnd {
-                            left: Arc::clone(b.left()),
-                            right: Arc::clone(b.right()),
-                        }) as Arc<dyn PhysicalExpr>)
-                    }
-                    _ => Transformed::no(e),
-                })
-            })?;
-            if !predicate.transformed {
-                return Ok(Transformed::no(p));
-            }
-            let new = FilterExecBuilder::from(filter)
-                .with_predicate(predicate.data)
-                .build()?;
-            Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>))
+        rewrite_filter_predicates(plan, |e, _| {
+            Ok(match e.downcast_ref::<BinaryExpr>() {
+                Some(b) if *b.op() == Operator::And && infallible(b.right()) => {
+                    Some(Arc::new(EagerAnd {
+                        left: Arc::clone(b.left()),
+                        right: Arc::clone(b.right()),
+                    }) as Arc<dyn PhysicalExpr>)
+                }
+                _ => None,
+            })
         })
-        .data()
     }
 
     fn name(&self) -> &str {

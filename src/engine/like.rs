@@ -46,6 +46,35 @@ const MAX_BUFFER: usize = 16 << 20;
 /// Batches looked at before deciding whether values repeat enough to keep remembering.
 const TRIAL_BATCHES: u64 = 8;
 
+/// `plan` with every filter's predicate rewritten bottom-up: `replace` gives the expression
+/// to put in place of a node (given the filter's input schema), or `None` to keep it. Filters
+/// whose predicate does not change are left as they are.
+pub(crate) fn rewrite_filter_predicates(
+    plan: Arc<dyn ExecutionPlan>,
+    replace: impl Fn(&Arc<dyn PhysicalExpr>, &Schema) -> DfResult<Option<Arc<dyn PhysicalExpr>>>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|p| {
+        let Some(filter) = p.downcast_ref::<FilterExec>() else {
+            return Ok(Transformed::no(p));
+        };
+        let schema = filter.input().schema();
+        let predicate = Arc::clone(filter.predicate()).transform_up(|e| {
+            Ok(match replace(&e, &schema)? {
+                Some(new) => Transformed::yes(new),
+                None => Transformed::no(e),
+            })
+        })?;
+        if !predicate.transformed {
+            return Ok(Transformed::no(p));
+        }
+        let new = FilterExecBuilder::from(filter)
+            .with_predicate(predicate.data)
+            .build()?;
+        Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>))
+    })
+    .data()
+}
+
 /// Puts a [`MemoLike`] in place of each `LIKE` over a `Utf8View` column with a literal
 /// pattern in the plan's filters.
 #[derive(Debug, Default)]
@@ -57,28 +86,14 @@ impl PhysicalOptimizerRule for MemoLikeRule {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|p| {
-            let Some(filter) = p.downcast_ref::<FilterExec>() else {
-                return Ok(Transformed::no(p));
-            };
-            let schema = filter.input().schema();
-            let predicate = Arc::clone(filter.predicate()).transform_up(|e| {
-                Ok(match e.downcast_ref::<LikeExpr>() {
-                    Some(l) if memoizable(l, &schema) => {
-                        Transformed::yes(Arc::new(MemoLike::new(l)) as Arc<dyn PhysicalExpr>)
-                    }
-                    _ => Transformed::no(e),
-                })
-            })?;
-            if !predicate.transformed {
-                return Ok(Transformed::no(p));
-            }
-            let new = FilterExecBuilder::from(filter)
-                .with_predicate(predicate.data)
-                .build()?;
-            Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>))
+        rewrite_filter_predicates(plan, |e, schema| {
+            Ok(match e.downcast_ref::<LikeExpr>() {
+                Some(l) if memoizable(l, schema) => {
+                    Some(Arc::new(MemoLike::new(l)) as Arc<dyn PhysicalExpr>)
+                }
+                _ => None,
+            })
         })
-        .data()
     }
 
     fn name(&self) -> &str {
