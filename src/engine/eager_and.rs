@@ -32,7 +32,7 @@ use datafusion::physical_expr::expressions::{
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::like::rewrite_filter_predicates;
+use super::rewrite_filter_predicates;
 
 /// Puts an [`EagerAnd`] in place of each `AND` with a cheap, infallible right side in the
 /// plan's filters.

@@ -26,15 +26,14 @@ use arrow::compute::take;
 use arrow::datatypes::{DataType, Schema};
 use arrow::util::bit_util;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{LikeExpr, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 
+use super::rewrite_filter_predicates;
 use super::view_memo::{BufferMemo, slot};
 
 /// Data buffers remembered per expression (a scan partition reads one column chunk at a time,
@@ -45,35 +44,6 @@ const BUFFERS: usize = 16;
 const MAX_BUFFER: usize = 16 << 20;
 /// Batches looked at before deciding whether values repeat enough to keep remembering.
 const TRIAL_BATCHES: u64 = 8;
-
-/// `plan` with every filter's predicate rewritten bottom-up: `replace` gives the expression
-/// to put in place of a node (given the filter's input schema), or `None` to keep it. Filters
-/// whose predicate does not change are left as they are.
-pub(crate) fn rewrite_filter_predicates(
-    plan: Arc<dyn ExecutionPlan>,
-    replace: impl Fn(&Arc<dyn PhysicalExpr>, &Schema) -> DfResult<Option<Arc<dyn PhysicalExpr>>>,
-) -> DfResult<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|p| {
-        let Some(filter) = p.downcast_ref::<FilterExec>() else {
-            return Ok(Transformed::no(p));
-        };
-        let schema = filter.input().schema();
-        let predicate = Arc::clone(filter.predicate()).transform_up(|e| {
-            Ok(match replace(&e, &schema)? {
-                Some(new) => Transformed::yes(new),
-                None => Transformed::no(e),
-            })
-        })?;
-        if !predicate.transformed {
-            return Ok(Transformed::no(p));
-        }
-        let new = FilterExecBuilder::from(filter)
-            .with_predicate(predicate.data)
-            .build()?;
-        Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>))
-    })
-    .data()
-}
 
 /// Puts a [`MemoLike`] in place of each `LIKE` over a `Utf8View` column with a literal
 /// pattern in the plan's filters.

@@ -40,6 +40,8 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::view::ViewTable;
 use datafusion::execution::context::{SQLOptions, SessionState};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
@@ -331,4 +333,40 @@ fn read_only_message(e: datafusion::error::DataFusionError, read_only: bool) -> 
         ));
     }
     Error::DataFusion(e)
+}
+
+/// `plan` with every filter's predicate rewritten bottom-up (the physical optimizer rules of
+/// [`like`] and [`eager_and`] share this walk): `replace` gives the expression
+/// to put in place of a node (given the filter's input schema), or `None` to keep it. Filters
+/// whose predicate does not change are left as they are.
+pub(crate) fn rewrite_filter_predicates(
+    plan: Arc<dyn ExecutionPlan>,
+    replace: impl Fn(
+        &Arc<dyn PhysicalExpr>,
+        &arrow::datatypes::Schema,
+    ) -> datafusion::error::Result<Option<Arc<dyn PhysicalExpr>>>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+    use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+
+    plan.transform_up(|p| {
+        let Some(filter) = p.downcast_ref::<FilterExec>() else {
+            return Ok(Transformed::no(p));
+        };
+        let schema = filter.input().schema();
+        let predicate = Arc::clone(filter.predicate()).transform_up(|e| {
+            Ok(match replace(&e, &schema)? {
+                Some(new) => Transformed::yes(new),
+                None => Transformed::no(e),
+            })
+        })?;
+        if !predicate.transformed {
+            return Ok(Transformed::no(p));
+        }
+        let new = FilterExecBuilder::from(filter)
+            .with_predicate(predicate.data)
+            .build()?;
+        Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>))
+    })
+    .data()
 }
