@@ -134,16 +134,6 @@ impl PhysicalExpr for EagerAnd {
             return Ok(left);
         }
         let right = self.right.evaluate(batch)?;
-        if let (ColumnarValue::Scalar(l), ColumnarValue::Scalar(r)) = (&left, &right) {
-            // Both constant: one row's answer, as a scalar.
-            let one = and_kleene(
-                l.to_array_of_size(1)?.as_boolean(),
-                r.to_array_of_size(1)?.as_boolean(),
-            )?;
-            return Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&one, 0)?,
-            ));
-        }
         let (l, r) = (left.into_array(rows)?, right.into_array(rows)?);
         Ok(ColumnarValue::Array(Arc::new(and_kleene(
             l.as_boolean(),
@@ -166,32 +156,33 @@ impl PhysicalExpr for EagerAnd {
     }
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, side) in [&self.left, &self.right].into_iter().enumerate() {
-            if i == 1 {
-                f.write_str(" AND ")?;
-            }
-            if binds_looser(side) {
-                f.write_str("(")?;
-                side.fmt_sql(f)?;
-                f.write_str(")")?;
-            } else {
-                side.fmt_sql(f)?;
-            }
-        }
-        Ok(())
+        self.write(f, |f, side| side.fmt_sql(f))
     }
 }
 
 impl fmt::Display for EagerAnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, side) in [&self.left, &self.right].into_iter().enumerate() {
+        self.write(f, |f, side| write!(f, "{side}"))
+    }
+}
+
+impl EagerAnd {
+    /// `left AND right` as DataFusion writes an `AND`: a side that is an `OR` in parentheses.
+    fn write(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        side: impl Fn(&mut fmt::Formatter<'_>, &Arc<dyn PhysicalExpr>) -> fmt::Result,
+    ) -> fmt::Result {
+        for (i, e) in [&self.left, &self.right].into_iter().enumerate() {
             if i == 1 {
                 f.write_str(" AND ")?;
             }
-            if binds_looser(side) {
-                write!(f, "({side})")?;
+            if binds_looser(e) {
+                f.write_str("(")?;
+                side(f, e)?;
+                f.write_str(")")?;
             } else {
-                write!(f, "{side}")?;
+                side(f, e)?;
             }
         }
         Ok(())
