@@ -8,7 +8,7 @@
 //! [`MemoGroupRule`] replaces a partial [`AggregateExec`] whose group keys are plain columns
 //! (one to four, strings or integers) and whose aggregates all have grouped accumulators by a
 //! [`MemoGroupExec`]. It numbers each column's distinct values with an
-//! [`Interner`](super::view_memo::Interner) (string views map to ids without touching their
+//! [`Interner`] (string views map to ids without touching their
 //! bytes where the view was seen before), one column at a time, then finds each row's group
 //! by its ids: with one column in a vector indexed by the id itself; else directly in a table
 //! indexed by the ids while they are few (two columns have their own loop), else by the ids

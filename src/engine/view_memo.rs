@@ -63,7 +63,7 @@ pub fn slot(view: u128) -> Option<Slot> {
     })
 }
 
-/// A remembered data buffer: one slot of state per [`SLOT_BYTES`] of it (`T::default()` =
+/// A remembered data buffer: one slot of state per `SLOT_BYTES` (16) bytes of it (`T::default()` =
 /// nothing known).
 pub struct Entry<T> {
     buffer: Buffer,
