@@ -26,6 +26,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{SortExpr, col};
 
+use super::dict_scan::with_dictionaries;
 use super::prune::LakeTable;
 use crate::lake::{LOGS_DB, Lake, QUARANTINE_DB, writer::quarantine_schema};
 use crate::schema::Registry;
@@ -78,20 +79,23 @@ impl LakeSchema {
     }
 
     /// The schema a table is read with, when seclake knows it without reading a footer: the
-    /// files' schema with strings as views (`Utf8View`), as DataFusion reads inferred schemas.
-    /// A view of a dictionary-encoded page points into the page's dictionary instead of copying
-    /// each value, which made string-heavy scans several times slower.
+    /// files' schema with the columns written with a dictionary as dictionaries
+    /// ([`super::dict_scan`]) and other strings as views (`Utf8View`), as DataFusion reads
+    /// inferred schemas. Either way no value is copied out of its page one by one, which made
+    /// string-heavy scans several times slower.
     fn known_schema(&self, table: &str) -> Option<SchemaRef> {
-        let files = match self.db.as_str() {
-            LOGS_DB => self
-                .registry
-                .iter()
-                .find(|s| s.table() == table)
-                .map(|s| s.arrow_schema())?,
-            QUARANTINE_DB => quarantine_schema(),
+        let (files, dictionaries) = match self.db.as_str() {
+            LOGS_DB => {
+                let s = self.registry.iter().find(|s| s.table() == table)?;
+                (s.arrow_schema(), s.dictionary_columns())
+            }
+            QUARANTINE_DB => (quarantine_schema(), Vec::new()),
             _ => return None,
         };
-        Some(Arc::new(transform_schema_to_view(&files)))
+        Some(with_dictionaries(
+            &transform_schema_to_view(&files),
+            &dictionaries,
+        ))
     }
 
     async fn build(&self, table: &str) -> DfResult<Arc<dyn TableProvider>> {

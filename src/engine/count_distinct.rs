@@ -5,14 +5,15 @@
 //! (`COUNT(DISTINCT requester)`, `COUNT(DISTINCT remoteip)` by bucket over 10M rows) that was
 //! 80% of the query's CPU. [`Count`] is DataFusion's `count` registered again under its own
 //! name, delegating everything, except that distinct counts of `Utf8`, `LargeUtf8` and
-//! `Utf8View` values in grouped aggregations use [`DistinctStrings`]:
+//! `Utf8View` values (and dictionaries of them) in grouped aggregations use [`DistinctStrings`]:
 //!
 //! - each distinct value is stored once and given an id;
 //! - string views are mapped to ids without looking at their bytes where possible: a value of
 //!   12 bytes or fewer is its view (a hash lookup of 16 bytes), a longer one is remembered
 //!   where its view points ([`super::view_memo`]: Parquet hands out the same view for every
 //!   row of a dictionary-encoded value), so most rows cost an array lookup instead of hashing
-//!   and comparing their bytes;
+//!   and comparing their bytes; a dictionary's values are numbered once per column chunk
+//!   (its batches share them), and each row takes its key's id;
 //! - the distinct (group, id) pairs live in one set of `u64`.
 //!
 //! The intermediate state is DataFusion's (a list of the distinct values per group), so partial
@@ -45,7 +46,20 @@ impl Count {
 }
 
 fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_string(v),
+        _ => false,
+    }
+}
+
+/// The type distinct values are kept as in the state: a dictionary's values' type, as
+/// DataFusion's `count` declares it.
+fn state_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Dictionary(_, v) => v.as_ref().clone(),
+        t => t.clone(),
+    }
 }
 
 fn ours(args: &AccumulatorArgs) -> bool {
@@ -79,7 +93,7 @@ impl AggregateUDFImpl for Count {
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
         if ours(&args) {
-            let t = args.expr_fields[0].data_type().clone();
+            let t = state_type(args.expr_fields[0].data_type());
             return Ok(Box::new(DistinctStrings::new(t)));
         }
         self.0.create_groups_accumulator(args)
@@ -110,7 +124,7 @@ impl AggregateUDFImpl for Count {
 /// Distinct string values per group (see the module docs).
 #[derive(Debug)]
 pub struct DistinctStrings {
-    /// The input (and state list item) type.
+    /// The state list item type (the input's, or its dictionary's values').
     data_type: DataType,
     values: Interner,
     /// `group << 32 | id` for each distinct pair seen.
@@ -302,6 +316,7 @@ impl GroupsAccumulator for DistinctStrings {
             offsets.push(keep.len() as i32);
         }
         let items = arrow::compute::take(v, &arrow::array::UInt32Array::from(keep), None)?;
+        let items = arrow::compute::cast(&items, &self.data_type)?;
         Ok(vec![self.list(offsets, items)?])
     }
 
@@ -345,6 +360,10 @@ mod tests {
         match t {
             DataType::Utf8View => Arc::new(StringViewArray::from_iter(vals.iter().cloned())),
             DataType::LargeUtf8 => Arc::new(LargeStringArray::from_iter(vals.iter().cloned())),
+            DataType::Dictionary(_, _) => {
+                let plain = StringArray::from_iter(vals.iter().cloned());
+                arrow::compute::cast(&plain, t).unwrap()
+            }
             _ => Arc::new(StringArray::from_iter(vals.iter().cloned())),
         }
     }
@@ -364,14 +383,19 @@ mod tests {
         fn counts_match_sets(
             rows in proptest::collection::vec((0usize..4, value()), 0..200),
             cut in 0usize..200,
-            ty in prop_oneof![Just(DataType::Utf8View), Just(DataType::Utf8), Just(DataType::LargeUtf8)],
+            ty in prop_oneof![
+                Just(DataType::Utf8View),
+                Just(DataType::Utf8),
+                Just(DataType::LargeUtf8),
+                Just(crate::engine::dict_scan::dictionary_type()),
+            ],
         ) {
             let groups = 4;
             let cut = cut.min(rows.len());
             // Two partial accumulators over the two halves, merged by a final one.
-            let mut finals = DistinctStrings::new(ty.clone());
+            let mut finals = DistinctStrings::new(state_type(&ty));
             for part in [&rows[..cut], &rows[cut..]] {
-                let mut acc = DistinctStrings::new(ty.clone());
+                let mut acc = DistinctStrings::new(state_type(&ty));
                 let vals: Vec<_> = part.iter().map(|r| r.1.clone()).collect();
                 let gs: Vec<usize> = part.iter().map(|r| r.0).collect();
                 acc.update_batch(&[array(&ty, &vals)], &gs, None, groups).unwrap();
@@ -380,7 +404,7 @@ mod tests {
             }
             prop_assert_eq!(counts(&mut finals), expected(&rows, groups));
 
-            let mut one = DistinctStrings::new(ty.clone());
+            let mut one = DistinctStrings::new(state_type(&ty));
             let vals: Vec<_> = rows.iter().map(|r| r.1.clone()).collect();
             let gs: Vec<usize> = rows.iter().map(|r| r.0).collect();
             one.update_batch(&[array(&ty, &vals)], &gs, None, groups).unwrap();
@@ -399,15 +423,25 @@ mod tests {
         ) {
             let dict_array = StringViewArray::from_iter(dict.iter().cloned());
             let mut acc = DistinctStrings::new(DataType::Utf8View);
+            // The same rows as dictionary arrays over one values array, a new array object
+            // each batch as the Parquet reader gives them.
+            let shared: ArrayRef = Arc::new(StringArray::from_iter(dict.iter().cloned()));
+            let mut dict_acc = DistinctStrings::new(DataType::Utf8);
             let mut all = Vec::new();
             for b in &batches {
                 let idx: Vec<u32> = b.iter().map(|(_, i)| (i % dict.len()) as u32).collect();
                 let gs: Vec<usize> = b.iter().map(|(g, _)| *g).collect();
                 let a = arrow::compute::take(&dict_array, &arrow::array::UInt32Array::from(idx.clone()), None).unwrap();
                 acc.update_batch(&[a], &gs, None, 3).unwrap();
+                let keys = arrow::array::Int32Array::from_iter_values(idx.iter().map(|&i| i as i32));
+                let values = arrow::array::make_array(shared.to_data());
+                let d = arrow::array::DictionaryArray::<arrow::datatypes::Int32Type>::try_new(keys, values).unwrap();
+                dict_acc.update_batch(&[Arc::new(d)], &gs, None, 3).unwrap();
                 all.extend(gs.into_iter().zip(idx.into_iter().map(|i| dict[i as usize].clone())));
             }
             prop_assert_eq!(counts(&mut acc), expected(&all, 3));
+            prop_assert_eq!(counts(&mut dict_acc), expected(&all, 3));
+            prop_assert!(dict_acc.values.dictionaries_remembered() <= 1);
         }
     }
 
@@ -441,18 +475,22 @@ mod tests {
 
     #[test]
     fn rows_converted_to_state_merge_as_updates() {
-        let t = DataType::Utf8View;
-        let vals = ["u", "v", "u"].map(|s| Some(s.to_string()));
-        let mut vals = vals.to_vec();
-        vals.push(None);
-        let acc = DistinctStrings::new(t.clone());
-        let filter = BooleanArray::from(vec![true, true, false, true]);
-        let state = acc
-            .convert_to_state(&[array(&t, &vals)], Some(&filter))
-            .unwrap();
-        let mut fin = DistinctStrings::new(t);
-        fin.merge_batch(&state, &[0, 0, 1, 1], 2).unwrap();
-        assert_eq!(counts(&mut fin), vec![2, 0]);
+        for t in [
+            DataType::Utf8View,
+            crate::engine::dict_scan::dictionary_type(),
+        ] {
+            let vals = ["u", "v", "u"].map(|s| Some(s.to_string()));
+            let mut vals = vals.to_vec();
+            vals.push(None);
+            let acc = DistinctStrings::new(state_type(&t));
+            let filter = BooleanArray::from(vec![true, true, false, true]);
+            let state = acc
+                .convert_to_state(&[array(&t, &vals)], Some(&filter))
+                .unwrap();
+            let mut fin = DistinctStrings::new(state_type(&t));
+            fin.merge_batch(&state, &[0, 0, 1, 1], 2).unwrap();
+            assert_eq!(counts(&mut fin), vec![2, 0], "{t}");
+        }
     }
 
     #[test]

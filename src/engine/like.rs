@@ -12,18 +12,26 @@
 //! only on values it has not seen. Answers are Arrow's: the kernel decides every value once.
 //! Where values do not repeat (a plain-encoded, high-cardinality column) most lookups miss, and
 //! after a few batches the expression goes back to the plain kernel.
+//!
+//! Log tables read their dictionary-encoded columns as Arrow dictionaries
+//! ([`super::dict_scan`]); there the pattern is matched once per value of the column chunk's
+//! dictionary (its batches share the values), and each row takes its key's answer.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch, Scalar, StringArray,
+    UInt32Array,
+};
 use arrow::buffer::{BooleanBuffer, MutableBuffer};
 use arrow::compute::kernels::comparison::{ilike, like};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Int32Type, Schema};
 use arrow::util::bit_util;
 use datafusion::common::config::ConfigOptions;
 use datafusion::error::Result as DfResult;
@@ -33,6 +41,7 @@ use datafusion::physical_expr::expressions::{LikeExpr, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::dict_scan::{dictionary_type, same_values};
 use super::rewrite_filter_predicates;
 use super::view_memo::{BufferMemo, slot};
 
@@ -45,8 +54,8 @@ const MAX_BUFFER: usize = 16 << 20;
 /// Batches looked at before deciding whether values repeat enough to keep remembering.
 const TRIAL_BATCHES: u64 = 8;
 
-/// Puts a [`MemoLike`] in place of each `LIKE` over a `Utf8View` column with a literal
-/// pattern in the plan's filters.
+/// Puts a [`MemoLike`] in place of each `LIKE` over a `Utf8View` or dictionary column with a
+/// literal pattern in the plan's filters.
 #[derive(Debug, Default)]
 pub struct MemoLikeRule;
 
@@ -80,7 +89,10 @@ fn memoizable(l: &LikeExpr, schema: &Schema) -> bool {
         .pattern()
         .downcast_ref::<Literal>()
         .is_some_and(|p| !p.value().is_null());
-    literal && matches!(l.expr().data_type(schema), Ok(DataType::Utf8View))
+    literal
+        && l.expr()
+            .data_type(schema)
+            .is_ok_and(|t| t == DataType::Utf8View || t == dictionary_type())
 }
 
 /// Whether Arrow's kernel matches `pattern` with a regex it compiles on each call; patterns
@@ -139,6 +151,8 @@ pub struct MemoLike {
     /// more than matching the few values a batch adds).
     regex: Option<regex::Regex>,
     memo: Mutex<BufferMemo<u16>>,
+    /// Recent dictionaries' values and whether each matches (1) or not (0).
+    dictionaries: Mutex<VecDeque<(ArrayRef, Arc<Vec<u8>>)>>,
     lookups: AtomicU64,
     misses: AtomicU64,
     batches: AtomicU64,
@@ -162,6 +176,7 @@ impl MemoLike {
                 Arc::clone(l.pattern()),
             ),
             memo: Mutex::new(BufferMemo::new(BUFFERS, MAX_BUFFER)),
+            dictionaries: Mutex::new(VecDeque::new()),
             lookups: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -198,6 +213,68 @@ impl MemoLike {
         } else {
             like(&values, &pattern)?
         })
+    }
+
+    /// Whether each of a dictionary's values matches (ignoring `NOT`), worked out once per
+    /// dictionary: a column chunk's batches share its values.
+    fn dictionary_answers(&self, values: &ArrayRef) -> DfResult<Arc<Vec<u8>>> {
+        let mut dictionaries = self.dictionaries.lock().expect("not poisoned");
+        if let Some((_, answers)) = dictionaries.iter().find(|(v, _)| same_values(v, values)) {
+            return Ok(Arc::clone(answers));
+        }
+        let strings = values.as_string::<i32>();
+        let answers: Vec<u8> = match &self.regex {
+            Some(r) => strings
+                .iter()
+                .map(|v| v.is_some_and(|v| r.is_match(v)) as u8)
+                .collect(),
+            None => {
+                let pattern = self
+                    .inner
+                    .pattern()
+                    .downcast_ref::<Literal>()
+                    .and_then(|p| p.value().try_as_str().flatten())
+                    .map(str::to_string);
+                let pattern = Scalar::new(StringArray::from(vec![pattern]));
+                let matched = if self.inner.case_insensitive() {
+                    ilike(strings, &pattern)?
+                } else {
+                    like(strings, &pattern)?
+                };
+                (0..matched.len())
+                    .map(|i| (matched.is_valid(i) && matched.value(i)) as u8)
+                    .collect()
+            }
+        };
+        let answers = Arc::new(answers);
+        dictionaries.push_back((Arc::clone(values), Arc::clone(&answers)));
+        if dictionaries.len() > BUFFERS {
+            dictionaries.pop_front();
+        }
+        Ok(answers)
+    }
+
+    /// Each row's answer: its key's value's, looked up in a word per 64 rows.
+    fn dictionary_matches(&self, d: &DictionaryArray<Int32Type>) -> DfResult<BooleanArray> {
+        let answers = self.dictionary_answers(d.values())?;
+        let keys = d.keys();
+        let n = keys.len();
+        let flip = self.inner.negated() as u64;
+        let mut out = MutableBuffer::from_len_zeroed(n.div_ceil(64) * 8);
+        let words = out.typed_data_mut::<u64>();
+        for (w, chunk) in keys.values().chunks(64).enumerate() {
+            let mut word = 0u64;
+            for (j, &k) in chunk.iter().enumerate() {
+                // A NULL row's key may be anything; its answer is masked below.
+                let a = answers.get(k as usize).copied().unwrap_or(0) as u64;
+                word |= (a ^ flip) << j;
+            }
+            words[w] = word;
+        }
+        Ok(BooleanArray::new(
+            BooleanBuffer::new(out.into(), 0, n),
+            keys.nulls().cloned(),
+        ))
     }
 
     fn matches(
@@ -298,6 +375,15 @@ impl PhysicalExpr for MemoLike {
             ColumnarValue::Array(a) if a.data_type() == &DataType::Utf8View => Ok(
                 ColumnarValue::Array(Arc::new(self.matches(a.as_string_view(), batch)?)),
             ),
+            // Values that are NULL (never in a Parquet dictionary) go to the kernel.
+            ColumnarValue::Array(a)
+                if a.data_type() == &dictionary_type()
+                    && a.as_dictionary::<Int32Type>().values().null_count() == 0 =>
+            {
+                Ok(ColumnarValue::Array(Arc::new(
+                    self.dictionary_matches(a.as_dictionary::<Int32Type>())?,
+                )))
+            }
             _ => self.inner.evaluate(batch),
         }
     }
@@ -361,7 +447,16 @@ mod tests {
     use datafusion::physical_expr::expressions::col;
 
     fn expr(pattern: &str, negated: bool, case_insensitive: bool) -> (MemoLike, LikeExpr) {
-        let schema = Schema::new(vec![Field::new("s", DataType::Utf8View, true)]);
+        expr_over(DataType::Utf8View, pattern, negated, case_insensitive)
+    }
+
+    fn expr_over(
+        ty: DataType,
+        pattern: &str,
+        negated: bool,
+        case_insensitive: bool,
+    ) -> (MemoLike, LikeExpr) {
+        let schema = Schema::new(vec![Field::new("s", ty, true)]);
         let s = col("s", &schema).unwrap();
         let p: Arc<dyn PhysicalExpr> = Arc::new(Literal::new(ScalarValue::Utf8View(Some(
             pattern.to_string(),
@@ -389,6 +484,32 @@ mod tests {
         let dict = StringViewArray::from_iter(values.iter().cloned());
         rows.iter()
             .map(|r| batch(take(&dict, &UInt32Array::from(r.clone()), None).unwrap()))
+            .collect()
+    }
+
+    /// The same rows as dictionary arrays over one values array, each batch a new array object
+    /// over the same buffers as the Parquet reader hands them out (NULL values are NULL keys),
+    /// some rows masked NULL when `mask_seed` is odd.
+    fn dictionary_array_batches(
+        values: &[Option<String>],
+        rows: &[Vec<u32>],
+        mask_seed: u64,
+    ) -> Vec<RecordBatch> {
+        let shared: ArrayRef = Arc::new(StringArray::from_iter(
+            values.iter().map(|v| Some(v.clone().unwrap_or_default())),
+        ));
+        let schema = Arc::new(Schema::new(vec![Field::new("s", dictionary_type(), true)]));
+        rows.iter()
+            .map(|r| {
+                let keys =
+                    arrow::array::Int32Array::from_iter(r.iter().enumerate().map(|(j, &i)| {
+                        let masked = mask_seed % 2 == 1 && (mask_seed >> (j % 61)) & 1 == 1;
+                        (values[i as usize].is_some() && !masked).then_some(i as i32)
+                    }));
+                let fresh = arrow::array::make_array(shared.to_data());
+                let d = DictionaryArray::<Int32Type>::try_new(keys, fresh).unwrap();
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(d)]).unwrap()
+            })
             .collect()
     }
 
@@ -431,6 +552,19 @@ mod tests {
                     Err(_) => proptest::prop_assert!(memo.evaluate(&b).is_err()),
                 }
             }
+            // Dictionary arrays: the answers of the kernel over the same rows as views.
+            let (memo, _) = expr_over(dictionary_type(), &pattern, negated, case_insensitive);
+            for b in dictionary_array_batches(&values, &rows, mask_seed) {
+                let views = arrow::compute::cast(b.column(0), &DataType::Utf8View).unwrap();
+                let want = plain
+                    .evaluate(&batch(views))
+                    .map(|v| v.into_array(b.num_rows()).unwrap());
+                match want {
+                    Ok(want) => proptest::prop_assert_eq!(&eval(&memo, &b), want.as_boolean()),
+                    Err(_) => proptest::prop_assert!(memo.evaluate(&b).is_err()),
+                }
+            }
+            proptest::prop_assert!(memo.dictionaries.lock().unwrap().len() <= 1);
         }
     }
 

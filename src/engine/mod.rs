@@ -25,6 +25,7 @@
 
 pub mod catalog;
 pub mod count_distinct;
+pub mod dict_scan;
 pub mod eager_and;
 pub mod group;
 pub mod like;

@@ -216,7 +216,10 @@ impl TableProvider for LakeTable {
             .with_filters(Some(&filters))
             .with_limit(args.limit())
             .with_statistics_requests(args.statistics_requests());
-        self.0.scan_with_args(state, args).await
+        let result = self.0.scan_with_args(state, args).await?;
+        // The table declares its dictionary-encoded columns as dictionaries; the files do not.
+        let plan = super::dict_scan::read_dictionaries(result.into_inner(), &self.0.schema())?;
+        Ok(ScanResult::new(plan))
     }
 
     fn supports_filters_pushdown(

@@ -18,10 +18,11 @@
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, GenericStringArray, OffsetSizeTrait};
+use arrow::array::{Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait};
 use arrow::buffer::Buffer;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Int32Type};
 use datafusion::common::{Result, internal_err};
 use datafusion::error::DataFusionError;
 use hashbrown::{HashMap, HashTable};
@@ -175,6 +176,9 @@ pub struct Interner {
     inline: HashMap<u128, u32, Hasher>,
     /// Longer values: `Slot::key << 32 | id` where their views point.
     memo: BufferMemo<u64>,
+    /// Recent dictionaries' values and the id of each ([`NONE`] for NULL): a dictionary
+    /// column's batches share their column chunk's values.
+    dictionaries: VecDeque<(ArrayRef, Vec<u32>)>,
 }
 
 impl Default for Interner {
@@ -186,6 +190,7 @@ impl Default for Interner {
             hasher: Hasher::default(),
             inline: HashMap::default(),
             memo: BufferMemo::new(INTERNER_BUFFERS, INTERNER_MAX_BUFFER),
+            dictionaries: VecDeque::new(),
         }
     }
 }
@@ -286,9 +291,56 @@ impl Interner {
             }
             DataType::Utf8 => self.offset_ids(values.as_string::<i32>(), out)?,
             DataType::LargeUtf8 => self.offset_ids(values.as_string::<i64>(), out)?,
+            DataType::Dictionary(k, _) if k.as_ref() == &DataType::Int32 => {
+                let d = values.as_dictionary::<Int32Type>();
+                let ids = self.dictionary_ids(d.values())?;
+                let keys = d.keys();
+                // A NULL row's key may be anything: its id is set to NONE below.
+                out.extend(
+                    keys.values()
+                        .iter()
+                        .map(|&k| ids.get(k as usize).copied().unwrap_or(NONE)),
+                );
+                if let Some(nulls) = keys.nulls() {
+                    for i in nulls.iter().enumerate().filter(|(_, v)| !v).map(|(i, _)| i) {
+                        out[i] = NONE;
+                    }
+                }
+            }
+            DataType::Dictionary(_, _) => {
+                let plain = arrow::compute::cast(values, &DataType::Utf8View)?;
+                self.ids_of(&plain, out)?
+            }
             t => return internal_err!("interning strings given {t}"),
         }
         Ok(())
+    }
+
+    /// Dictionaries whose values' ids are remembered.
+    #[cfg(test)]
+    pub fn dictionaries_remembered(&self) -> usize {
+        self.dictionaries.len()
+    }
+
+    /// The id of each value of a dictionary's `values`, worked out once per dictionary.
+    fn dictionary_ids(&mut self, values: &ArrayRef) -> Result<&[u32]> {
+        let known = self
+            .dictionaries
+            .iter()
+            .position(|(v, _)| super::dict_scan::same_values(v, values));
+        let entry = match known {
+            Some(i) => self.dictionaries.remove(i).expect("present"),
+            None => {
+                let mut ids = Vec::new();
+                self.ids_of(values.as_ref(), &mut ids)?;
+                (Arc::clone(values), ids)
+            }
+        };
+        self.dictionaries.push_back(entry);
+        if self.dictionaries.len() > INTERNER_BUFFERS {
+            self.dictionaries.pop_front();
+        }
+        Ok(&self.dictionaries.back().expect("just pushed").1)
     }
 
     /// Ids of the rows of an offset-based string array (no views to remember: each value is
@@ -314,6 +366,11 @@ impl Interner {
             + self.ids.capacity() * 5
             + self.inline.capacity() * 21
             + self.memo.size()
+            + self
+                .dictionaries
+                .iter()
+                .map(|(v, ids)| v.get_array_memory_size() + ids.capacity() * 4)
+                .sum::<usize>()
     }
 }
 

@@ -237,8 +237,9 @@ impl TableSpec {
 }
 
 /// `schema` with view strings and binaries (`Utf8View`, `BinaryView`, as queries return them)
-/// as plain `Utf8` and `Binary`, the types every file seclake writes declares, so readers
-/// that predate view types read query results as they read the lake.
+/// and dictionaries of strings (as log tables read dictionary-encoded columns) as plain `Utf8`
+/// and `Binary`, the types every file seclake writes declares, so every reader reads query
+/// results as it reads the lake.
 pub fn plain_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
@@ -247,6 +248,11 @@ pub fn plain_schema(schema: &Schema) -> SchemaRef {
             let t = match f.data_type() {
                 DataType::Utf8View => DataType::Utf8,
                 DataType::BinaryView => DataType::Binary,
+                DataType::Dictionary(_, v) => match v.as_ref() {
+                    DataType::Utf8View => DataType::Utf8,
+                    DataType::BinaryView => DataType::Binary,
+                    v => v.clone(),
+                },
                 t => t.clone(),
             };
             f.as_ref().clone().with_data_type(t)

@@ -286,6 +286,18 @@ impl LogSchema {
         fields.extend(self.indicator_columns().into_iter().map(indicator_field));
         Arc::new(Schema::new(fields))
     }
+
+    /// Top-level string columns the writer dictionary-encodes (declared `string` columns
+    /// without `dictionary: false`, and the standard fields that repeat one value), which
+    /// queries read as Arrow dictionaries. JSON blobs are left out: their values rarely repeat.
+    pub fn dictionary_columns(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| c.dictionary && c.ty == ColumnType::String)
+            .map(|c| c.name.clone())
+            .chain(["p_log_type", "p_source_id", "p_source_label"].map(String::from))
+            .collect()
+    }
 }
 
 /// Check names, types and nesting of `columns` (at `at`, a dotted path for errors).
