@@ -72,6 +72,13 @@ pub fn same_values(a: &ArrayRef, b: &ArrayRef) -> bool {
     }
 }
 
+/// `v` padded with `fill` to a power of two entries (at least one), so that a dictionary key
+/// masked with `len - 1` is always in bounds: keys of NULL rows may be anything.
+pub fn padded<T: Copy>(mut v: Vec<T>, fill: T) -> Vec<T> {
+    v.resize(v.len().max(1).next_power_of_two(), fill);
+    v
+}
+
 /// Names of the columns `schema` reads as dictionaries.
 fn dictionary_columns(schema: &Schema) -> Vec<String> {
     schema

@@ -9,7 +9,8 @@
 //!
 //! [`EagerAndRule`] replaces, in each filter's predicate, an `AND` whose right side is made
 //! only of columns, literals, comparisons, `IN` lists of literals, `IS [NOT] NULL`, `NOT`,
-//! `AND` and `OR` by an [`EagerAnd`], which evaluates both sides on the whole batch and
+//! `AND` and `OR` (and `LIKE` with a valid pattern over a dictionary column, see
+//! [`super::like`]) by an [`EagerAnd`], which evaluates both sides on the whole batch and
 //! combines them with SQL's three-valued `AND` (Arrow's `and_kleene`, as DataFusion does when
 //! it does not short-circuit). Such a right side cannot fail on any row, so evaluating it on
 //! rows the left side rejects changes no answer and raises no error. When the left side
@@ -32,6 +33,7 @@ use datafusion::physical_expr::expressions::{
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::like::MemoLike;
 use super::rewrite_filter_predicates;
 
 /// Puts an [`EagerAnd`] in place of each `AND` with a cheap, infallible right side in the
@@ -45,9 +47,9 @@ impl PhysicalOptimizerRule for EagerAndRule {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        rewrite_filter_predicates(plan, |e, _| {
+        rewrite_filter_predicates(plan, |e, schema| {
             Ok(match e.downcast_ref::<BinaryExpr>() {
-                Some(b) if *b.op() == Operator::And && infallible(b.right()) => {
+                Some(b) if *b.op() == Operator::And && infallible(b.right(), schema) => {
                     Some(Arc::new(EagerAnd {
                         left: Arc::clone(b.left()),
                         right: Arc::clone(b.right()),
@@ -68,7 +70,8 @@ impl PhysicalOptimizerRule for EagerAndRule {
 }
 
 /// Whether `e` is cheap on every row and cannot fail on any (see the module docs).
-fn infallible(e: &Arc<dyn PhysicalExpr>) -> bool {
+fn infallible(e: &Arc<dyn PhysicalExpr>, schema: &Schema) -> bool {
+    let infallible = |e| infallible(e, schema);
     if e.downcast_ref::<Column>().is_some() || e.downcast_ref::<Literal>().is_some() {
         return true;
     }
@@ -94,6 +97,10 @@ fn infallible(e: &Arc<dyn PhysicalExpr>) -> bool {
     }
     if let Some(n) = e.downcast_ref::<NotExpr>() {
         return infallible(n.arg());
+    }
+    // A `LIKE` over a dictionary looks each row's answer up by its key.
+    if let Some(l) = e.downcast_ref::<MemoLike>() {
+        return l.cheap_and_infallible(schema);
     }
     false
 }
@@ -207,9 +214,11 @@ impl Hash for EagerAnd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{ArrayRef, BooleanArray, Int32Array, StringViewArray};
+    use crate::engine::dict_scan::dictionary_type;
+    use arrow::array::{ArrayRef, BooleanArray, Int32Array, StringArray, StringViewArray};
     use arrow::datatypes::Field;
     use datafusion::common::ScalarValue;
+    use datafusion::physical_expr::expressions::LikeExpr;
     use datafusion::physical_expr::expressions::{col, in_list, is_not_null, lit};
     use proptest::prelude::*;
 
@@ -217,15 +226,24 @@ mod tests {
         Schema::new(vec![
             Field::new("s", DataType::Utf8View, true),
             Field::new("n", DataType::Int32, true),
+            Field::new("d", dictionary_type(), true),
         ])
     }
 
     fn batch(rows: &[(Option<u8>, Option<i32>)]) -> RecordBatch {
-        let s: ArrayRef = Arc::new(StringViewArray::from_iter(
-            rows.iter().map(|(s, _)| s.map(|s| format!("value-{s}"))),
-        ));
+        let values = || rows.iter().map(|(s, _)| s.map(|s| format!("value-{s}")));
+        let s: ArrayRef = Arc::new(StringViewArray::from_iter(values()));
         let n: ArrayRef = Arc::new(Int32Array::from_iter(rows.iter().map(|(_, n)| *n)));
-        RecordBatch::try_new(Arc::new(schema()), vec![s, n]).unwrap()
+        let d =
+            arrow::compute::cast(&StringArray::from_iter(values()), &dictionary_type()).unwrap();
+        RecordBatch::try_new(Arc::new(schema()), vec![s, n, d]).unwrap()
+    }
+
+    /// `LIKE` as the plan has it once [`super::super::like::MemoLikeRule`] ran.
+    fn memo_like(column: &str, pattern: &str) -> Arc<dyn PhysicalExpr> {
+        let c = col(column, &schema()).unwrap();
+        let p = lit(ScalarValue::Utf8(Some(pattern.into())));
+        Arc::new(MemoLike::new(&LikeExpr::new(false, false, c, p)))
     }
 
     /// `s IS NOT NULL AND n IN (1, 3)` and `(s = 'value-2') AND (n > 0 OR n IS NULL)`.
@@ -253,12 +271,17 @@ mod tests {
                 in13,
             )),
             Arc::new(BinaryExpr::new(eq2, Operator::And, pos_or_null)),
+            Arc::new(BinaryExpr::new(
+                Arc::new(BinaryExpr::new(n, Operator::Lt, lit(2i32))),
+                Operator::And,
+                memo_like("d", "%e-_"),
+            )),
         ]
     }
 
     fn eager(p: &Arc<dyn PhysicalExpr>) -> EagerAnd {
         let b = p.downcast_ref::<BinaryExpr>().unwrap();
-        assert!(infallible(b.right()));
+        assert!(infallible(b.right(), &schema()));
         EagerAnd {
             left: Arc::clone(b.left()),
             right: Arc::clone(b.right()),
@@ -303,10 +326,12 @@ mod tests {
             lit(1i32),
         ));
         // `n <> 0 AND 10 / n > 1` must keep its short circuit: division by zero fails.
-        assert!(!infallible(&div));
+        assert!(!infallible(&div, &schema));
+        // `LIKE` over views matches the values it has not seen yet on every row.
+        assert!(!infallible(&memo_like("s", "%e-_"), &schema));
         for p in predicates() {
             let b = p.downcast_ref::<BinaryExpr>().unwrap();
-            assert!(infallible(b.right()));
+            assert!(infallible(b.right(), &schema));
         }
     }
 

@@ -41,7 +41,7 @@ use datafusion::physical_expr::expressions::{LikeExpr, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::dict_scan::{dictionary_type, same_values};
+use super::dict_scan::{dictionary_type, padded, same_values};
 use super::rewrite_filter_predicates;
 use super::view_memo::{BufferMemo, slot};
 
@@ -160,7 +160,7 @@ pub struct MemoLike {
 }
 
 impl MemoLike {
-    fn new(l: &LikeExpr) -> Self {
+    pub fn new(l: &LikeExpr) -> Self {
         let regex = l
             .pattern()
             .downcast_ref::<Literal>()
@@ -182,6 +182,27 @@ impl MemoLike {
             batches: AtomicU64::new(0),
             off: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this is cheap on every row and cannot fail (for [`super::eager_and`]): the
+    /// pattern is valid (the kernel builds its regex from it when it needs one) and the
+    /// column is a dictionary, whose rows take their value's answer.
+    pub fn cheap_and_infallible(&self, schema: &Schema) -> bool {
+        let valid = self
+            .inner
+            .pattern()
+            .downcast_ref::<Literal>()
+            .and_then(|p| p.value().try_as_str().flatten())
+            .is_some_and(|p| like_regex(p, self.inner.case_insensitive()).is_some());
+        valid
+            && self
+                .inner
+                .expr()
+                .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                .is_some_and(|c| {
+                    schema.fields().get(c.index()).map(|f| f.data_type())
+                        == Some(&dictionary_type())
+                })
     }
 
     /// Keep remembering only if the memo answered at least half the values of the first
@@ -216,7 +237,7 @@ impl MemoLike {
     }
 
     /// Whether each of a dictionary's values matches (ignoring `NOT`), worked out once per
-    /// dictionary: a column chunk's batches share its values.
+    /// dictionary (a column chunk's batches share its values), [`padded`] with 0.
     fn dictionary_answers(&self, values: &ArrayRef) -> DfResult<Arc<Vec<u8>>> {
         let mut dictionaries = self.dictionaries.lock().expect("not poisoned");
         if let Some((_, answers)) = dictionaries.iter().find(|(v, _)| same_values(v, values)) {
@@ -246,7 +267,7 @@ impl MemoLike {
                     .collect()
             }
         };
-        let answers = Arc::new(answers);
+        let answers = Arc::new(padded(answers, 0));
         dictionaries.push_back((Arc::clone(values), Arc::clone(&answers)));
         if dictionaries.len() > BUFFERS {
             dictionaries.pop_front();
@@ -257,6 +278,7 @@ impl MemoLike {
     /// Each row's answer: its key's value's, looked up in a word per 64 rows.
     fn dictionary_matches(&self, d: &DictionaryArray<Int32Type>) -> DfResult<BooleanArray> {
         let answers = self.dictionary_answers(d.values())?;
+        let mask = answers.len() - 1;
         let keys = d.keys();
         let n = keys.len();
         let flip = self.inner.negated() as u64;
@@ -265,8 +287,9 @@ impl MemoLike {
         for (w, chunk) in keys.values().chunks(64).enumerate() {
             let mut word = 0u64;
             for (j, &k) in chunk.iter().enumerate() {
-                // A NULL row's key may be anything; its answer is masked below.
-                let a = answers.get(k as usize).copied().unwrap_or(0) as u64;
+                // In bounds by the mask, without a branch: a NULL row's key may be anything,
+                // and its answer is masked by the nulls below.
+                let a = answers[k as usize & mask] as u64;
                 word |= (a ^ flip) << j;
             }
             words[w] = word;

@@ -27,6 +27,8 @@ use datafusion::common::{Result, internal_err};
 use datafusion::error::DataFusionError;
 use hashbrown::{HashMap, HashTable};
 
+use super::dict_scan::{padded, same_values};
+
 /// The hasher of interners and memo maps (fixed: nothing here is keyed by untrusted input
 /// that could be chosen to collide, and a fixed state is the fastest).
 pub type Hasher = foldhash::fast::FixedState;
@@ -294,13 +296,11 @@ impl Interner {
             DataType::Dictionary(k, _) if k.as_ref() == &DataType::Int32 => {
                 let d = values.as_dictionary::<Int32Type>();
                 let ids = self.dictionary_ids(d.values())?;
+                let mask = ids.len() - 1;
                 let keys = d.keys();
-                // A NULL row's key may be anything: its id is set to NONE below.
-                out.extend(
-                    keys.values()
-                        .iter()
-                        .map(|&k| ids.get(k as usize).copied().unwrap_or(NONE)),
-                );
+                // In bounds by the mask ([`padded`]): a NULL row's key may be anything, and
+                // its id is set to NONE below.
+                out.extend(keys.values().iter().map(|&k| ids[k as usize & mask]));
                 if let Some(nulls) = keys.nulls() {
                     for i in nulls.iter().enumerate().filter(|(_, v)| !v).map(|(i, _)| i) {
                         out[i] = NONE;
@@ -322,18 +322,19 @@ impl Interner {
         self.dictionaries.len()
     }
 
-    /// The id of each value of a dictionary's `values`, worked out once per dictionary.
+    /// The id of each value of a dictionary's `values`, worked out once per dictionary,
+    /// [`padded`] with [`NONE`].
     fn dictionary_ids(&mut self, values: &ArrayRef) -> Result<&[u32]> {
         let known = self
             .dictionaries
             .iter()
-            .position(|(v, _)| super::dict_scan::same_values(v, values));
+            .position(|(v, _)| same_values(v, values));
         let entry = match known {
             Some(i) => self.dictionaries.remove(i).expect("present"),
             None => {
                 let mut ids = Vec::new();
                 self.ids_of(values.as_ref(), &mut ids)?;
-                (Arc::clone(values), ids)
+                (Arc::clone(values), padded(ids, NONE))
             }
         };
         self.dictionaries.push_back(entry);
