@@ -93,7 +93,9 @@ pub struct Engine {
 impl Engine {
     /// A session over `lake` with the tables it holds now.
     pub async fn open(lake: &Lake, registry: Arc<Registry>, opts: EngineOptions) -> Result<Self> {
-        let config = SessionConfig::new()
+        // DataFusion's own options can be set from the environment (`DATAFUSION_EXECUTION_
+        // TARGET_PARTITIONS=4`, …); the settings below are seclake's and win.
+        let config = SessionConfig::from_env()?
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "panther_logs")
             // Filter pushdown into the Parquet decoder measured slower on the benchmark suite

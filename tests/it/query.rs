@@ -486,3 +486,21 @@ fn panther_time_macros_run_and_prune() {
         "{err}"
     );
 }
+
+#[test]
+fn datafusion_options_come_from_the_environment() {
+    let mut t = sample_lake();
+    t.set_env("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "3");
+    let out = t.csv(
+        "SELECT value FROM information_schema.df_settings \
+         WHERE name = 'datafusion.execution.target_partitions'",
+    );
+    assert_eq!(out.lines().nth(1), Some("3"), "{out}");
+    // seclake's own settings win over the environment.
+    t.set_env("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS", "true");
+    let out = t.csv(
+        "SELECT value FROM information_schema.df_settings \
+         WHERE name = 'datafusion.execution.parquet.pushdown_filters'",
+    );
+    assert_eq!(out.lines().nth(1), Some("false"), "{out}");
+}
