@@ -171,6 +171,11 @@ impl TableSpec {
             )?))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(cfg.row_group_rows))
+            // A dictionary column stays dictionary-encoded for its whole row group: past the
+            // default 1 MiB of dictionary the writer would write the rest of the chunk as plain
+            // pages, which queries (reading these columns as Arrow dictionaries, see
+            // `engine::dict_scan`) would have to hash back into a dictionary batch by batch.
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
             .set_sorting_columns(Some(vec![SortingColumn {
                 column_idx: leaf as i32,
                 descending: false,
@@ -235,6 +240,10 @@ impl TableSpec {
         Ok(b.build())
     }
 }
+
+/// Largest dictionary page a column chunk may have before the writer falls back to plain
+/// pages: 64 MiB, 512 bytes for each of a row group's 128 Ki rows even if all are distinct.
+const DICTIONARY_PAGE_LIMIT: usize = 64 << 20;
 
 /// `schema` with view strings and binaries (`Utf8View`, `BinaryView`, as queries return them)
 /// and dictionaries of strings (as log tables read dictionary-encoded columns) as plain `Utf8`

@@ -386,3 +386,57 @@ fn duckdb_reads_the_lake_as_is() {
         parquet::basic::Compression::UNCOMPRESSED
     );
 }
+
+#[test]
+fn many_distinct_values_stay_dictionary_encoded() {
+    // 30,000 distinct 90-byte keys: about 2.7 MB of dictionary in one row group, past
+    // parquet's default 1 MiB limit, where the writer would switch the rest of the column to
+    // plain pages, which queries (reading the column as a dictionary) would have to re-hash.
+    let t = TestLake::new();
+    let mut log = String::new();
+    for i in 0..30_000 {
+        let key = format!("uploads/{i:08}/{}", "k".repeat(70));
+        log.push_str(&format!(
+            "8d116ece1738f7d93d9c172411e20b8f6b0d549b6f03675a1600a35a099950d8 bucket-a \
+             [06/May/2020:00:{:02}:{:02} +0000] 192.0.2.1 - ABCD{i:012} REST.GET.OBJECT {key} \
+             \"GET /{key} HTTP/1.1\" 200 - 10 10 1 1 \"-\" \"curl/7.68.0\" - hostid SigV4 \
+             ECDHE-RSA-AES128-GCM-SHA256 AuthHeader bucket-a.s3.amazonaws.com TLSv1.3 - -\n",
+            (i / 60) % 60,
+            i % 60
+        ));
+    }
+    let input = t.path("big.log");
+    std::fs::write(&input, log).unwrap();
+    t.ok(&["ingest", "--no-progress", input.to_str().unwrap()]);
+    let files = t.files("panther_logs/aws_s3serveraccess/", ".parquet");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = parquet::file::reader::SerializedFileReader::new_with_options(
+        std::fs::File::open(t.lake().join(&files[0])).unwrap(),
+        parquet::file::serialized_reader::ReadOptionsBuilder::new()
+            .with_encoding_stats_as_mask(false)
+            .build(),
+    )
+    .unwrap();
+    use parquet::file::reader::FileReader;
+    for rg in r.metadata().row_groups() {
+        let key = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "key")
+            .unwrap();
+        let data_pages: Vec<_> = key
+            .page_encoding_stats()
+            .expect("page encoding stats")
+            .iter()
+            .filter(|s| s.page_type != parquet::basic::PageType::DICTIONARY_PAGE)
+            .map(|s| s.encoding)
+            .collect();
+        assert!(!data_pages.is_empty());
+        assert!(
+            data_pages
+                .iter()
+                .all(|e| *e == parquet::basic::Encoding::RLE_DICTIONARY),
+            "{data_pages:?}"
+        );
+    }
+}
