@@ -28,7 +28,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch, Scalar, StringArray,
     UInt32Array,
 };
-use arrow::buffer::{BooleanBuffer, MutableBuffer};
+use arrow::buffer::{BooleanBuffer, Buffer, MutableBuffer};
 use arrow::compute::kernels::comparison::{ilike, like};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Int32Type, Schema};
@@ -282,20 +282,22 @@ impl MemoLike {
         let keys = d.keys();
         let n = keys.len();
         let flip = self.inner.negated() as u64;
-        let mut out = MutableBuffer::from_len_zeroed(n.div_ceil(64) * 8);
-        let words = out.typed_data_mut::<u64>();
-        for (w, chunk) in keys.values().chunks(64).enumerate() {
-            let mut word = 0u64;
-            for (j, &k) in chunk.iter().enumerate() {
-                // In bounds by the mask, without a branch: a NULL row's key may be anything,
-                // and its answer is masked by the nulls below.
-                let a = answers[k as usize & mask] as u64;
-                word |= (a ^ flip) << j;
-            }
-            words[w] = word;
-        }
+        let words: Vec<u64> = keys
+            .values()
+            .chunks(64)
+            .map(|chunk| {
+                let mut word = 0u64;
+                for (j, &k) in chunk.iter().enumerate() {
+                    // In bounds by the mask, without a branch: a NULL row's key may be
+                    // anything, and its answer is masked by the nulls below.
+                    let a = answers[k as usize & mask] as u64;
+                    word |= (a ^ flip) << j;
+                }
+                word
+            })
+            .collect();
         Ok(BooleanArray::new(
-            BooleanBuffer::new(out.into(), 0, n),
+            BooleanBuffer::new(Buffer::from_vec(words), 0, n),
             keys.nulls().cloned(),
         ))
     }
@@ -464,7 +466,6 @@ mod tests {
     use super::*;
     use crate::engine::view_memo::MAX_LEN;
     use arrow::array::{ArrayRef, StringViewArray};
-    use arrow::buffer::Buffer;
     use arrow::datatypes::Field;
     use datafusion::common::ScalarValue;
     use datafusion::physical_expr::expressions::col;
