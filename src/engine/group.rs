@@ -48,7 +48,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use hashbrown::HashMap;
 
-use super::view_memo::{Hasher, Interner, NONE};
+use super::view_memo::{Hasher, Interner, NONE, mark_nulls};
 
 /// Groups a partition holds before it emits its partial state and starts afresh.
 pub const MAX_GROUPS: usize = 1 << 18;
@@ -319,16 +319,7 @@ impl IntIds {
                     .iter()
                     .map(|v| ids.id(v.to_i64().unwrap_or_default())),
             );
-            if let Some(nulls) = a.nulls() {
-                for i in nulls
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, valid)| !valid)
-                    .map(|(i, _)| i)
-                {
-                    out[i] = NONE;
-                }
-            }
+            mark_nulls(out, a.nulls());
         }
         out.clear();
         out.reserve(column.len());

@@ -17,7 +17,6 @@
 //! ([`super::dict_scan`]); there the pattern is matched once per value of the column chunk's
 //! dictionary (its batches share the values), and each row takes its key's answer.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -41,9 +40,9 @@ use datafusion::physical_expr::expressions::{LikeExpr, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::dict_scan::{dictionary_type, padded, same_values};
+use super::dict_scan::{dictionary_type, padded};
 use super::rewrite_filter_predicates;
-use super::view_memo::{BufferMemo, slot};
+use super::view_memo::{BufferMemo, DictionaryMemo, slot};
 
 /// Data buffers remembered per expression (a scan partition reads one column chunk at a time,
 /// and a few partitions run at once).
@@ -93,6 +92,13 @@ fn memoizable(l: &LikeExpr, schema: &Schema) -> bool {
         && l.expr()
             .data_type(schema)
             .is_ok_and(|t| t == DataType::Utf8View || t == dictionary_type())
+}
+
+/// The pattern of `l` when it is a non-NULL string literal.
+fn literal_pattern(l: &LikeExpr) -> Option<&str> {
+    l.pattern()
+        .downcast_ref::<Literal>()
+        .and_then(|p| p.value().try_as_str().flatten())
 }
 
 /// Whether Arrow's kernel matches `pattern` with a regex it compiles on each call; patterns
@@ -151,8 +157,8 @@ pub struct MemoLike {
     /// more than matching the few values a batch adds).
     regex: Option<regex::Regex>,
     memo: Mutex<BufferMemo<u16>>,
-    /// Recent dictionaries' values and whether each matches (1) or not (0).
-    dictionaries: Mutex<VecDeque<(ArrayRef, Arc<Vec<u8>>)>>,
+    /// Whether each value of recent dictionaries matches (1) or not (0), [`padded`].
+    dictionaries: Mutex<DictionaryMemo<Arc<Vec<u8>>>>,
     lookups: AtomicU64,
     misses: AtomicU64,
     batches: AtomicU64,
@@ -161,10 +167,7 @@ pub struct MemoLike {
 
 impl MemoLike {
     pub fn new(l: &LikeExpr) -> Self {
-        let regex = l
-            .pattern()
-            .downcast_ref::<Literal>()
-            .and_then(|p| p.value().try_as_str().flatten())
+        let regex = literal_pattern(l)
             .filter(|p| kernel_compiles_regex(p, l.case_insensitive()))
             .and_then(|p| like_regex(p, l.case_insensitive()));
         MemoLike {
@@ -176,7 +179,7 @@ impl MemoLike {
                 Arc::clone(l.pattern()),
             ),
             memo: Mutex::new(BufferMemo::new(BUFFERS, MAX_BUFFER)),
-            dictionaries: Mutex::new(VecDeque::new()),
+            dictionaries: Mutex::new(DictionaryMemo::new(BUFFERS)),
             lookups: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -188,11 +191,7 @@ impl MemoLike {
     /// pattern is valid (the kernel builds its regex from it when it needs one) and the
     /// column is a dictionary, whose rows take their value's answer.
     pub fn cheap_and_infallible(&self, schema: &Schema) -> bool {
-        let valid = self
-            .inner
-            .pattern()
-            .downcast_ref::<Literal>()
-            .and_then(|p| p.value().try_as_str().flatten())
+        let valid = literal_pattern(&self.inner)
             .is_some_and(|p| like_regex(p, self.inner.case_insensitive()).is_some());
         valid
             && self
@@ -240,39 +239,29 @@ impl MemoLike {
     /// dictionary (a column chunk's batches share its values), [`padded`] with 0.
     fn dictionary_answers(&self, values: &ArrayRef) -> DfResult<Arc<Vec<u8>>> {
         let mut dictionaries = self.dictionaries.lock().expect("not poisoned");
-        if let Some((_, answers)) = dictionaries.iter().find(|(v, _)| same_values(v, values)) {
-            return Ok(Arc::clone(answers));
+        if !dictionaries.touch(values) {
+            let strings = values.as_string::<i32>();
+            let answers: Vec<u8> = match &self.regex {
+                Some(r) => strings
+                    .iter()
+                    .map(|v| v.is_some_and(|v| r.is_match(v)) as u8)
+                    .collect(),
+                None => {
+                    let pattern = literal_pattern(&self.inner).map(str::to_string);
+                    let pattern = Scalar::new(StringArray::from(vec![pattern]));
+                    let matched = if self.inner.case_insensitive() {
+                        ilike(strings, &pattern)?
+                    } else {
+                        like(strings, &pattern)?
+                    };
+                    (0..matched.len())
+                        .map(|i| (matched.is_valid(i) && matched.value(i)) as u8)
+                        .collect()
+                }
+            };
+            dictionaries.insert(values, Arc::new(padded(answers, 0)));
         }
-        let strings = values.as_string::<i32>();
-        let answers: Vec<u8> = match &self.regex {
-            Some(r) => strings
-                .iter()
-                .map(|v| v.is_some_and(|v| r.is_match(v)) as u8)
-                .collect(),
-            None => {
-                let pattern = self
-                    .inner
-                    .pattern()
-                    .downcast_ref::<Literal>()
-                    .and_then(|p| p.value().try_as_str().flatten())
-                    .map(str::to_string);
-                let pattern = Scalar::new(StringArray::from(vec![pattern]));
-                let matched = if self.inner.case_insensitive() {
-                    ilike(strings, &pattern)?
-                } else {
-                    like(strings, &pattern)?
-                };
-                (0..matched.len())
-                    .map(|i| (matched.is_valid(i) && matched.value(i)) as u8)
-                    .collect()
-            }
-        };
-        let answers = Arc::new(padded(answers, 0));
-        dictionaries.push_back((Arc::clone(values), Arc::clone(&answers)));
-        if dictionaries.len() > BUFFERS {
-            dictionaries.pop_front();
-        }
-        Ok(answers)
+        Ok(Arc::clone(dictionaries.last()))
     }
 
     /// Each row's answer: its key's value's, looked up in a word per 64 rows.

@@ -21,7 +21,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait};
-use arrow::buffer::Buffer;
+use arrow::buffer::{Buffer, NullBuffer};
 use arrow::datatypes::{DataType, Int32Type};
 use datafusion::common::{Result, internal_err};
 use datafusion::error::DataFusionError;
@@ -83,6 +83,88 @@ impl<T: Copy + Default> Entry<T> {
 
     fn is(&self, b: &Buffer) -> bool {
         self.buffer.as_ptr() == b.as_ptr() && self.buffer.len() == b.len()
+    }
+}
+
+/// State worked out once per dictionary (per value of a column chunk's dictionary), for the
+/// most recently used dictionaries. A column chunk's batches are new dictionary arrays over
+/// the same values buffers, so entries are found by those buffers ([`same_values`]); an entry
+/// holds its values array, so the buffers cannot be freed and their addresses reused meanwhile.
+#[derive(Debug)]
+pub struct DictionaryMemo<T> {
+    entries: VecDeque<(ArrayRef, T)>,
+    /// Dictionaries kept at most.
+    keep: usize,
+}
+
+impl<T> DictionaryMemo<T> {
+    pub fn new(keep: usize) -> Self {
+        DictionaryMemo {
+            entries: VecDeque::new(),
+            keep,
+        }
+    }
+
+    /// Make the entry of `values`, if there is one, the most recent; whether there is one.
+    pub fn touch(&mut self, values: &ArrayRef) -> bool {
+        match self
+            .entries
+            .iter()
+            .position(|(v, _)| same_values(v, values))
+        {
+            Some(i) => {
+                let e = self.entries.remove(i).expect("present");
+                self.entries.push_back(e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remember `state` for `values` as the most recent entry, dropping the oldest beyond the
+    /// limit.
+    pub fn insert(&mut self, values: &ArrayRef, state: T) {
+        self.entries.push_back((Arc::clone(values), state));
+        if self.entries.len() > self.keep {
+            self.entries.pop_front();
+        }
+    }
+
+    /// The most recent entry's state (after [`Self::touch`] or [`Self::insert`]).
+    pub fn last(&self) -> &T {
+        &self
+            .entries
+            .back()
+            .expect("an entry was touched or inserted")
+            .1
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The values arrays held and the state of each.
+    pub fn iter(&self) -> impl Iterator<Item = &(ArrayRef, T)> {
+        self.entries.iter()
+    }
+}
+
+/// Set `out[i]` to [`NONE`] for each NULL row `i`.
+pub fn mark_nulls(out: &mut [u32], nulls: Option<&NullBuffer>) {
+    if let Some(nulls) = nulls {
+        for i in nulls
+            .iter()
+            .enumerate()
+            .filter(|(_, valid)| !valid)
+            .map(|(i, _)| i)
+        {
+            out[i] = NONE;
+        }
     }
 }
 
@@ -178,9 +260,8 @@ pub struct Interner {
     inline: HashMap<u128, u32, Hasher>,
     /// Longer values: `Slot::key << 32 | id` where their views point.
     memo: BufferMemo<u64>,
-    /// Recent dictionaries' values and the id of each ([`NONE`] for NULL): a dictionary
-    /// column's batches share their column chunk's values.
-    dictionaries: VecDeque<(ArrayRef, Vec<u32>)>,
+    /// The id of each value of recent dictionaries ([`NONE`] for NULL), [`padded`].
+    dictionaries: DictionaryMemo<Vec<u32>>,
 }
 
 impl Default for Interner {
@@ -192,7 +273,7 @@ impl Default for Interner {
             hasher: Hasher::default(),
             inline: HashMap::default(),
             memo: BufferMemo::new(INTERNER_BUFFERS, INTERNER_MAX_BUFFER),
-            dictionaries: VecDeque::new(),
+            dictionaries: DictionaryMemo::new(INTERNER_BUFFERS),
         }
     }
 }
@@ -301,11 +382,7 @@ impl Interner {
                 // In bounds by the mask ([`padded`]): a NULL row's key may be anything, and
                 // its id is set to NONE below.
                 out.extend(keys.values().iter().map(|&k| ids[k as usize & mask]));
-                if let Some(nulls) = keys.nulls() {
-                    for i in nulls.iter().enumerate().filter(|(_, v)| !v).map(|(i, _)| i) {
-                        out[i] = NONE;
-                    }
-                }
+                mark_nulls(out, keys.nulls());
             }
             DataType::Dictionary(_, _) => {
                 let plain = arrow::compute::cast(values, &DataType::Utf8View)?;
@@ -325,23 +402,12 @@ impl Interner {
     /// The id of each value of a dictionary's `values`, worked out once per dictionary,
     /// [`padded`] with [`NONE`].
     fn dictionary_ids(&mut self, values: &ArrayRef) -> Result<&[u32]> {
-        let known = self
-            .dictionaries
-            .iter()
-            .position(|(v, _)| same_values(v, values));
-        let entry = match known {
-            Some(i) => self.dictionaries.remove(i).expect("present"),
-            None => {
-                let mut ids = Vec::new();
-                self.ids_of(values.as_ref(), &mut ids)?;
-                (Arc::clone(values), padded(ids, NONE))
-            }
-        };
-        self.dictionaries.push_back(entry);
-        if self.dictionaries.len() > INTERNER_BUFFERS {
-            self.dictionaries.pop_front();
+        if !self.dictionaries.touch(values) {
+            let mut ids = Vec::new();
+            self.ids_of(values.as_ref(), &mut ids)?;
+            self.dictionaries.insert(values, padded(ids, NONE));
         }
-        Ok(&self.dictionaries.back().expect("just pushed").1)
+        Ok(self.dictionaries.last())
     }
 
     /// Ids of the rows of an offset-based string array (no views to remember: each value is
