@@ -254,17 +254,15 @@ pub fn plain_schema(schema: &Schema) -> SchemaRef {
         .fields()
         .iter()
         .map(|f| {
-            let t = match f.data_type() {
-                DataType::Utf8View => DataType::Utf8,
-                DataType::BinaryView => DataType::Binary,
-                DataType::Dictionary(_, v) => match v.as_ref() {
+            fn plain(t: &DataType) -> DataType {
+                match t {
                     DataType::Utf8View => DataType::Utf8,
                     DataType::BinaryView => DataType::Binary,
-                    v => v.clone(),
-                },
-                t => t.clone(),
-            };
-            f.as_ref().clone().with_data_type(t)
+                    DataType::Dictionary(_, v) => plain(v),
+                    t => t.clone(),
+                }
+            }
+            f.as_ref().clone().with_data_type(plain(f.data_type()))
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
