@@ -7,8 +7,8 @@
 //! are decoded once per column chunk.
 //!
 //! The files declare plain strings (so every reader sees plain strings); the table declares
-//! these columns as dictionaries, and [`DictionaryHint`] tells the Parquet reader, file by file,
-//! to read them so by rewriting the Arrow schema a file's footer carries.
+//! these columns as dictionaries, and [`read_dictionaries`] has the Parquet reader read them so,
+//! file by file, by rewriting the Arrow schema a file's footer carries.
 
 use std::ops::Range;
 use std::sync::Arc;
