@@ -12,7 +12,8 @@
 //! ([`listing`]); the REPL and the scheduler call it before every statement, so files another
 //! process committed are seen by the next query, while an unchanged lake is never listed
 //! twice in a session. Parquet footers and each file's statistics stay cached (files are
-//! immutable once committed).
+//! immutable once committed), and a local lake's column chunks are read as slices of a
+//! memory map of the file ([`mapped`]).
 //!
 //! Read-only sessions ([`EngineOptions::read_only`]) refuse statements that write or register
 //! anything (COPY, INSERT, CREATE …) before running them.
@@ -31,6 +32,7 @@ pub mod group;
 pub mod like;
 pub mod listing;
 pub mod macros;
+pub mod mapped;
 pub mod prune;
 pub mod udf;
 pub mod view_memo;
@@ -133,7 +135,7 @@ impl Engine {
                 Some((url, store)) => (url.clone(), store.clone()),
                 None => (
                     url::Url::parse("file:///").expect("valid"),
-                    Arc::new(object_store::local::LocalFileSystem::new()),
+                    Arc::new(mapped::MappedFiles::new()),
                 ),
             };
         let listing = Arc::new(listing::ListingCache::new(base_store));
