@@ -11,6 +11,9 @@
 //! engine calls [`ListingCache::clear`] whenever the lake's version marker
 //! ([`crate::lake::Lake::version`]) moves, which every commit does; committed files are
 //! immutable, so everything else (Parquet footers) stays cached for the session.
+//!
+//! Over the local file system ([`ListingCache::local`]) column chunks are read from memory
+//! maps ([`super::mapped`]).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -19,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -31,6 +35,8 @@ type Listings = Arc<Mutex<HashMap<String, Arc<Vec<ObjectMeta>>>>>;
 #[derive(Debug)]
 pub struct ListingCache {
     inner: Arc<dyn ObjectStore>,
+    /// `inner` when it is the local file system: ranged reads then come from memory maps.
+    local: Option<Arc<LocalFileSystem>>,
     lists: Listings,
 }
 
@@ -38,6 +44,17 @@ impl ListingCache {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         ListingCache {
             inner,
+            local: None,
+            lists: Arc::default(),
+        }
+    }
+
+    /// Over the local file system (paths from `/`), with column chunks read from maps.
+    pub fn local() -> Self {
+        let fs = Arc::new(LocalFileSystem::new());
+        ListingCache {
+            inner: fs.clone(),
+            local: Some(fs),
             lists: Arc::default(),
         }
     }
@@ -105,7 +122,10 @@ impl ObjectStore for ListingCache {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
+        match &self.local {
+            Some(fs) => super::mapped::get_ranges(fs, location, ranges).await,
+            None => self.inner.get_ranges(location, ranges).await,
+        }
     }
 
     fn delete_stream(

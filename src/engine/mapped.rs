@@ -11,45 +11,29 @@
 //! Safety: a mapping is only sound while nobody truncates or rewrites the file. Lake files are
 //! written under a temporary name and renamed into place by the commit protocol
 //! ([`crate::lake::commit`]), and never modified afterwards; a file deleted meanwhile stays
-//! readable through its mapping. Every other call goes to the wrapped [`LocalFileSystem`].
+//! readable through its mapping. [`super::listing::ListingCache::local`] serves its
+//! `get_ranges` from here; every other call goes to [`LocalFileSystem`].
 
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-};
 
-/// The local file system, with ranged reads served from memory maps.
-#[derive(Debug)]
-pub struct MappedFiles {
-    inner: Arc<LocalFileSystem>,
-}
-
-impl MappedFiles {
-    /// Files under `/`, as [`LocalFileSystem::new`] sees them.
-    pub fn new() -> Self {
-        MappedFiles {
-            inner: Arc::new(LocalFileSystem::new()),
-        }
-    }
-}
-
-impl Default for MappedFiles {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for MappedFiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MappedFiles({})", self.inner)
-    }
+/// `ranges` of the object at `location` in `fs`, read from a map of its file.
+pub async fn get_ranges(
+    fs: &LocalFileSystem,
+    location: &Path,
+    ranges: &[Range<u64>],
+) -> object_store::Result<Vec<Bytes>> {
+    let path = fs.path_to_filesystem(location)?;
+    let ranges = ranges.to_vec();
+    tokio::task::spawn_blocking(move || mapped_ranges(&path, &ranges))
+        .await
+        .map_err(|e| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: e.into(),
+        })?
 }
 
 /// `ranges` of the file at `path`, as slices of one read-only mapping of it.
@@ -95,85 +79,11 @@ fn mapped_ranges(
         .collect())
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for MappedFiles {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        let path = self.inner.path_to_filesystem(location)?;
-        let ranges = ranges.to_vec();
-        tokio::task::spawn_blocking(move || mapped_ranges(&path, &ranges))
-            .await
-            .map_err(|e| object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: e.into(),
-            })?
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: RenameOptions,
-    ) -> object_store::Result<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::listing::ListingCache;
+    use object_store::ObjectStore;
 
     #[tokio::test]
     async fn ranges_are_the_files_bytes_and_bad_ranges_are_errors() {
@@ -182,7 +92,7 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &data).unwrap();
         std::fs::write(dir.path().join("empty"), b"").unwrap();
-        let store = MappedFiles::new();
+        let store = ListingCache::local();
         let loc = Path::from_filesystem_path(&file).unwrap();
         let got = store
             .get_ranges(&loc, &[0..10, 4096..9000, 9990..10_000, 5..5])

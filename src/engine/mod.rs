@@ -130,15 +130,14 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(group::MemoGroupRule))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
-        let (base_url, base_store): (url::Url, Arc<dyn object_store::ObjectStore>) =
-            match lake.bucket_store() {
-                Some((url, store)) => (url.clone(), store.clone()),
-                None => (
-                    url::Url::parse("file:///").expect("valid"),
-                    Arc::new(mapped::MappedFiles::new()),
-                ),
-            };
-        let listing = Arc::new(listing::ListingCache::new(base_store));
+        let (base_url, listing) = match lake.bucket_store() {
+            Some((url, store)) => (url.clone(), listing::ListingCache::new(store.clone())),
+            None => (
+                url::Url::parse("file:///").expect("valid"),
+                listing::ListingCache::local(),
+            ),
+        };
+        let listing = Arc::new(listing);
         ctx.register_object_store(&base_url, listing.clone());
         udf::register(&mut ctx)?;
         ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
