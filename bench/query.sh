@@ -3,21 +3,34 @@
 # and by DuckDB over the same Parquet files, in one run. Each query: one warm-up, then RUNS
 # runs in-process; the median is printed with the ratio (duckdb / seclake, >1 = seclake faster).
 #
-#   bench/query.sh [COPIES] [RUNS]    (default 10 copies of 1M generated lines = 10M rows, 5 runs)
+#   bench/query.sh [FILES] [RUNS]    (default 10 generated files of 1M lines = 10M rows, 5 runs)
+#   COMPACT=1 bench/query.sh         on a compacted copy of that lake (`seclake compact`, timed)
 #
-# The generator makes about 33,000 lines/s, so the 10M-row lake ingests COPIES hard links of
-# one generated 1M-line file (each link is its own source to seclake).
+# File i is the generator's output for --seed i (distinct events over the same 7 days; copies
+# of one file would put identical rows side by side once compacted, which real logs do not
+# have). The lake is ingested once, in one run, as the issue asks.
 set -euo pipefail
 COPIES=${1:-10}
 RUNS=${2:-5}
 LINES=$((COPIES * 1000000))
 source "$(dirname "$0")/common.sh"
-ONE=$(generated 1000000)
-IN="$OUT/access-${COPIES}x1m"
-LAKE="$OUT/lake-q$LINES"
+IN="$OUT/access-${COPIES}seeds"
+LAKE="$OUT/lake-seeds-q$LINES"
 mkdir -p "$IN"
-for i in $(seq 1 "$COPIES"); do [ -e "$IN/part-$i.log" ] || ln "$ONE" "$IN/part-$i.log"; done
+generated 1000000 > /dev/null
+ln -f "$OUT/access-1000000.log" "$IN/seed-1.log"
+for i in $(seq 2 "$COPIES"); do
+  [ -s "$IN/seed-$i.log" ] || python3 "$SHARED/gen_s3_access_logs.py" --lines 1000000 --seed "$i" > "$IN/seed-$i.log"
+done
 [ -d "$LAKE/panther_logs" ] || "$BIN" --lake "$LAKE" ingest --no-progress "$IN"
+if [ "${COMPACT:-0}" = 1 ]; then
+  if [ ! -d "$LAKE-compact/panther_logs" ]; then
+    rm -rf "$LAKE-compact"; cp -r "$LAKE" "$LAKE-compact"
+    /usr/bin/time -f "compact: %e s wall, %U s user, %M KB peak" "$BIN" --lake "$LAKE-compact" compact
+  fi
+  LAKE="$LAKE-compact"
+fi
+echo "lake: $LAKE, $(find "$LAKE/panther_logs" -name '*.parquet' | wc -l) files"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); lake: $LINES rows"
 printf '%-32s %12s %12s %8s %s\n' query seclake_ms duckdb_ms ratio rows
 for q in "$SHARED"/queries/*.sql; do

@@ -2,6 +2,7 @@
 //! the work is in the library).
 
 mod alerts;
+mod compact;
 mod detect;
 mod ingest;
 mod posture;
@@ -104,6 +105,8 @@ pub enum Command {
     Ingest(ingest::Args),
     /// List databases and tables with partitions, files, rows and bytes.
     Tables(tables::Args),
+    /// Merge each day's small files into few large ones (after many small ingests).
+    Compact(compact::Args),
     /// Run SQL over the lake and print or save the result.
     Query(query::Args),
     /// Interactive SQL shell (history, completion, backslash commands).
@@ -282,6 +285,7 @@ impl Cli {
         match self.command {
             Command::Ingest(args) => ingest::run(&ctx, args).await,
             Command::Tables(args) => tables::run(&ctx, args).await,
+            Command::Compact(args) => compact::run(&ctx, args).await,
             Command::Query(args) => query::run(&ctx, args).await,
             Command::Repl(args) => repl::run(&ctx, args).await,
             Command::Rules(cmd) => rules::run(&ctx, cmd).await,

@@ -519,6 +519,7 @@ pub async fn stage(
         target: paths::alerts_file(txn).to_string(),
         rows: changes.len() as u64,
         bytes: buf.len() as u64,
+        replaces: vec![],
     });
     lake.put(&staged, buf).await?;
     for a in book.newly_raised() {
@@ -542,6 +543,7 @@ pub async fn stage(
             target: paths::outbox_item(&a.alert_id).to_string(),
             rows: 1,
             bytes: body.len() as u64,
+            replaces: vec![],
         });
         lake.put(&staged, body).await?;
     }

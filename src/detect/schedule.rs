@@ -493,6 +493,7 @@ impl Runner<'_> {
                         target: paths::schedule_results(name, &slot_key(slot)).to_string(),
                         rows: with_ids.num_rows() as u64,
                         bytes: buf.len() as u64,
+                        replaces: vec![],
                     });
                     self.lake.put(&staged, buf).await?;
                 }
@@ -509,6 +510,7 @@ impl Runner<'_> {
             target: paths::schedule_run(name, &slot_key(slot)).to_string(),
             rows: 1,
             bytes: body.len() as u64,
+            replaces: vec![],
         });
         self.lake.put(&staged, body).await?;
         commit::commit(

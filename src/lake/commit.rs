@@ -7,7 +7,8 @@
 //!    written whole in one step). It lists every staged file with its final key, and every
 //!    source with its counts. Its existence is the commit point.
 //! 2. **Finalize** (roll forward): each staged file is renamed to its final key inside the
-//!    table; a ledger entry is written for each source; the `.done` marker is written; the
+//!    table, and the files it replaces (compaction, [`super::compact`]) are deleted; a ledger
+//!    entry is written for each source; the `.done` marker is written; the
 //!    staging folder is removed.
 //!
 //! Invariants:
@@ -41,12 +42,16 @@ use super::{Lake, paths};
 use crate::error::{Error, Result};
 
 /// One file of a transaction: where it is staged and where it goes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileMove {
     pub staged: String,
     pub target: String,
     pub rows: u64,
     pub bytes: u64,
+    /// Files of the same table this one replaces (compaction): deleted right after it is in
+    /// place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
 }
 
 /// What the ledger records for one ingested source.
@@ -141,6 +146,11 @@ pub async fn finalize(lake: &Lake, record: &CommitRecord) -> Result<()> {
                 })?;
             }
             Err(e) => return Err(e.into()),
+        }
+        // Right after its replacement is in place, so a reader listing the partition sees
+        // both only in this short window (and not at all once finalize is done).
+        for old in &f.replaces {
+            lake.delete_opt(&Path::from(old.as_str())).await?;
         }
     }
     for s in &record.sources {

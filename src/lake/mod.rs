@@ -7,6 +7,7 @@
 //! store holds the lake.
 
 pub mod commit;
+pub mod compact;
 pub mod lock;
 pub mod paths;
 pub mod s3;
@@ -260,6 +261,15 @@ impl Lake {
 
     /// Rows of a Parquet file, from its footer (two ranged reads).
     pub async fn parquet_rows(&self, meta: &object_store::ObjectMeta) -> Result<u64> {
+        let md = self.parquet_metadata(meta).await?;
+        Ok(md.file_metadata().num_rows() as u64)
+    }
+
+    /// The footer of a Parquet file (two ranged reads).
+    pub async fn parquet_metadata(
+        &self,
+        meta: &object_store::ObjectMeta,
+    ) -> Result<parquet::file::metadata::ParquetMetaData> {
         use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
         let size = meta.size;
         let bad = || Error::invalid(format!("{}: not a Parquet file", meta.location));
@@ -276,7 +286,6 @@ impl Lake {
             .store
             .get_range(&meta.location, size - 8 - len..size - 8)
             .await?;
-        let md = ParquetMetaDataReader::decode_metadata(&buf)?;
-        Ok(md.file_metadata().num_rows() as u64)
+        Ok(ParquetMetaDataReader::decode_metadata(&buf)?)
     }
 }

@@ -39,6 +39,22 @@ pub fn data_file(db: &str, table: &str, day: (i32, u32, u32), txn: &str, seq: u3
     Path::from(format!("{dir}/{txn}-{seq:05}.parquet"))
 }
 
+/// The day of a data file or partition folder, from its `year=/month=/day=` segments.
+pub fn partition_of(key: &str) -> Option<(i32, u32, u32)> {
+    let (mut y, mut m, mut d) = (None, None, None);
+    for seg in key.split('/') {
+        if let Some((k, v)) = seg.split_once('=') {
+            match k {
+                "year" => y = v.parse().ok(),
+                "month" => m = v.parse().ok(),
+                "day" => d = v.parse().ok(),
+                _ => {}
+            }
+        }
+    }
+    Some((y?, m?, d?))
+}
+
 /// Folder of a transaction's staged files.
 pub fn staging_dir(txn: &str) -> Path {
     Path::from(format!("{STATE}/staging/{txn}"))
@@ -150,6 +166,14 @@ mod tests {
         assert_eq!(
             data_file("panther_logs", "aws_s3serveraccess", (2020, 12, 1), "t1", 3).as_ref(),
             "panther_logs/aws_s3serveraccess/year=2020/month=12/day=1/t1-00003.parquet"
+        );
+        assert_eq!(
+            partition_of("panther_logs/t/year=2020/month=12/day=1/t1-00003.parquet"),
+            Some((2020, 12, 1))
+        );
+        assert_eq!(
+            partition_of("panther_logs/t/year=2020/month=12/x.parquet"),
+            None
         );
         assert_eq!(table_dir("a", "b").as_ref(), "a/b");
         assert_eq!(staging_dir("t1").as_ref(), "_seclake/staging/t1");

@@ -160,7 +160,13 @@ impl TableSpec {
         }
     }
 
-    fn properties(&self, cfg: &WriterConfig) -> Result<WriterProperties> {
+    /// Index of `p_event_time` in [`TableSpec::schema`].
+    pub fn time_idx(&self) -> usize {
+        self.time_idx
+    }
+
+    /// How this table's files are encoded.
+    pub fn properties(&self, cfg: &WriterConfig) -> Result<WriterProperties> {
         let descr = ArrowSchemaConverter::new().convert(&self.schema)?;
         let leaf = (0..descr.num_columns())
             .find(|&i| descr.column(i).path().string() == TIME_COLUMN)
@@ -480,6 +486,7 @@ pub fn encode_job(job: &FlushJob) -> Result<(Vec<u8>, FileMove)> {
         target: target.to_string(),
         rows: rows as u64,
         bytes: bytes.len() as u64,
+        replaces: vec![],
     };
     Ok((bytes, mv))
 }

@@ -2,6 +2,7 @@
 
 mod cloudtrail;
 mod cloudtrail_props;
+mod compact;
 mod ingest;
 mod json_props;
 mod parser_props;

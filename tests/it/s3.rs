@@ -354,6 +354,37 @@ fn a_run_cut_after_its_commit_point_is_rolled_forward_by_the_next() {
 }
 
 #[test]
+fn compaction_on_an_s3_lake_keeps_every_row_and_leaves_fewer_objects() {
+    let s = server_with_sample();
+    let t = TestLake::on_s3(&s, "security-lake/prod");
+    // One transaction per object: several files per day.
+    t.ok(&["ingest", "--no-progress", "--txn-bytes", "1", SOURCE]);
+    let parquet = |s: &S3Server| {
+        s.keys("security-lake/prod")
+            .into_iter()
+            .filter(|k| k.contains("/panther_logs/") && k.ends_with(".parquet"))
+            .count()
+    };
+    let before_files = parquet(&s);
+    let sql = "SELECT p_row_id, p_event_time, requester, key, httpstatus FROM \
+               panther_logs.aws_s3serveraccess ORDER BY p_row_id";
+    let before = t.csv(sql);
+    let out = t.ok(&["compact"]);
+    assert!(out.contains("panther_logs.aws_s3serveraccess"), "{out}");
+    let after_files = parquet(&s);
+    assert!(
+        after_files < before_files,
+        "{before_files} -> {after_files}"
+    );
+    assert_eq!(t.csv(sql), before);
+    let keys = s.keys("security-lake/prod");
+    assert!(
+        !keys.iter().any(|k| k.contains("_seclake/staging/")),
+        "{keys:#?}"
+    );
+}
+
+#[test]
 fn a_session_lists_only_the_folders_a_query_needs_and_never_twice() {
     let s = server_with_sample();
     let t = TestLake::on_s3(&s, "security-lake/prod");
