@@ -51,7 +51,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::commit::{self, CommitRecord, FileMove};
 use super::lock::{self, LockOptions};
-use super::writer::{TableSpec, WriterConfig};
+use super::writer::{TableSpec, WriterConfig, file_properties};
 use super::{LOGS_DB, Lake, QUARANTINE_DB, RULE_MATCHES_DB, hidden, paths};
 use crate::error::{Error, Result};
 use crate::schema::Registry;
@@ -315,8 +315,9 @@ async fn merge_and_commit(
                     .await?;
                 let (task_spec, props) = (spec.clone(), props.clone());
                 let names: Vec<String> = g.inputs.iter().map(|m| m.location.to_string()).collect();
+                let rows = g.rows as usize;
                 let bytes = tokio::task::spawn_blocking(move || {
-                    merge(&task_spec, (*props).clone(), inputs, &names)
+                    merge(&task_spec, file_properties(&props, rows), inputs, &names)
                 })
                 .await
                 .map_err(|e| Error::invalid(format!("compaction task failed: {e}")))??;

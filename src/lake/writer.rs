@@ -241,7 +241,8 @@ impl TableSpec {
             b = b
                 .set_column_bloom_filter_enabled(path.clone(), true)
                 .set_column_bloom_filter_fpp(path.clone(), 0.02)
-                .set_column_bloom_filter_max_ndv(path, cfg.row_group_rows as u64);
+                // Row groups hold up to a quarter more (`balanced_row_group`).
+                .set_column_bloom_filter_max_ndv(path, (cfg.row_group_rows * 5 / 4) as u64);
         }
         Ok(b.build())
     }
@@ -499,7 +500,8 @@ pub fn encode(job: &FlushJob) -> Result<(Vec<u8>, usize)> {
     let schema = job.table.schema.clone();
     let rows: usize = job.batches.iter().map(|b| b.num_rows()).sum();
     let mut buf = Vec::with_capacity(rows * 64);
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some((*job.props).clone()))?;
+    let props = file_properties(&job.props, rows);
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
     let time_idx = job.table.time_idx;
     let in_order = job
         .batches
@@ -545,6 +547,27 @@ pub fn encode(job: &FlushJob) -> Result<(Vec<u8>, usize)> {
     Ok((buf, rows))
 }
 
+/// A table's properties for one file of `rows` rows: row groups of [`balanced_row_group`].
+pub fn file_properties(props: &WriterProperties, rows: usize) -> WriterProperties {
+    match props.max_row_group_row_count() {
+        Some(max) => props
+            .clone()
+            .into_builder()
+            .set_max_row_group_row_count(Some(balanced_row_group(rows, max)))
+            .build(),
+        None => props.clone(),
+    }
+}
+
+/// Rows per row group for a file of `rows` rows: equal row groups of up to a quarter more than
+/// `max`, so that a file of 142k rows (what a day's buffer holds when the memory budget flushes
+/// it) is one row group instead of 131,072 rows and a small remainder, whose per-column-chunk
+/// costs (dictionary, page index, a short batch) every query would pay again.
+pub fn balanced_row_group(rows: usize, max: usize) -> usize {
+    let groups = rows.div_ceil(max + max / 4).max(1);
+    rows.div_ceil(groups).max(1)
+}
+
 fn first_time(b: &RecordBatch, i: usize) -> i64 {
     b.column(i)
         .as_primitive_opt::<TimestampMicrosecondType>()
@@ -562,4 +585,28 @@ fn last_time(b: &RecordBatch, i: usize) -> i64 {
 fn is_sorted(a: &dyn Array) -> bool {
     a.as_primitive_opt::<TimestampMicrosecondType>()
         .is_some_and(|t| t.null_count() == 0 && t.values().windows(2).all(|w| w[0] <= w[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_row_group;
+
+    #[test]
+    fn row_groups_are_balanced_and_at_most_a_quarter_over() {
+        let max = 131_072;
+        assert_eq!(
+            balanced_row_group(142_000, max),
+            142_000,
+            "one group, no remainder"
+        );
+        assert_eq!(balanced_row_group(163_840, max), 163_840);
+        assert_eq!(balanced_row_group(163_841, max), 81_921, "two equal groups");
+        assert_eq!(balanced_row_group(2_000_000, max), 153_847, "13 groups");
+        assert_eq!(balanced_row_group(10, max), 10);
+        assert_eq!(balanced_row_group(0, max), 1);
+        for rows in [1, 1000, 131_072, 200_000, 1_000_000, 5_000_000] {
+            let n = balanced_row_group(rows, max);
+            assert!(n <= max + max / 4, "{rows}: {n}");
+        }
+    }
 }
