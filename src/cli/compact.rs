@@ -20,9 +20,10 @@ use super::{Ctx, Outcome};
 Frequent small ingests leave a day's folder with many small files, and every query pays per
 file. In each day's folder, files with fewer rows than --small-rows are merged in time order
 into files of up to --target-rows rows, encoded as ingest encodes them. Larger files are left
-alone: merging interleaves rows of different sources, which compress worse side by side. The new files replace the old ones
-through the same commit protocol as ingest (a crash leaves either the old files or, after the
-next run, the new ones), under the ingest lock.")]
+alone: merging interleaves rows of different sources, which compress worse side by side. The
+new files replace the old ones through the same commit protocol as ingest (a crash leaves
+either the old files or, after the next run, the new ones), under the ingest lock. A plain
+table name selects that table in every database.")]
 pub struct Args {
     /// Tables to compact, as `db.table` or `table` [default: every log, rule-match and
     /// quarantine table].
