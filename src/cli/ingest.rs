@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use crate::error::Result;
 use crate::ingest::{IngestOptions, Summary, ingest};
+use crate::lake::compact::{CompactOptions, compact};
 
 use super::{Ctx, Outcome};
 
@@ -17,6 +18,7 @@ use super::{Ctx, Outcome};
   seclake --schemas schemas/examples ingest data/minio-audit/
   seclake --lake s3://security-lake/prod ingest s3://access-logs/test-public-bucket/
   seclake ingest 's3://access-logs/test-public-bucket/2020-05-12-*'
+  seclake ingest --compact ./new-deliveries/            # then merge small files
 
 Each file's log type is detected from its content (S3 access log lines, CloudTrail records,
 or a custom JSON type's detect keys). Files already ingested (same path, size and
@@ -48,6 +50,11 @@ pub struct Args {
     #[arg(long)]
     pub no_rules: bool,
 
+    /// Afterwards, merge the small files of the tables written to (as `seclake compact` does):
+    /// for a cron that ingests each new delivery.
+    #[arg(long)]
+    pub compact: bool,
+
     /// Input bytes per transaction (commit); smaller means more, smaller commits.
     #[arg(long, hide = true)]
     pub txn_bytes: Option<u64>,
@@ -71,6 +78,21 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     }
     let summary = ingest(&ctx.lake, &ctx.registry, &args.paths, &opts).await?;
     print_summary(&mut std::io::stdout().lock(), &summary)?;
+    if args.compact && summary.files_written > 0 {
+        // Plain table names: the log tables and their rule-match and quarantine tables.
+        let tables = summary
+            .tables
+            .keys()
+            .filter_map(|k| k.split_once('.').map(|(_, t)| t.to_string()))
+            .collect();
+        let opts = CompactOptions {
+            tables,
+            ..Default::default()
+        };
+        let done = compact(&ctx.lake, &ctx.registry, &opts).await?;
+        super::compact::print_summary(&mut std::io::stdout().lock(), &done, false)
+            .map_err(|e| crate::error::Error::io("stdout", e))?;
+    }
     Ok(if summary.failed.is_empty() {
         Outcome::Ok
     } else {

@@ -92,12 +92,13 @@ impl Default for CompactOptions {
 
 impl CompactOptions {
     fn selects(&self, db: &str, table: &str) -> bool {
-        self.tables.is_empty()
-            || self
-                .tables
-                .iter()
-                .any(|t| *t == table || *t == format!("{db}.{table}"))
+        self.tables.is_empty() || self.tables.iter().any(|n| names(n, db, table))
     }
+}
+
+/// Whether `name` (`table` or `db.table`) names `db.table`.
+fn names(name: &str, db: &str, table: &str) -> bool {
+    name == table || name.strip_prefix(db).and_then(|r| r.strip_prefix('.')) == Some(table)
 }
 
 /// What compaction did (or, on a dry run, would do) to one table.
@@ -159,7 +160,7 @@ async fn compact_locked(
     let cfg = WriterConfig::default();
     let tables = lake.tables().await?;
     for name in &opts.tables {
-        if !tables.iter().any(|(d, t)| opts.selects(d, t)) {
+        if !tables.iter().any(|(d, t)| names(name, d, t)) {
             let known: Vec<String> = tables.iter().map(|(d, t)| format!("{d}.{t}")).collect();
             return Err(Error::invalid(format!(
                 "no table {name:?} in the lake (there are: {})",

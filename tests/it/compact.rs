@@ -157,7 +157,7 @@ fn target_rows_bounds_the_merged_files_and_names_select_tables() {
 
     let err = t.run_code(&["compact", "no_such_table"], 2);
     assert!(err.is_empty());
-    let out = t.run(&["compact", "no_such_table"]);
+    let out = t.run(&["compact", "aws_s3serveraccess", "no_such_table"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no_such_table") && stderr.contains("aws_s3serveraccess"),
@@ -221,4 +221,32 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(e.path(), dest).unwrap();
         }
     }
+}
+
+#[test]
+fn ingest_compact_merges_what_it_wrote() {
+    let t = TestLake::new();
+    let input = t.path("in");
+    let total = make_inputs(&input, 12, 400);
+    let out = t.ok(&[
+        "ingest",
+        "--no-progress",
+        "--txn-bytes",
+        "1",
+        "--compact",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.contains("files merged"), "{out}");
+    assert_eq!(t.files(LOGS, ".parquet").len(), 5, "{}", t.listing());
+    assert!(t.files(MATCHES, ".parquet").len() <= 5, "{}", t.listing());
+    assert_eq!(counts(&t), (total, total));
+    // Nothing new: nothing written, nothing to compact.
+    let again = t.ok(&[
+        "ingest",
+        "--no-progress",
+        "--compact",
+        input.to_str().unwrap(),
+    ]);
+    assert!(again.contains("0 ingested, 12 skipped"), "{again}");
+    assert!(!again.contains("files merged"), "{again}");
 }
