@@ -227,9 +227,69 @@ impl ScalarUDFImpl for IpInCidrs {
                 None => return exec_err!("ip_in_cidrs: networks must be literals"),
             }
         }
-        map_bool(&args.args[0], args.number_rows, |ip| {
-            parse_ip(ip).map(|ip| nets.iter().any(|n| n.contains(&ip)))
-        })
+        let nets = Networks::new(nets);
+        if matches!(args.args[0], ColumnarValue::Scalar(_)) {
+            return map_bool(&args.args[0], args.number_rows, |ip| nets.contains(ip));
+        }
+        let ips = strings(&args.args[0], args.number_rows)?;
+        Ok(ColumnarValue::Array(Arc::new(nets.contains_each(&ips))))
+    }
+}
+
+/// Literal networks of `ip_in_cidrs`, the IPv4 ones as `(network, mask)` words: the function
+/// runs over every event of a rule such as `NOT ip_in_cidrs(remoteip, '10.0.0.0/8')`, and
+/// parsing each address into an `IpAddr` to ask each `IpNet` was most of its time.
+struct Networks {
+    v4: Vec<(u32, u32)>,
+    all: Vec<IpNet>,
+}
+
+impl Networks {
+    fn new(all: Vec<IpNet>) -> Self {
+        let v4 = all
+            .iter()
+            .filter_map(|n| match n {
+                IpNet::V4(n) => Some((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        Networks { v4, all }
+    }
+
+    /// Whether `ip` is in any network; `None` when it is not an address.
+    fn contains(&self, ip: &str) -> Option<bool> {
+        // A dotted IPv4 address (the common case) is never inside an IPv6 network.
+        match parse_v4(ip.as_bytes()) {
+            Some(v4) => {
+                let x = u32::from(v4);
+                Some(self.v4.iter().any(|&(net, mask)| x & mask == net))
+            }
+            None => parse_ip(ip).map(|ip| self.all.iter().any(|n| n.contains(&ip))),
+        }
+    }
+
+    /// [`Networks::contains`] for every value, NULL for NULLs and non-addresses, as bitmaps.
+    fn contains_each(&self, ips: &arrow::array::StringArray) -> BooleanArray {
+        use arrow::array::Array;
+        use arrow::buffer::{BooleanBuffer, NullBuffer};
+        const NULL: u8 = 2;
+        let answers: Vec<u8> = (0..ips.len())
+            .map(|i| {
+                if ips.is_null(i) {
+                    return NULL;
+                }
+                match self.contains(ips.value(i)) {
+                    Some(hit) => hit as u8,
+                    None => NULL,
+                }
+            })
+            .collect();
+        let n = answers.len();
+        let values = BooleanBuffer::collect_bool(n, |i| answers[i] == 1);
+        let nulls = answers
+            .contains(&NULL)
+            .then(|| NullBuffer::new(BooleanBuffer::collect_bool(n, |i| answers[i] != NULL)));
+        BooleanArray::new(values, nulls)
     }
 }
 
@@ -340,6 +400,41 @@ mod tests {
         );
         assert_eq!(parse_cidr("10.0.0.0/33"), None);
         assert_eq!(parse_cidr("nope"), None);
+    }
+
+    #[test]
+    fn network_words_agree_with_ipnet() {
+        let nets: Vec<IpNet> = ["10.0.0.0/8", "192.168.1.7/24", "2001:db8::/32", "0.0.0.0/0"]
+            .iter()
+            .map(|c| parse_cidr(c).unwrap())
+            .collect();
+        let ips = [
+            Some("10.1.2.3"),
+            Some("11.1.2.3"),
+            Some("192.168.1.200"),
+            Some("192.168.2.1"),
+            Some(" 10.0.0.1 "),
+            Some("2001:db8::1"),
+            Some("::ffff:10.1.2.3"),
+            Some("fe80::1"),
+            Some("010.1.2.3"),
+            Some("not an ip"),
+            Some(""),
+            None,
+        ];
+        for some in [&nets[..1], &nets[1..3], &nets[2..3], &nets[..], &[]] {
+            let n = Networks::new(some.to_vec());
+            let array = arrow::array::StringArray::from(ips.to_vec());
+            let got = n.contains_each(&array);
+            for (i, ip) in ips.iter().enumerate() {
+                let want = ip
+                    .and_then(parse_ip)
+                    .map(|a| some.iter().any(|n| n.contains(&a)));
+                let got = (!arrow::array::Array::is_null(&got, i)).then(|| got.value(i));
+                assert_eq!(got, want, "{ip:?} in {some:?}");
+                assert_eq!(ip.and_then(|s| n.contains(s)), want, "{ip:?} in {some:?}");
+            }
+        }
     }
 
     #[test]
