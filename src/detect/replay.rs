@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::Result;
 use crate::lake::commit::{self, CommitRecord};
-use crate::lake::lock::{self, LockOptions};
+use crate::lake::lock;
 use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, cast_batch, stage_job};
 use crate::lake::{LOGS_DB, Lake};
 use crate::schema::Registry;
@@ -57,10 +57,7 @@ pub async fn replay(
     registry: Arc<Registry>,
     opts: &ReplayOptions,
 ) -> Result<ReplaySummary> {
-    let guard = lock::acquire(lake, "ingest", LockOptions::default()).await?;
-    let result = replay_locked(lake, registry, opts).await;
-    guard.release().await?;
-    result
+    lock::holding(lake, "ingest", replay_locked(lake, registry, opts)).await
 }
 
 async fn replay_locked(

@@ -42,7 +42,7 @@ use crate::detect::sink::{self, DeliveryReport};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry};
-use crate::lake::lock::{self, LockOptions};
+use crate::lake::lock;
 use crate::lake::writer::{
     FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_and_stage, quarantine_schema,
 };
@@ -185,8 +185,7 @@ pub async fn ingest(
         .map(|t| registry.get(t))
         .transpose()?;
 
-    let guard = lock::acquire(lake, "ingest", LockOptions::default()).await?;
-    let result = async {
+    let result = lock::holding(lake, "ingest", async {
         let rec = commit::recover(lake).await?;
         summary.recovered = (rec.rolled_forward.len(), rec.rolled_back.len());
         let mut ledger = commit::Ledger::load(lake).await?;
@@ -318,9 +317,8 @@ pub async fn ingest(
         pb.finish_and_clear();
         summary.delivery = sink::deliver_pending(lake, &opts.config).await?;
         Ok(())
-    }
+    })
     .await;
-    guard.release().await?;
     result?;
     summary.elapsed = start.elapsed();
     Ok(summary)

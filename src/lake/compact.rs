@@ -50,9 +50,9 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::file::properties::WriterProperties;
 
 use super::commit::{self, CommitRecord, FileMove};
-use super::lock::{self, LockOptions};
+use super::lock;
 use super::writer::{TableSpec, WriterConfig, file_properties};
-use super::{LOGS_DB, Lake, QUARANTINE_DB, RULE_MATCHES_DB, hidden, paths};
+use super::{LOGS_DB, Lake, QUARANTINE_DB, RULE_MATCHES_DB, paths};
 use crate::error::{Error, Result};
 use crate::schema::Registry;
 
@@ -143,10 +143,7 @@ pub async fn compact(
     registry: &Registry,
     opts: &CompactOptions,
 ) -> Result<CompactSummary> {
-    let guard = lock::acquire(lake, "ingest", LockOptions::default()).await?;
-    let result = compact_locked(lake, registry, opts).await;
-    guard.release().await?;
-    result
+    lock::holding(lake, "ingest", compact_locked(lake, registry, opts)).await
 }
 
 async fn compact_locked(
@@ -230,12 +227,8 @@ async fn plan(
     opts: &CompactOptions,
 ) -> Result<(Vec<Group>, Vec<String>)> {
     let mut partitions: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
-    for meta in lake.list(&paths::table_dir(&spec.db, &spec.table)).await? {
-        let key = meta.location.as_ref();
-        if !key.ends_with(".parquet") || key.split('/').any(hidden) {
-            continue;
-        }
-        if let Some((dir, _)) = key.rsplit_once('/') {
+    for meta in lake.data_files(&spec.db, &spec.table).await? {
+        if let Some((dir, _)) = meta.location.as_ref().rsplit_once('/') {
             partitions.entry(dir.to_string()).or_default().push(meta);
         }
     }
@@ -316,13 +309,18 @@ async fn merge_and_commit(
                     .await?;
                 let (task_spec, props) = (spec.clone(), props.clone());
                 let names: Vec<String> = g.inputs.iter().map(|m| m.location.to_string()).collect();
-                let rows = g.rows as usize;
-                let bytes = tokio::task::spawn_blocking(move || {
-                    merge(&task_spec, file_properties(&props, rows), inputs, &names)
+                let task_names = names.clone();
+                let file_rows = g.rows as usize;
+                let (bytes, rows) = tokio::task::spawn_blocking(move || {
+                    merge(
+                        &task_spec,
+                        file_properties(&props, file_rows),
+                        inputs,
+                        &task_names,
+                    )
                 })
                 .await
                 .map_err(|e| Error::invalid(format!("compaction task failed: {e}")))??;
-                let (bytes, rows) = bytes;
                 if rows != g.rows {
                     return Err(Error::invalid(format!(
                         "compacting {}: merged {rows} rows from inputs holding {}; nothing \
@@ -337,7 +335,7 @@ async fn merge_and_commit(
                     target: paths::data_file(&spec.db, &spec.table, g.day, &txn, seq).to_string(),
                     rows,
                     bytes: bytes.len() as u64,
-                    replaces: g.inputs.iter().map(|m| m.location.to_string()).collect(),
+                    replaces: names,
                 };
                 lake.put(&staged, bytes).await?;
                 Ok::<_, Error>(mv)

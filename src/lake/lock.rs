@@ -130,6 +130,19 @@ fn spawn_heartbeat(lake: Lake, key: Path, body: Vec<u8>, opts: LockOptions) -> J
     })
 }
 
+/// Run `work` holding the lock `name` (default options), and release it whether `work`
+/// succeeded or not. `work` is not started before the lock is taken.
+pub async fn holding<T>(
+    lake: &Lake,
+    name: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let guard = acquire(lake, name, LockOptions::default()).await?;
+    let result = work.await;
+    guard.release().await?;
+    result
+}
+
 impl LockGuard {
     /// Release the lock.
     pub async fn release(self) -> Result<()> {

@@ -239,15 +239,23 @@ pub struct TableStats {
 }
 
 impl Lake {
+    /// A table's Parquet data files (names starting `_` or `.` anywhere in the key skipped, as
+    /// readers skip them).
+    pub async fn data_files(&self, db: &str, table: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        let mut files = self.list(&paths::table_dir(db, table)).await?;
+        files.retain(|m| {
+            let key = m.location.as_ref();
+            key.ends_with(".parquet") && !key.split('/').any(hidden)
+        });
+        Ok(files)
+    }
+
     /// Count a table's partitions, Parquet files, rows (from file footers) and bytes.
     pub async fn table_stats(&self, db: &str, table: &str) -> Result<TableStats> {
         let mut stats = TableStats::default();
         let mut partitions = std::collections::HashSet::new();
-        for meta in self.list(&paths::table_dir(db, table)).await? {
+        for meta in self.data_files(db, table).await? {
             let key = meta.location.as_ref();
-            if !key.ends_with(".parquet") || key.split('/').any(hidden) {
-                continue;
-            }
             if let Some((dir, _)) = key.rsplit_once('/') {
                 partitions.insert(dir.to_string());
             }

@@ -34,7 +34,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::lake::commit::{self, CommitRecord, LedgerEntry};
-use crate::lake::lock::{self, LockOptions};
+use crate::lake::lock;
 use crate::lake::writer::{PartitionedWriter, TableSpec, WriterConfig, cast_batch, stage_job};
 use crate::schema::{Registry, TIMESTAMP};
 use resource::{S3_BUCKET, S3_BUCKET_TABLE};
@@ -331,8 +331,7 @@ pub struct ResourceSummary {
 /// Ingest resource snapshot files (files, folders, globs) exactly once.
 pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSummary> {
     let found = crate::ingest::source::discover(args, lake.stores()).await?;
-    let guard = lock::acquire(lake, "ingest", LockOptions::default()).await?;
-    let result = async {
+    lock::holding(lake, "ingest", async {
         commit::recover(lake).await?;
         let ledger = commit::ledger_ids(lake).await?;
         let mut summary = ResourceSummary::default();
@@ -421,10 +420,8 @@ pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSu
             commit::commit(lake, &record).await?;
         }
         Ok(summary)
-    }
-    .await;
-    guard.release().await?;
-    result
+    })
+    .await
 }
 
 /// One policy's counts in an evaluation.
@@ -472,8 +469,7 @@ pub async fn evaluate(
         .iter()
         .map(|p| Compiled::new(p.clone()))
         .collect::<Result<_>>()?;
-    let guard = lock::acquire(lake, "ingest", LockOptions::default()).await?;
-    let result = async {
+    lock::holding(lake, "ingest", async {
         commit::recover(lake).await?;
         let mut summary = EvalSummary::default();
         let engine = Engine::open(lake, registry, EngineOptions { read_only: true }).await?;
@@ -608,8 +604,6 @@ pub async fn evaluate(
         }
         summary.delivery = sink::deliver_pending(lake, config).await?;
         Ok(summary)
-    }
-    .await;
-    guard.release().await?;
-    result
+    })
+    .await
 }
