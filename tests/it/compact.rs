@@ -9,7 +9,7 @@ use arrow::datatypes::TimestampMicrosecondType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ingest::make_inputs;
-use crate::util::TestLake;
+use crate::util::{TestLake, kill_after, next_random};
 
 const LOGS: &str = "panther_logs/aws_s3serveraccess";
 const MATCHES: &str = "panther_rule_matches/aws_s3serveraccess";
@@ -175,23 +175,12 @@ fn a_compaction_killed_at_random_points_never_loses_a_row() {
     let mut seed = 0x2545f4914f6cdd1du64;
     let mut killed = 0;
     for round in 0..8u64 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
         std::fs::remove_dir_all(t.lake()).unwrap();
         copy_dir(&template, &t.lake());
-        let mut child = t
-            .cmd(&["compact"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(30 + seed % (100 + 60 * round)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        let delay = Duration::from_millis(30 + next_random(&mut seed) % (100 + 60 * round));
+        if kill_after(t.cmd(&["compact"]), delay) {
             killed += 1;
         }
-        child.wait().unwrap();
         // Every visible file reads, and no row is missing (a kill between a new file's move
         // and its inputs' deletion can show rows twice until the next run rolls forward).
         let (rows, distinct) = counts(&t);

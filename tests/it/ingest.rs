@@ -6,7 +6,9 @@ use std::io::Write;
 use arrow::array::AsArray;
 use std::time::Duration;
 
-use crate::util::{TestLake, copy_sample, line, rows, sample_dir, scalar_i64, sql};
+use crate::util::{
+    TestLake, copy_sample, kill_after, line, next_random, rows, sample_dir, scalar_i64, sql,
+};
 
 /// Non-blank lines of the sample, counted independently of seclake.
 fn sample_lines() -> u64 {
@@ -239,22 +241,11 @@ pub fn crash_then_rerun(t: &TestLake, input: &str, total: u64, rounds: u64) {
     let mut seed = 0x9e3779b97f4a7c15u64;
     let mut killed = 0;
     for round in 0..rounds {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let delay = Duration::from_millis(20 + seed % (200 + 100 * round));
-        let mut child = t
-            .cmd(&["ingest", "--no-progress", "--txn-bytes", "400000", input])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        let delay = Duration::from_millis(20 + next_random(&mut seed) % (200 + 100 * round));
+        let cmd = t.cmd(&["ingest", "--no-progress", "--txn-bytes", "400000", input]);
+        if kill_after(cmd, delay) {
             killed += 1;
         }
-        child.wait().unwrap();
         // Readers never see a partial file: every visible Parquet file opens.
         if t.lake().join("panther_logs").exists() {
             count("SELECT count(*) FROM panther_logs.aws_s3serveraccess");

@@ -144,6 +144,32 @@ pub fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
 }
 
+/// The next value of a xorshift sequence (seeded by the caller): spread-out, repeatable
+/// delays for the crash tests.
+pub fn next_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Start `cmd` with its output discarded, and kill it (SIGKILL) if it still runs after
+/// `delay`. Returns whether it was killed mid-way.
+pub fn kill_after(mut cmd: Command, delay: std::time::Duration) -> bool {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn seclake");
+    std::thread::sleep(delay);
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    child.wait().unwrap();
+    killed
+}
+
 /// Copy the bundled sample into `dest`.
 pub fn copy_sample(dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
