@@ -127,6 +127,29 @@ fn map_bool(
     Ok(ColumnarValue::Array(Arc::new(out)))
 }
 
+/// Apply the total predicate `f` to each string of `arg`, NULL to NULL: the answers go
+/// straight into a bitmap and the input's null mask is reused.
+fn map_pred(
+    arg: &ColumnarValue,
+    rows: usize,
+    mut f: impl FnMut(&str) -> bool,
+) -> DfResult<ColumnarValue> {
+    if let Some(v) = scalar_str(arg) {
+        return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(
+            v.map(|s| f(&s)),
+        )));
+    }
+    let a = strings(arg, rows)?;
+    let values = arrow::buffer::BooleanBuffer::collect_bool(a.len(), |i| {
+        // SAFETY: i < a.len(); NULL slots hold an empty (valid) string.
+        f(unsafe { a.value_unchecked(i) })
+    });
+    Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
+        values,
+        a.nulls().cloned(),
+    ))))
+}
+
 fn expect_args(name: &str, args: &[ColumnarValue], n: usize) -> DfResult<()> {
     if args.len() != n {
         return exec_err!("{name} takes {n} argument(s), got {}", args.len());
