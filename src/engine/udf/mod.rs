@@ -33,7 +33,7 @@ use datafusion::prelude::SessionContext;
 
 pub use arn::ArnPart;
 pub use bucket::{BucketCheck, Check};
-pub use cidr::{CidrContains, IpClass, IpInCidrs, parse_cidr};
+pub use cidr::{CidrContains, IpClass, IpInCidrs, parse_cidr, parse_ip};
 pub use glob::{Glob, GlobMapMatch, GlobMatch, GlobMatchAny, fnmatch_regex};
 
 /// Every seclake function.
