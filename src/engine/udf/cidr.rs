@@ -311,11 +311,7 @@ impl ScalarUDFImpl for IpInCidrs {
             }
         }
         let nets = Networks::new(nets);
-        if matches!(args.args[0], ColumnarValue::Scalar(_)) {
-            return map_bool(&args.args[0], args.number_rows, |ip| nets.contains(ip));
-        }
-        let ips = strings(&args.args[0], args.number_rows)?;
-        Ok(ColumnarValue::Array(Arc::new(nets.contains_each(&ips))))
+        map_bool(&args.args[0], args.number_rows, |ip| nets.contains(ip))
     }
 }
 
@@ -349,30 +345,6 @@ impl Networks {
             }
             None => parse_ip(ip).map(|ip| self.all.iter().any(|n| n.contains(&ip))),
         }
-    }
-
-    /// [`Networks::contains`] for every value, NULL for NULLs and non-addresses, as bitmaps.
-    fn contains_each(&self, ips: &arrow::array::StringArray) -> BooleanArray {
-        use arrow::array::Array;
-        use arrow::buffer::{BooleanBuffer, NullBuffer};
-        const NULL: u8 = 2;
-        let answers: Vec<u8> = (0..ips.len())
-            .map(|i| {
-                if ips.is_null(i) {
-                    return NULL;
-                }
-                match self.contains(ips.value(i)) {
-                    Some(hit) => hit as u8,
-                    None => NULL,
-                }
-            })
-            .collect();
-        let n = answers.len();
-        let values = BooleanBuffer::collect_bool(n, |i| answers[i] == 1);
-        let nulls = answers
-            .contains(&NULL)
-            .then(|| NullBuffer::new(BooleanBuffer::collect_bool(n, |i| answers[i] != NULL)));
-        BooleanArray::new(values, nulls)
     }
 }
 
@@ -535,7 +507,13 @@ mod tests {
         for some in [&nets[..1], &nets[1..3], &nets[2..3], &nets[..], &[]] {
             let n = Networks::new(some.to_vec());
             let array = arrow::array::StringArray::from(ips.to_vec());
-            let got = n.contains_each(&array);
+            let got = map_bool(&ColumnarValue::Array(Arc::new(array)), ips.len(), |s| {
+                n.contains(s)
+            })
+            .unwrap()
+            .into_array(ips.len())
+            .unwrap();
+            let got = arrow::array::AsArray::as_boolean(&got);
             for (i, ip) in ips.iter().enumerate() {
                 let want = ip
                     .and_then(parse_ip)

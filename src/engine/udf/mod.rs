@@ -111,20 +111,40 @@ fn literal_str(e: &Expr) -> Option<&str> {
     }
 }
 
-/// Apply `f` to each string of `arg`, NULL to NULL.
+/// Apply `f` to each string of `arg`, NULL to NULL (and where `f` answers `None`).
+///
+/// Answers are gathered as bytes and packed into the value and validity bitmaps 64 at a
+/// time, not pushed through `Option<bool>` into a builder: these functions run over every
+/// event of a rule (`NOT ip_in_cidrs(remoteip, …)`).
 fn map_bool(
     arg: &ColumnarValue,
     rows: usize,
     mut f: impl FnMut(&str) -> Option<bool>,
 ) -> DfResult<ColumnarValue> {
+    use arrow::buffer::{BooleanBuffer, NullBuffer};
+    const NULL: u8 = 2;
     if let Some(v) = scalar_str(arg) {
         return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(
             v.and_then(|s| f(&s)),
         )));
     }
     let a = strings(arg, rows)?;
-    let out: BooleanArray = a.iter().map(|v| v.and_then(&mut f)).collect();
-    Ok(ColumnarValue::Array(Arc::new(out)))
+    let answers: Vec<u8> = (0..a.len())
+        .map(|i| {
+            if a.is_null(i) {
+                return NULL;
+            }
+            f(a.value(i)).map_or(NULL, u8::from)
+        })
+        .collect();
+    let n = answers.len();
+    let values = BooleanBuffer::collect_bool(n, |i| answers[i] == 1);
+    let nulls = answers
+        .contains(&NULL)
+        .then(|| NullBuffer::new(BooleanBuffer::collect_bool(n, |i| answers[i] != NULL)));
+    Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
+        values, nulls,
+    ))))
 }
 
 /// Apply the total predicate `f` to each string of `arg`, NULL to NULL: the answers go
