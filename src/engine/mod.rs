@@ -33,6 +33,7 @@ pub mod like;
 pub mod listing;
 pub mod macros;
 pub mod mapped;
+pub mod or_in_list;
 pub mod prune;
 pub mod udf;
 pub mod view_memo;
@@ -101,7 +102,9 @@ impl Engine {
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "panther_logs")
             // Filter pushdown into the Parquet decoder measured slower on the benchmark suite
-            // (q08 485 -> 323 ms without it), so predicates are applied after decoding.
+            // (q08 485 -> 323 ms without it; again on 2026-12-02 with DataFusion 55: q01 43 ->
+            // 67 ms, q08 80 -> 200 ms, q06 228 -> 280 ms with it), so predicates are applied
+            // after decoding.
             .set_bool("datafusion.execution.parquet.pushdown_filters", false)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
         // On S3 a scan waits on requests more than on the CPU: more partitions keep more
@@ -126,6 +129,7 @@ impl Engine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(like::MemoLikeRule))
+            .with_physical_optimizer_rule(Arc::new(or_in_list::OrInListRule))
             .with_physical_optimizer_rule(Arc::new(eager_and::EagerAndRule))
             .with_physical_optimizer_rule(Arc::new(group::MemoGroupRule))
             .build();
