@@ -73,6 +73,8 @@ pub struct TableSpec {
     time_idx: usize,
     no_dictionary: Vec<String>,
     bloom: Vec<String>,
+    /// Columns written without compression (the schema's `compressed: false`).
+    uncompressed: Vec<String>,
     /// zstd level for this table instead of the writer's.
     zstd_level: Option<i32>,
 }
@@ -92,14 +94,20 @@ impl TableSpec {
             .filter(|c| c.bloom_filter)
             .map(|c| c.name.clone())
             .collect();
-        Self::new(
+        let mut spec = Self::new(
             super::LOGS_DB,
             &schema.table(),
             &schema.log_type,
             schema.arrow_schema(),
             no_dictionary,
             bloom,
-        )
+        );
+        spec.uncompressed = cols
+            .iter()
+            .filter(|c| !c.compressed)
+            .map(|c| c.name.clone())
+            .collect();
+        spec
     }
 
     /// The rule-match table of a log type, in `panther_rule_matches`: the log table's columns
@@ -118,6 +126,7 @@ impl TableSpec {
             no_dictionary,
             vec![],
         );
+        spec.uncompressed = logs.uncompressed;
         // Matches can be as many as the events (a broad rule) and are read far less: the
         // fastest level keeps rules from halving ingest throughput (measured in BENCHMARKS.md).
         spec.zstd_level = Some(1);
@@ -156,6 +165,7 @@ impl TableSpec {
             time_idx,
             no_dictionary,
             bloom,
+            uncompressed: vec![],
             zstd_level: None,
         }
     }
@@ -235,6 +245,14 @@ impl TableSpec {
         // Row ids share their source prefix: store only what differs from the previous one.
         if self.schema.field_with_name("p_row_id").is_ok() {
             b = b.set_column_encoding(ColumnPath::from("p_row_id"), Encoding::DELTA_BYTE_ARRAY);
+        }
+        // Dictionary keys of few, evenly spread values (status codes, error codes, requesters)
+        // are bit-packed runs zstd shrinks by a fifth or less; every compressed column chunk a
+        // query reads costs a zstd context and a decompression pass. Measured on the 10M-row
+        // bench lake (BENCHMARKS.md, 2026-12-02): the seed query 46-48 -> 41-44 ms and q08
+        // 99 -> 89 ms, for 1% more bytes.
+        for c in &self.uncompressed {
+            b = b.set_column_compression(ColumnPath::from(c.as_str()), Compression::UNCOMPRESSED);
         }
         for c in &self.bloom {
             let path = ColumnPath::from(c.as_str());

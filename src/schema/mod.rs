@@ -107,6 +107,12 @@ pub struct Column {
     /// Write a Parquet bloom filter so equality lookups skip row groups.
     #[serde(default)]
     pub bloom_filter: bool,
+    /// zstd-compress this column's pages (default true). Turn off for a dictionary column of
+    /// few, evenly spread values that queries read often: its pages are bit-packed keys zstd
+    /// barely shrinks, and reading an uncompressed chunk skips creating a zstd context and
+    /// decompressing (see `lake::writer`).
+    #[serde(default = "yes")]
+    pub compressed: bool,
     /// JSON parsers: where the value is in the record, as dot-separated keys matched
     /// case-insensitively (`userIdentity.arn`); the column name when omitted.
     #[serde(default)]

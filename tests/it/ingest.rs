@@ -376,6 +376,15 @@ fn duckdb_reads_the_lake_as_is() {
         size.compression(),
         parquet::basic::Compression::UNCOMPRESSED
     );
+    // `compressed: false` in the schema: stored as it is; other columns zstd.
+    for (name, compressed) in [("httpstatus", false), ("errorcode", false), ("key", true)] {
+        let c = column(name).compression();
+        assert_eq!(
+            matches!(c, parquet::basic::Compression::ZSTD(_)),
+            compressed,
+            "{name}: {c:?}"
+        );
+    }
 }
 
 #[test]
