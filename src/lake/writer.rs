@@ -8,8 +8,9 @@
 //! size.
 //!
 //! Every file: rows sorted by `p_event_time` and that order declared in the row-group metadata
-//! (`sorting_columns`), zstd compression, page-level statistics and the page index, row groups
-//! of [`WriterConfig::row_group_rows`], dictionary encoding except for columns the schema marks
+//! (`sorting_columns`), zstd compression (except integers without a dictionary and columns the
+//! schema marks `compressed: false`), page-level statistics and the page index, row groups of
+//! [`WriterConfig::row_group_rows`], dictionary encoding except for columns the schema marks
 //! unique, bloom filters where the schema asks. Files are encoded in memory and staged whole
 //! ([`super::commit`] moves them into the table).
 
