@@ -325,6 +325,16 @@ fn validate_columns(columns: &[Column], at: &str) -> std::result::Result<(), Str
             (_, false) => return Err(format!("column {name:?} has `fields` but is not a struct")),
             _ => {}
         }
+        // The writer sets these per Parquet leaf by the column's name: a struct's fields and
+        // an array's items are leaves of other names, where they would do nothing.
+        let storage = !c.dictionary || c.bloom_filter || !c.compressed;
+        if storage && (!at.is_empty() || matches!(c.ty, ColumnType::Struct | ColumnType::Array(_)))
+        {
+            return Err(format!(
+                "column {name:?}: `dictionary`, `bloom_filter` and `compressed` apply to \
+                 top-level columns of scalar type only"
+            ));
+        }
         if let ColumnType::Array(inner) = &c.ty
             && matches!(**inner, ColumnType::Array(_) | ColumnType::Struct)
         {
@@ -467,6 +477,12 @@ mod tests {
         let bad = "log_type: X\nparser: s3_access\nevent_time: t\ncolumns:\n  - {name: t, type: string}\n";
         let e = LogSchema::from_yaml("x.yml", bad).unwrap_err().to_string();
         assert!(e.contains("not timestamp"), "{e}");
+        let bad = "log_type: X\nparser: s3_access\nevent_time: t\ncolumns:\n  - {name: t, type: timestamp}\n  - {name: u, type: struct, fields: [{name: id, type: string, compressed: false}]}\n";
+        let e = LogSchema::from_yaml("x.yml", bad).unwrap_err().to_string();
+        assert!(e.contains("\"u.id\"") && e.contains("top-level"), "{e}");
+        let bad = "log_type: X\nparser: s3_access\nevent_time: t\ncolumns:\n  - {name: t, type: timestamp}\n  - {name: l, type: array<string>, dictionary: false}\n";
+        let e = LogSchema::from_yaml("x.yml", bad).unwrap_err().to_string();
+        assert!(e.contains("\"l\"") && e.contains("scalar"), "{e}");
         let bad = "log_type: X\nparser: s3_access\nevent_time: t\nextra: 1\ncolumns: []\n";
         assert!(LogSchema::from_yaml("x.yml", bad).is_err());
     }
