@@ -101,11 +101,15 @@ fn literal_pattern(l: &LikeExpr) -> Option<&str> {
         .and_then(|p| p.value().try_as_str().flatten())
 }
 
+/// Whether `s` is literal text in a `LIKE` pattern (no wildcard, no escape).
+fn plain(s: &str) -> bool {
+    !s.contains(['%', '_', '\\'])
+}
+
 /// Whether Arrow's kernel matches `pattern` with a regex it compiles on each call; patterns
 /// that are an equality, a prefix, a suffix or (`LIKE` only) a substring it matches directly,
 /// faster than a regex does.
 fn kernel_compiles_regex(pattern: &str, case_insensitive: bool) -> bool {
-    let plain = |s: &str| !s.contains(['%', '_', '\\']);
     let (head, tail) = (pattern.strip_suffix('%'), pattern.strip_prefix('%'));
     let simple = plain(pattern)
         || head.is_some_and(plain)
@@ -174,9 +178,10 @@ fn contains_each(strings: &StringArray, finder: &memchr::memmem::Finder) -> Vec<
         }
     }
     if let Some(nulls) = strings.nulls() {
-        for i in nulls.iter().enumerate().filter(|(_, v)| !v).map(|(i, _)| i) {
-            answers[i] = 0;
-        }
+        answers
+            .iter_mut()
+            .zip(nulls.iter())
+            .for_each(|(a, valid)| *a &= valid as u8);
     }
     answers
 }
@@ -207,7 +212,7 @@ impl MemoLike {
         let substring = literal_pattern(l)
             .filter(|_| !l.case_insensitive())
             .and_then(|p| p.strip_prefix('%')?.strip_suffix('%'))
-            .filter(|lit| !lit.is_empty() && !lit.contains(['%', '_', '\\']))
+            .filter(|lit| !lit.is_empty() && plain(lit))
             .map(|lit| memchr::memmem::Finder::new(lit.as_bytes()).into_owned());
         MemoLike {
             regex,

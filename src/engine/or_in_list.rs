@@ -78,7 +78,7 @@ type ColumnIn = (Column, Vec<Arc<dyn PhysicalExpr>>);
 /// The column and literals of `e` when it is `column = literal`, `literal = column` or
 /// `column IN (literals)` over an integer column.
 fn column_in(e: &Arc<dyn PhysicalExpr>, schema: &Schema) -> DfResult<Option<ColumnIn>> {
-    let found = if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+    let (column, list) = if let Some(b) = e.downcast_ref::<BinaryExpr>() {
         if *b.op() != Operator::Eq {
             return Ok(None);
         }
@@ -103,17 +103,18 @@ fn column_in(e: &Arc<dyn PhysicalExpr>, schema: &Schema) -> DfResult<Option<Colu
     } else {
         return Ok(None);
     };
-    let (column, list) = found;
     let ty = column.data_type(schema)?;
+    if !ty.is_integer() {
+        return Ok(None);
+    }
     // Both sides of `=` have the same type once DataFusion's coercion ran; a list whose
     // literals do not is left alone rather than trusted.
-    let same_type = list
-        .iter()
-        .map(|l| l.data_type(schema))
-        .collect::<DfResult<Vec<_>>>()?
-        .iter()
-        .all(|t| *t == ty);
-    Ok((ty.is_integer() && same_type).then(|| (column.clone(), list)))
+    for l in &list {
+        if l.data_type(schema)? != ty {
+            return Ok(None);
+        }
+    }
+    Ok(Some((column.clone(), list)))
 }
 
 #[cfg(test)]

@@ -83,18 +83,17 @@ pub struct TableSpec {
 impl TableSpec {
     /// The table of a log type in `panther_logs`.
     pub fn for_log(schema: &LogSchema) -> Self {
-        let cols = &schema.columns;
-        let mut no_dictionary: Vec<String> = cols
-            .iter()
-            .filter(|c| !c.dictionary)
-            .map(|c| c.name.clone())
-            .collect();
+        let names = |keep: fn(&crate::schema::Column) -> bool| -> Vec<String> {
+            schema
+                .columns
+                .iter()
+                .filter(|c| keep(c))
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let mut no_dictionary = names(|c| !c.dictionary);
         no_dictionary.push("p_row_id".into());
-        let bloom = cols
-            .iter()
-            .filter(|c| c.bloom_filter)
-            .map(|c| c.name.clone())
-            .collect();
+        let bloom = names(|c| c.bloom_filter);
         let mut spec = Self::new(
             super::LOGS_DB,
             &schema.table(),
@@ -103,11 +102,7 @@ impl TableSpec {
             no_dictionary,
             bloom,
         );
-        spec.uncompressed = cols
-            .iter()
-            .filter(|c| !c.compressed)
-            .map(|c| c.name.clone())
-            .collect();
+        spec.uncompressed = names(|c| !c.compressed);
         spec
     }
 
@@ -250,8 +245,8 @@ impl TableSpec {
         // Dictionary keys of few, evenly spread values (status codes, error codes, requesters)
         // are bit-packed runs zstd shrinks by a fifth or less; every compressed column chunk a
         // query reads costs a zstd context and a decompression pass. Measured on the 10M-row
-        // bench lake (BENCHMARKS.md, 2026-12-02): the seed query 46-48 -> 41-44 ms and q08
-        // 99 -> 89 ms, for 1% more bytes.
+        // bench lake (BENCHMARKS.md, ninth session): the seed query 52 -> 42 ms, q03 121 ->
+        // 104 ms, q08 98 -> 93 ms, for 1.3% more bytes.
         for c in &self.uncompressed {
             b = b.set_column_compression(ColumnPath::from(c.as_str()), Compression::UNCOMPRESSED);
         }
