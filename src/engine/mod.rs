@@ -132,6 +132,7 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(or_in_list::OrInListRule))
             .with_physical_optimizer_rule(Arc::new(eager_and::EagerAndRule))
             .with_physical_optimizer_rule(Arc::new(group::MemoGroupRule))
+            .with_physical_optimizer_rule(Arc::new(prune::PlannedStatisticsRule))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         let (base_url, listing) = match lake.bucket_store() {

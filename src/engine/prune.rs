@@ -17,14 +17,22 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Constraints, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
+};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     Between, BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, col, lit,
 };
+use datafusion::physical_expr::DynamicFilterTracking;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::lake::writer::TIME_COLUMN;
@@ -231,6 +239,79 @@ impl TableProvider for LakeTable {
 
     fn statistics(&self) -> Option<Statistics> {
         self.0.statistics()
+    }
+}
+
+/// Drops each file's column statistics from Parquet scans once planning has used them, unless
+/// the scan's predicate can change while it runs.
+///
+/// DataFusion prunes files by their statistics when it plans a scan; when it opens a file it
+/// builds a pruning predicate and evaluates it against the same statistics again, in case a
+/// dynamic filter (from a `TopK` or a join) has narrowed meanwhile. For a predicate without
+/// dynamic parts the second check repeats the first and cannot prune anything (perf on the seed
+/// query: 2.3% of its CPU). This rule runs after DataFusion's own, so every rule that reads
+/// statistics has read them, and it leaves scans with a dynamic filter alone.
+#[derive(Debug, Default)]
+pub struct PlannedStatisticsRule;
+
+impl PhysicalOptimizerRule for PlannedStatisticsRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|p| {
+            let Some(ds) = p.downcast_ref::<DataSourceExec>() else {
+                return Ok(Transformed::no(p));
+            };
+            let Some((config, source)) = ds.downcast_to_file_source::<ParquetSource>() else {
+                return Ok(Transformed::no(p));
+            };
+            let dynamic = source
+                .filter()
+                .is_some_and(|e| DynamicFilterTracking::classify(&e).contains_dynamic_filter());
+            let with_stats = config
+                .file_groups
+                .iter()
+                .any(|g| g.iter().any(|f| f.statistics.is_some()));
+            if dynamic || !with_stats {
+                return Ok(Transformed::no(p));
+            }
+            let groups = config
+                .file_groups
+                .iter()
+                .map(|g| {
+                    let files = g
+                        .iter()
+                        .map(|f| {
+                            let mut f = f.clone();
+                            f.statistics = None;
+                            f
+                        })
+                        .collect();
+                    let group = FileGroup::new(files);
+                    match g.file_statistics(None) {
+                        Some(s) => group.with_statistics(Arc::new(s.clone())),
+                        None => group,
+                    }
+                })
+                .collect();
+            let config = FileScanConfigBuilder::from(config.clone())
+                .with_file_groups(groups)
+                .build();
+            Ok(Transformed::yes(
+                DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "planned_statistics"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 

@@ -504,3 +504,68 @@ fn datafusion_options_come_from_the_environment() {
     );
     assert_eq!(out.lines().nth(1), Some("false"), "{out}");
 }
+
+#[test]
+fn file_statistics_are_kept_only_for_scans_with_dynamic_filters() {
+    use datafusion::datasource::physical_plan::ParquetSource;
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::physical_plan::ExecutionPlan;
+
+    // Files of every scan in `plan` that carry column statistics, and files in all.
+    fn files_with_statistics(plan: &Arc<dyn ExecutionPlan>) -> (usize, usize) {
+        let mut counts = (0, 0);
+        if let Some(ds) = plan.downcast_ref::<DataSourceExec>()
+            && let Some((config, _)) = ds.downcast_to_file_source::<ParquetSource>()
+        {
+            for f in config.file_groups.iter().flat_map(|g| g.iter()) {
+                counts.0 += usize::from(f.statistics.is_some());
+                counts.1 += 1;
+            }
+        }
+        for child in plan.children() {
+            let (s, n) = files_with_statistics(child);
+            counts = (counts.0 + s, counts.1 + n);
+        }
+        counts
+    }
+
+    let t = sample_lake();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lake = seclake::lake::Lake::open(t.lake().to_str().unwrap()).unwrap();
+        let reg = Arc::new(seclake::schema::Registry::builtin().unwrap());
+        let engine = seclake::engine::Engine::open(&lake, reg, Default::default())
+            .await
+            .unwrap();
+        let plan = |sql: &'static str| {
+            let engine = &engine;
+            async move {
+                let df = engine.sql(sql).await.unwrap();
+                let plan = df.clone().create_physical_plan().await.unwrap();
+                let rows: usize = df
+                    .collect()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.num_rows())
+                    .sum();
+                (files_with_statistics(&plan), rows)
+            }
+        };
+        // A static predicate: planning pruned by the statistics, the files go without them.
+        let ((with, all), rows) = plan(SEED).await;
+        assert!(all > 0 && rows > 0);
+        assert_eq!(with, 0, "{with} of {all} files keep statistics");
+        // The newest events: TopK's dynamic filter may prune files as it narrows, by them.
+        let ((with, all), rows) = plan(
+            "SELECT p_event_time FROM aws_s3serveraccess WHERE httpstatus = 200 \
+             ORDER BY p_event_time DESC LIMIT 3",
+        )
+        .await;
+        assert_eq!(rows, 3);
+        assert!(
+            all > 0 && with == all,
+            "{with} of {all} files keep statistics"
+        );
+    });
+}
