@@ -18,7 +18,8 @@
 //! Read-only sessions ([`EngineOptions::read_only`]) refuse statements that write or register
 //! anything (COPY, INSERT, CREATE …) before running them.
 //!
-//! Scans: a `p_event_time` range also limits the folders read ([`prune`]), and a `LIKE` over
+//! Scans: a `p_event_time` range also limits the folders read, and files whose statistics rule
+//! the filter out are dropped at planning, in one pass over all of them ([`prune`]); a `LIKE` over
 //! a string column matches each distinct value once ([`like`]). `COUNT(DISTINCT)` of strings
 //! per group numbers each distinct value once ([`count_distinct`]), and so does the partial
 //! `GROUP BY` over string and integer columns, which then finds groups by those numbers

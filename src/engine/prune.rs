@@ -1,4 +1,4 @@
-//! Time ranges as folder filters.
+//! Time ranges as folder filters, and files pruned by their statistics at planning.
 //!
 //! Every row sits in the `year=/month=/day=` folder of its `p_event_time` (UTC day; see
 //! [`crate::lake::writer::split_by_day`]), so a range on `p_event_time` implies a range of
@@ -9,6 +9,9 @@
 //! its `ListingTable`: only the days in range are opened, and a range inside one month (or
 //! one day) lists only that folder. The derived filters are implied by the query's own, which
 //! still run, so answers never change.
+//!
+//! [`PlannedStatisticsRule`] then leaves out of each scan the files whose column statistics rule
+//! its filter out, evaluated once over all of them, instead of file by file as they open.
 
 use std::borrow::Cow;
 use std::sync::Arc;
