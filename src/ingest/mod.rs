@@ -522,6 +522,8 @@ impl From<Error> for TxnError {
 struct Chunk {
     src: usize,
     first_line: u64,
+    /// The chunk is `data[..len]` (a reused buffer may be longer).
+    len: usize,
     data: Vec<u8>,
     /// `data` is a whole file as stored (maybe gzip), for [`Parser::parse_document`]: the
     /// parser thread decompresses it, so files are decompressed in parallel.
@@ -553,6 +555,8 @@ fn run_txn(
         .map(|(_, s)| parser_for(s.clone()))
         .collect::<Result<_>>()?;
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(threads * 2);
+    // Chunk buffers the parsers are done with, for the reader to fill again.
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads * 2 + 2);
     let (parsed_tx, parsed_rx) = bounded::<ParsedMsg>(threads * 2);
     let (job_tx, job_rx) = bounded::<FlushJob>(0);
     let files = Mutex::new(Vec::new());
@@ -571,10 +575,11 @@ fn run_txn(
     let read_result = std::thread::scope(|s| {
         for _ in 0..threads {
             let (rx, tx) = (chunk_rx.clone(), parsed_tx.clone());
+            let spare = spare_tx.clone();
             let parsers = &parsers;
             let group = &group;
             let sets = &sets;
-            s.spawn(move || parse_worker(rx, tx, parsers, sets, group, parse_time));
+            s.spawn(move || parse_worker(rx, tx, spare, parsers, sets, group, parse_time));
         }
         drop(parsed_tx);
         for _ in 0..threads {
@@ -610,7 +615,7 @@ fn run_txn(
             group,
             &parsers,
             opts.chunk_bytes,
-            &chunk_tx,
+            (&chunk_tx, &spare_rx),
             pb,
             &first_error,
         );
@@ -634,7 +639,7 @@ fn read_sources(
     group: &[(Source, Arc<LogSchema>)],
     parsers: &[Arc<dyn Parser>],
     chunk_bytes: usize,
-    tx: &Sender<Chunk>,
+    (tx, spare): (&Sender<Chunk>, &Receiver<Vec<u8>>),
     pb: &ProgressBar,
     failed: &Mutex<Option<TxnError>>,
 ) -> Result<(), TxnError> {
@@ -666,6 +671,7 @@ fn read_sources(
             let chunk = Chunk {
                 src: i,
                 first_line: 1,
+                len: data.len(),
                 data,
                 whole: true,
             };
@@ -682,38 +688,43 @@ fn read_sources(
             if failed.lock().expect("not poisoned").is_some() {
                 return Ok(());
             }
-            let mut buf = std::mem::take(&mut carry);
-            buf.reserve(chunk_bytes);
-            // `read_to_end` fills spare capacity without zeroing it first.
-            let n = (&mut reader)
-                .take(chunk_bytes as u64)
-                .read_to_end(&mut buf)
+            // A buffer the parsers are done with is filled in place: a new one would be zeroed
+            // and faulted in page by page before `read` fills it (perf: a tenth of an ingest's
+            // CPU went to reading input, most of it that).
+            let mut buf = spare.try_recv().unwrap_or_default();
+            let have = carry.len();
+            if buf.len() < have + chunk_bytes {
+                buf.resize(have + chunk_bytes, 0);
+            }
+            buf[..have].copy_from_slice(&carry);
+            let n = source::read_full(&mut reader, &mut buf[have..have + chunk_bytes])
                 .map_err(source_err)?;
-            if buf.is_empty() {
+            let filled = have + n;
+            if filled == 0 {
                 break;
             }
-            let eof = n == 0;
+            let eof = n < chunk_bytes;
             let cut = if eof {
-                buf.len()
+                filled
             } else {
-                match memchr::memrchr(b'\n', &buf) {
+                match memchr::memrchr(b'\n', &buf[..filled]) {
                     Some(p) => p + 1,
                     // A line longer than the chunk: keep reading it.
                     None => {
-                        carry = buf;
+                        carry = buf[..filled].to_vec();
                         continue;
                     }
                 }
             };
-            carry = buf[cut..].to_vec();
-            buf.truncate(cut);
-            let lines_in = memchr::memchr_iter(b'\n', &buf).count() as u64;
+            carry = buf[cut..filled].to_vec();
+            let lines_in = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
             let first = line;
             line += lines_in;
             if tx
                 .send(Chunk {
                     src: i,
                     first_line: first,
+                    len: cut,
                     data: buf,
                     whole: false,
                 })
@@ -746,6 +757,7 @@ impl<R: Read> Read for Counting<'_, R> {
 fn parse_worker(
     rx: Receiver<Chunk>,
     tx: Sender<ParsedMsg>,
+    spare: Sender<Vec<u8>>,
     parsers: &[Arc<dyn Parser>],
     sets: &[Option<Arc<RuleSet>>],
     group: &[(Source, Arc<LogSchema>)],
@@ -762,9 +774,17 @@ fn parse_worker(
                 Err(e) => Err(TxnError::Source(chunk.src, source.io_error(e))),
             }
         } else {
-            parser
-                .parse_chunk(&chunk.data, chunk.first_line, &source.info, parse_time)
-                .map_err(TxnError::Other)
+            let parsed = parser
+                .parse_chunk(
+                    &chunk.data[..chunk.len],
+                    chunk.first_line,
+                    &source.info,
+                    parse_time,
+                )
+                .map_err(TxnError::Other);
+            // Parsed rows own their values: the buffer can be filled again.
+            let _ = spare.try_send(chunk.data);
+            parsed
         };
         let mut hits = Vec::new();
         if let (Ok(parsed), Some(set)) = (&result, &sets[chunk.src])

@@ -440,3 +440,77 @@ fn many_distinct_values_stay_dictionary_encoded() {
         );
     }
 }
+
+#[test]
+fn chunk_size_does_not_change_what_lands() {
+    // Input is cut into chunks at line ends, reading into buffers the parsers hand back; lines
+    // across a cut, lines longer than a chunk (64 bytes), a last line without a newline and an
+    // input that ends exactly at a chunk's end must all land as with the default chunks.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestLake::new();
+    let input = t.path("in");
+    copy_sample(&input);
+    let mut last = std::fs::OpenOptions::new()
+        .append(true)
+        .open(input.join("2020-05-06-20-59-59-60550194C8C0B243"))
+        .unwrap();
+    let tail =
+        std::fs::read_to_string(sample_dir().join("2020-05-07-17-59-59-B878EC1710AD514D")).unwrap();
+    // Another file's first line, without its newline, at the end of this one.
+    last.write_all(tail.lines().next().unwrap().as_bytes())
+        .unwrap();
+    drop(last);
+    let exact = input.join("exact.log");
+    let line = format!("{}\n", tail.lines().nth(1).unwrap());
+    std::fs::write(&exact, line.repeat(4)).unwrap();
+    let rows = |chunk_bytes: usize| {
+        let lake_dir = t.path(&format!("lake-{chunk_bytes}"));
+        let lake = seclake::lake::Lake::open(lake_dir.to_str().unwrap()).unwrap();
+        let reg = seclake::schema::Registry::builtin().unwrap();
+        let opts = seclake::ingest::IngestOptions {
+            chunk_bytes,
+            progress: false,
+            threads: 2,
+            ..Default::default()
+        };
+        rt.block_on(async {
+            seclake::ingest::ingest(&lake, &reg, &[input.to_str().unwrap().to_string()], &opts)
+                .await
+                .unwrap();
+            let engine =
+                seclake::engine::Engine::open(&lake, std::sync::Arc::new(reg), Default::default())
+                    .await
+                    .unwrap();
+            let batches = engine
+                .sql(
+                    "SELECT p_row_id, requestid, key, useragent FROM aws_s3serveraccess \
+                     ORDER BY p_row_id",
+                )
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let quarantined = engine
+                .sql("SELECT count(*) FROM panther_quarantine.aws_s3serveraccess")
+                .await
+                .map(|df| df.collect());
+            let q = match quarantined {
+                Ok(f) => scalar_i64(&f.await.unwrap()),
+                Err(_) => 0,
+            };
+            (
+                arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap(),
+                q,
+            )
+        })
+    };
+    let (want, want_q) = rows(4 << 20);
+    assert!(want.num_rows() > 1000);
+    // `line` is a chunk of 4 lines exactly; 64 bytes is shorter than every line.
+    for chunk in [64, line.len() * 4, 4096] {
+        let (got, q) = rows(chunk);
+        assert_eq!(got, want, "chunk_bytes {chunk}");
+        assert_eq!(q, want_q, "chunk_bytes {chunk}");
+    }
+}
