@@ -280,3 +280,25 @@ fn schema_mismatch_is_refused() {
     schema.columns.pop();
     assert!(S3AccessParser::new(Arc::new(schema)).is_err());
 }
+
+#[test]
+fn builders_start_at_the_last_chunks_column_sizes() {
+    let hints = SizeHints::new();
+    // Before any chunk: an even share each, with a margin.
+    let even = hints.capacity(0, 21_000);
+    assert!((1_000..1_300).contains(&even), "{even}");
+    // A chunk of 10,000 bytes whose first column took 4,000 and the others 100 each.
+    hints.learn(10_000, [4_000].into_iter().chain([100; 20]));
+    let key = hints.capacity(0, 20_000);
+    assert!((8_000..9_200).contains(&key), "{key}");
+    let other = hints.capacity(1, 20_000);
+    assert!((200..300).contains(&other), "{other}");
+    // Parsing learns the shares, and the rows are the same whatever the hints.
+    let p = parser();
+    let chunk = format!("{DOC_LINE}\n").repeat(50);
+    let first = p.parse_chunk(chunk.as_bytes(), 1, &src(), 0).unwrap();
+    let before = p.hints.capacity(0, chunk.len());
+    let second = p.parse_chunk(chunk.as_bytes(), 1, &src(), 0).unwrap();
+    assert_ne!(before, SizeHints::new().capacity(0, chunk.len()));
+    assert_eq!(first.batch, second.batch);
+}
