@@ -16,11 +16,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::FileScanConfigBuilder;
 use datafusion::datasource::physical_plan::parquet::ParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result as DfResult;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
@@ -98,30 +96,20 @@ pub fn read_dictionaries(
     if columns.is_empty() {
         return Ok(plan);
     }
-    plan.transform_up(|p| {
-        let Some(ds) = p.downcast_ref::<DataSourceExec>() else {
-            return Ok(Transformed::no(p));
-        };
-        let Some((config, source)) = ds.downcast_to_file_source::<ParquetSource>() else {
-            return Ok(Transformed::no(p));
-        };
-        let Some(inner) = source.parquet_file_reader_factory() else {
-            return Ok(Transformed::no(p));
-        };
+    super::rewrite_parquet_scans(plan, |config, source| {
+        let inner = source.parquet_file_reader_factory()?;
         let source = source
             .clone()
             .with_parquet_file_reader_factory(Arc::new(DictionaryHint {
                 inner: Arc::clone(inner),
                 columns: Arc::clone(&columns),
             }));
-        let config = FileScanConfigBuilder::from(config.clone())
-            .with_source(Arc::new(source))
-            .build();
-        Ok(Transformed::yes(
-            DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
-        ))
+        Some(
+            FileScanConfigBuilder::from(config.clone())
+                .with_source(Arc::new(source))
+                .build(),
+        )
     })
-    .map(|t| t.data)
 }
 
 /// Wraps a reader factory so that each file's footer declares `columns` as dictionaries.
@@ -319,6 +307,15 @@ mod tests {
         (Bytes::from(out), batch)
     }
 
+    /// The footer of the file in `bytes`, read anew.
+    fn footer(bytes: &Bytes) -> Arc<ParquetMetaData> {
+        Arc::new(
+            ParquetMetaDataReader::new()
+                .parse_and_finish(bytes)
+                .unwrap(),
+        )
+    }
+
     fn read(bytes: &Bytes, metadata: Arc<ParquetMetaData>) -> RecordBatch {
         let md = ArrowReaderMetadata::try_new(metadata, Default::default()).unwrap();
         let mut r = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), md)
@@ -330,11 +327,7 @@ mod tests {
     #[test]
     fn hinted_string_columns_read_as_dictionaries_with_the_same_values() {
         let (bytes, written) = file();
-        let metadata = Arc::new(
-            ParquetMetaDataReader::new()
-                .parse_and_finish(&bytes)
-                .unwrap(),
-        );
+        let metadata = footer(&bytes);
         let columns = ["a", "c", "not-in-the-file"].map(String::from);
         let hinted = hint(Arc::clone(&metadata), &columns).unwrap();
         let batch = read(&bytes, hinted);
@@ -358,11 +351,7 @@ mod tests {
     #[test]
     fn a_footer_is_hinted_once_per_set_of_columns() {
         let (bytes, written) = file();
-        let metadata = Arc::new(
-            ParquetMetaDataReader::new()
-                .parse_and_finish(&bytes)
-                .unwrap(),
-        );
+        let metadata = footer(&bytes);
         let cache = HintCache {
             entries: std::sync::Mutex::new(None),
         };
@@ -380,11 +369,7 @@ mod tests {
         assert_eq!(batch.column(0), written.column(0));
         assert_eq!(batch.schema().field(1).data_type(), &dictionary_type());
         // Another footer (the same file read again) is its own entry.
-        let reread = Arc::new(
-            ParquetMetaDataReader::new()
-                .parse_and_finish(&bytes)
-                .unwrap(),
-        );
+        let reread = footer(&bytes);
         let fresh = cache.get(reread, &a).unwrap();
         assert!(!Arc::ptr_eq(&first, &fresh));
         assert_eq!(read(&bytes, fresh).schema(), read(&bytes, first).schema());

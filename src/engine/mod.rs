@@ -380,3 +380,32 @@ pub(crate) fn rewrite_filter_predicates(
     })
     .data()
 }
+
+/// `plan` with every Parquet scan rebuilt from the configuration `rebuild` makes of its own
+/// (and its source), or left as it is when `rebuild` gives `None` ([`dict_scan`] and
+/// [`prune`] share this walk).
+pub(crate) fn rewrite_parquet_scans(
+    plan: Arc<dyn ExecutionPlan>,
+    rebuild: impl Fn(
+        &datafusion::datasource::physical_plan::FileScanConfig,
+        &datafusion::datasource::physical_plan::ParquetSource,
+    ) -> Option<datafusion::datasource::physical_plan::FileScanConfig>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+    use datafusion::datasource::physical_plan::ParquetSource;
+    use datafusion::datasource::source::DataSourceExec;
+
+    plan.transform_up(|p| {
+        let rebuilt = p
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|ds| ds.downcast_to_file_source::<ParquetSource>())
+            .and_then(|(config, source)| rebuild(config, source));
+        Ok(match rebuilt {
+            Some(config) => {
+                Transformed::yes(DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>)
+            }
+            None => Transformed::no(p),
+        })
+    })
+    .data()
+}

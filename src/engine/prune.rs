@@ -22,15 +22,11 @@ use chrono::{DateTime, Datelike, NaiveDate};
 use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::pruning::PrunableStatistics;
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Constraints, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{
-    FileGroup, FileScanConfigBuilder, FileSource, ParquetSource,
-};
-use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, FileSource};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
@@ -268,13 +264,7 @@ impl PhysicalOptimizerRule for PlannedStatisticsRule {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|p| {
-            let Some(ds) = p.downcast_ref::<DataSourceExec>() else {
-                return Ok(Transformed::no(p));
-            };
-            let Some((config, source)) = ds.downcast_to_file_source::<ParquetSource>() else {
-                return Ok(Transformed::no(p));
-            };
+        super::rewrite_parquet_scans(plan, |config, source| {
             let predicate = source.filter();
             let dynamic = predicate
                 .as_ref()
@@ -282,7 +272,7 @@ impl PhysicalOptimizerRule for PlannedStatisticsRule {
             let files: Vec<&PartitionedFile> =
                 config.file_groups.iter().flat_map(|g| g.iter()).collect();
             if dynamic || !files.iter().any(|f| f.statistics.is_some()) {
-                return Ok(Transformed::no(p));
+                return None;
             }
             let keep = match &predicate {
                 Some(e) => files_to_scan(e, config.file_schema(), &files),
@@ -306,14 +296,12 @@ impl PhysicalOptimizerRule for PlannedStatisticsRule {
                     FileGroup::new(files)
                 })
                 .collect();
-            let config = FileScanConfigBuilder::from(config.clone())
-                .with_file_groups(groups)
-                .build();
-            Ok(Transformed::yes(
-                DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
-            ))
+            Some(
+                FileScanConfigBuilder::from(config.clone())
+                    .with_file_groups(groups)
+                    .build(),
+            )
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
