@@ -477,10 +477,7 @@ fn chunk_size_does_not_change_what_lands() {
             seclake::ingest::ingest(&lake, &reg, &[input.to_str().unwrap().to_string()], &opts)
                 .await
                 .unwrap();
-            let engine =
-                seclake::engine::Engine::open(&lake, std::sync::Arc::new(reg), Default::default())
-                    .await
-                    .unwrap();
+            let engine = crate::util::engine(&lake_dir).await;
             let batches = engine
                 .sql(
                     "SELECT p_row_id, requestid, key, useragent FROM aws_s3serveraccess \

@@ -390,11 +390,7 @@ fn open_session_sees_data_ingested_by_another_process() {
     t.ok(&["ingest", "--no-progress", first.to_str().unwrap()]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let lake = seclake::lake::Lake::open(t.lake().to_str().unwrap()).unwrap();
-        let reg = Arc::new(seclake::schema::Registry::builtin().unwrap());
-        let engine = seclake::engine::Engine::open(&lake, reg, Default::default())
-            .await
-            .unwrap();
+        let engine = crate::util::engine(&t.lake()).await;
         let count = || async {
             engine.refresh().await.unwrap();
             let b = engine
@@ -543,23 +539,13 @@ fn files_are_pruned_by_statistics_at_planning_then_scanned_without_them() {
     let t = sample_lake();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let lake = seclake::lake::Lake::open(t.lake().to_str().unwrap()).unwrap();
-        let reg = Arc::new(seclake::schema::Registry::builtin().unwrap());
-        let engine = seclake::engine::Engine::open(&lake, reg, Default::default())
-            .await
-            .unwrap();
+        let engine = crate::util::engine(&t.lake()).await;
         let plan = |sql: &'static str| {
             let engine = &engine;
             async move {
                 let df = engine.sql(sql).await.unwrap();
                 let plan = df.clone().create_physical_plan().await.unwrap();
-                let rows: usize = df
-                    .collect()
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|b| b.num_rows())
-                    .sum();
+                let rows = crate::util::rows(&df.collect().await.unwrap());
                 (files_with_statistics(&plan), rows)
             }
         };

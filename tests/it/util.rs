@@ -228,6 +228,15 @@ async fn seclake_session(lake: &Path) -> datafusion::prelude::SessionContext {
     ctx
 }
 
+/// A query engine (built-in schemas, default options) over the local lake at `lake`.
+pub async fn engine(lake: &Path) -> seclake::engine::Engine {
+    let lake = seclake::lake::Lake::open(lake.to_str().unwrap()).unwrap();
+    let reg = std::sync::Arc::new(seclake::schema::Registry::builtin().unwrap());
+    seclake::engine::Engine::open(&lake, reg, Default::default())
+        .await
+        .unwrap()
+}
+
 /// Total rows of a query's batches.
 pub fn rows(batches: &[arrow::record_batch::RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
