@@ -302,3 +302,50 @@ fn builders_start_at_the_last_chunks_column_sizes() {
     assert_ne!(before, SizeHints::new().capacity(0, chunk.len()));
     assert_eq!(first.batch, second.batch);
 }
+
+#[test]
+fn rows_of_a_chunk_come_out_in_time_order() {
+    let at = |t: &str| DOC_LINE.replace("06/Feb/2019:00:00:38", t);
+    let text = [
+        at("06/Feb/2019:00:00:40"),
+        at("06/Feb/2019:00:00:38"),
+        "not a log line".to_string(),
+        at("05/Feb/2019:23:59:59"),
+        at("06/Feb/2019:00:00:40"),
+        at("06/Fab/2019:00:00:39"),
+    ]
+    .join("\n");
+    let p = parse(&text);
+    let b = p.batch.unwrap();
+    let times = b
+        .column_by_name("p_event_time")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    assert!(times.values().windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // Each row keeps the id of its own line; equal times stay in line order.
+    let ids = b.column_by_name("p_row_id").unwrap().as_string::<i32>();
+    let lines: Vec<u64> = ids
+        .iter()
+        .map(|id| u64::from_str_radix(&id.unwrap()[16..], 16).unwrap())
+        .collect();
+    assert_eq!(lines, [4, 2, 1, 5]);
+    let quarantined: Vec<u64> = p.quarantined.iter().map(|q| q.line).collect();
+    assert_eq!(quarantined, [3, 6], "quarantined lines in line order");
+    assert_eq!(
+        sort_time(b"a b [06/Feb/2019:00:00:38 +0000] c"),
+        1_549_411_238_000_000
+    );
+    for bad in [
+        &b"a b"[..],
+        b"a b c",
+        b"a b [06/Feb/2019:00:00:38 +0000",
+        b"",
+    ] {
+        assert_eq!(
+            sort_time(bad),
+            i64::MIN,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
