@@ -1,9 +1,9 @@
 //! Panther's standard fields, appended to every parsed batch.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, StringArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
@@ -74,11 +74,13 @@ impl StandardFields {
 
 /// A string column holding `value` `rows` times.
 pub fn repeat(value: &str, rows: usize) -> ArrayRef {
-    let mut b = StringBuilder::with_capacity(rows, rows * value.len());
-    for _ in 0..rows {
-        b.append_value(value);
-    }
-    Arc::new(b.finish())
+    let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
+    let offsets = OffsetBuffer::from_repeated_length(len as usize, rows);
+    Arc::new(StringArray::new(
+        offsets,
+        Buffer::from(value.repeat(rows).into_bytes()),
+        None,
+    ))
 }
 
 /// `p_row_id`: the first 16 hex digits of the source id, then the line number in hex. Unique
@@ -90,8 +92,46 @@ pub fn row_ids(source_id: &str, lines: &[u64]) -> ArrayRef {
     for &line in lines {
         s.clear();
         s.push_str(prefix);
-        let _ = write!(s, "{line:08x}");
+        push_hex(&mut s, line);
         b.append_value(&s);
     }
     Arc::new(b.finish())
+}
+
+/// Append `v` in lower-case hex, at least 8 digits (`{v:08x}` without the formatter).
+fn push_hex(s: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = (16 - v.leading_zeros() as usize / 4).max(8);
+    for i in (0..n).rev() {
+        s.push(DIGITS[(v >> (4 * i)) as usize & 15] as char);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+
+    #[test]
+    fn row_ids_are_the_source_prefix_and_the_line_in_hex() {
+        let ids = row_ids(
+            "0123456789abcdef0123",
+            &[0, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX],
+        );
+        let ids: Vec<&str> = ids.as_string::<i32>().iter().flatten().collect();
+        let want: Vec<String> = [0u64, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX]
+            .iter()
+            .map(|l| format!("0123456789abcdef{l:08x}"))
+            .collect();
+        assert_eq!(ids, want);
+    }
+
+    #[test]
+    fn repeat_holds_the_value_on_every_row() {
+        let a = repeat("AWS.S3ServerAccess", 3);
+        let v: Vec<&str> = a.as_string::<i32>().iter().flatten().collect();
+        assert_eq!(v, ["AWS.S3ServerAccess"; 3]);
+        assert_eq!(repeat("x", 0).len(), 0);
+        assert_eq!(repeat("", 2).as_string::<i32>().value(1), "");
+    }
 }
