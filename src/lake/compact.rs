@@ -39,7 +39,6 @@ use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
 use arrow::buffer::ScalarBuffer;
-use arrow::compute::interleave_record_batch;
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -492,17 +491,8 @@ fn write_gathered(
     if idx.is_empty() {
         return Ok(0);
     }
-    let (slot, first) = idx[0];
-    let contiguous = idx
-        .iter()
-        .enumerate()
-        .all(|(k, &(s, r))| s == slot && r == first + k);
-    let batch = if contiguous {
-        held[slot].slice(first, idx.len())
-    } else {
-        let refs: Vec<&RecordBatch> = held.iter().collect();
-        interleave_record_batch(&refs, idx)?
-    };
+    let refs: Vec<&RecordBatch> = held.iter().collect();
+    let batch = super::writer::gather(&refs, idx)?;
     // The inputs' schema is the table's (checked when planning), up to metadata.
     let batch = RecordBatch::try_new(spec.schema.clone(), batch.columns().to_vec())?;
     w.write(&batch)?;
