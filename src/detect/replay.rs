@@ -128,7 +128,7 @@ async fn replay_locked(
                     super::matches::build(rule, &detections[i], &m, &mut book, now, &match_schema)?
                 {
                     summary.matches += b.num_rows() as u64;
-                    for job in writer.push(t, b)? {
+                    for job in writer.push_part(t, i as u32, b)? {
                         files.push(stage_job(lake, &job).await?);
                     }
                 }

@@ -14,7 +14,7 @@
 //!
 //! Detection: when [`IngestOptions::rules`] holds rules, the parser threads evaluate them on
 //! every batch they produce; the writer counts the matches into alerts ([`AlertBook`]) and
-//! writes them to `panther_rule_matches.<table>`. The transaction's alert versions and outbox
+//! writes them to `panther_rule_matches.<table>`, each rule's to files of their own. The transaction's alert versions and outbox
 //! items are staged and committed with its data, then pending alerts are delivered.
 //!
 //! Guarantees: every non-blank input line of a committed source is in the lake exactly once,
@@ -904,7 +904,7 @@ fn write_loop(
             };
             if let Some(b) = batch {
                 *matches += b.num_rows() as u64;
-                send(writer.push(t, b)?)?;
+                send(writer.push_part(t, *i as u32, b)?)?;
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The partitioned Parquet writer.
 //!
 //! Rows arrive as record batches for a table; the writer groups them by the UTC day of
-//! `p_event_time`, buffers each day, and turns a day's buffer into one Parquet file when it
+//! `p_event_time` (and by part, where the caller keeps rows apart: one rule's matches per
+//! file), buffers each day, and turns a day's buffer into one Parquet file when it
 //! reaches [`WriterConfig::rows_per_file`], when all buffers together exceed
 //! [`WriterConfig::memory_budget`] (the largest is flushed), or at the end of a transaction.
 //! Many small inputs therefore become few files, and memory stays bounded whatever the input
@@ -350,7 +351,7 @@ pub struct PartitionedWriter {
     cfg: WriterConfig,
     txn: String,
     tables: Vec<(Arc<TableSpec>, Arc<WriterProperties>)>,
-    buffers: HashMap<(usize, i64), Buffer>,
+    buffers: HashMap<(usize, i64, u32), Buffer>,
     buffered: usize,
     seq: u32,
 }
@@ -389,24 +390,31 @@ impl PartitionedWriter {
 
     /// Add rows of table `t`; returns the files now due.
     pub fn push(&mut self, t: usize, batch: RecordBatch) -> Result<Vec<FlushJob>> {
+        self.push_part(t, 0, batch)
+    }
+
+    /// Add rows of table `t` that go to files of their own, apart from the table's rows of
+    /// other `part`s (rule matches: one rule's rows per file, so each file's time order is
+    /// long runs of its batches, and a search for one rule's matches skips the other files).
+    pub fn push_part(&mut self, t: usize, part: u32, batch: RecordBatch) -> Result<Vec<FlushJob>> {
         if batch.num_rows() == 0 {
             return Ok(vec![]);
         }
         let time_idx = self.tables[t].0.time_idx;
         let mut due = Vec::new();
-        for (day, part) in split_by_day(&batch, time_idx)? {
-            let buf = self.buffers.entry((t, day)).or_default();
-            let bytes = part.get_array_memory_size();
-            buf.rows += part.num_rows();
+        for (day, rows) in split_by_day(&batch, time_idx)? {
+            let buf = self.buffers.entry((t, day, part)).or_default();
+            let bytes = rows.get_array_memory_size();
+            buf.rows += rows.num_rows();
             buf.bytes += bytes;
-            buf.batches.push(part);
+            buf.batches.push(rows);
             self.buffered += bytes;
             if buf.rows >= self.cfg.rows_per_file {
-                due.push(self.take(t, day));
+                due.push(self.take((t, day, part)));
             }
         }
         while self.buffered > self.cfg.memory_budget {
-            let Some(&(t, day)) = self
+            let Some(&key) = self
                 .buffers
                 .iter()
                 .max_by_key(|(_, b)| b.bytes)
@@ -414,7 +422,7 @@ impl PartitionedWriter {
             else {
                 break;
             };
-            due.push(self.take(t, day));
+            due.push(self.take(key));
         }
         Ok(due)
     }
@@ -423,11 +431,12 @@ impl PartitionedWriter {
     pub fn finish(&mut self) -> Vec<FlushJob> {
         let mut keys: Vec<_> = self.buffers.keys().copied().collect();
         keys.sort();
-        keys.into_iter().map(|(t, d)| self.take(t, d)).collect()
+        keys.into_iter().map(|k| self.take(k)).collect()
     }
 
-    fn take(&mut self, t: usize, day: i64) -> FlushJob {
-        let buf = self.buffers.remove(&(t, day)).unwrap_or_default();
+    fn take(&mut self, key: (usize, i64, u32)) -> FlushJob {
+        let (t, day, _) = key;
+        let buf = self.buffers.remove(&key).unwrap_or_default();
         self.buffered -= buf.bytes;
         self.seq += 1;
         FlushJob {

@@ -3,6 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
+use arrow::array::AsArray;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
 use crate::util::{HookServer, TestLake, sample_dir};
 
 /// An access-log line at `May 12 2020, hh:mm` UTC.
@@ -43,6 +46,27 @@ fn write(t: &TestLake, name: &str, lines: &[String]) -> String {
     let p = t.path(name);
     std::fs::write(&p, lines.concat()).unwrap();
     p.to_str().unwrap().to_string()
+}
+
+/// Each rule-match file, and how many distinct rules its rows belong to.
+fn rules_per_file(t: &TestLake) -> Vec<(String, usize)> {
+    t.files("panther_rule_matches/aws_s3serveraccess", ".parquet")
+        .into_iter()
+        .map(|f| {
+            let file = std::fs::File::open(t.lake().join(&f)).unwrap();
+            let mut rules = std::collections::BTreeSet::new();
+            for b in ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let b = b.unwrap();
+                let ids = b.column_by_name("p_rule_id").unwrap().as_string::<i32>();
+                rules.extend(ids.iter().flatten().map(str::to_string));
+            }
+            (f, rules.len())
+        })
+        .collect()
 }
 
 fn csv(t: &TestLake, rules: &str, sql: &str) -> String {
@@ -262,6 +286,12 @@ fn replay_finds_the_alerts_ingest_would_have_raised_and_only_once() {
     same(
         "SELECT p_row_id, p_rule_id, p_alert_id FROM panther_rule_matches.aws_s3serveraccess ORDER BY 1, 2",
     );
+    // Ingest and replay alike write each rule's matches to files of their own.
+    for t in [&with, &without] {
+        let per_file = rules_per_file(t);
+        assert!(per_file.len() > 1, "{per_file:?}");
+        assert!(per_file.iter().all(|(_, n)| *n == 1), "{per_file:?}");
+    }
     // Twice: nothing new, and a replay over data that raised alerts on ingest adds nothing.
     let out = without.ok(&["detect", "--since", "2020-05-01"]);
     assert!(
