@@ -48,7 +48,7 @@ use crate::lake::writer::{
 };
 use crate::parse::json::JsonParser;
 use crate::parse::standard::{repeat, row_ids};
-use crate::parse::{Parser, Quarantined, SourceInfo, parser_for};
+use crate::parse::{Parsed, Parser, Quarantined, SourceInfo, parser_for};
 use crate::schema::{LogSchema, ParserKind, Registry};
 pub use source::Source;
 
@@ -786,6 +786,20 @@ fn parse_worker(
             let _ = spare.try_send(chunk.data);
             parsed
         };
+        if let Ok(Parsed {
+            batch: batch @ Some(_),
+            ..
+        }) = &mut result
+        {
+            let sorted = batch
+                .take()
+                .map(crate::lake::writer::sort_by_time)
+                .transpose();
+            match sorted {
+                Ok(b) => *batch = b,
+                Err(e) => result = Err(e.into()),
+            }
+        }
         let mut hits = Vec::new();
         if let (Ok(parsed), Some(set)) = (&result, &sets[chunk.src])
             && let Some(batch) = &parsed.batch
