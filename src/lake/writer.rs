@@ -855,10 +855,21 @@ mod tests {
         want.sort_unstable();
         assert_eq!(seen, want);
         let s = all.column(2).as_string::<i32>();
+        let l = all.column(3).as_list::<i32>();
         for (i, id) in ids.values().iter().enumerate() {
             assert_eq!(s.is_valid(i), id % 3 != 0);
             if s.is_valid(i) {
                 assert_eq!(s.value(i), format!("v{id}"));
+            }
+            assert_eq!(l.is_valid(i), id % 5 != 0);
+            if l.is_valid(i) {
+                let items = l.value(i);
+                let items = items.as_string::<i32>();
+                assert_eq!(
+                    (items.len(), items.value(0)),
+                    (2, format!("a{id}").as_str())
+                );
+                assert!(items.is_null(1));
             }
         }
     }
