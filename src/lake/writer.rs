@@ -413,16 +413,25 @@ impl PartitionedWriter {
                 due.push(self.take((t, day, part)));
             }
         }
+        // Over budget: flush the (table, day) holding the most, all its parts at once. Parts
+        // are weighed together so that splitting a table into parts (one per rule) does not
+        // make another table's buffers the largest and its files smaller.
         while self.buffered > self.cfg.memory_budget {
-            let Some(&key) = self
-                .buffers
-                .iter()
-                .max_by_key(|(_, b)| b.bytes)
-                .map(|(k, _)| k)
-            else {
+            let mut held: HashMap<(usize, i64), usize> = HashMap::new();
+            for (&(t, day, _), b) in &self.buffers {
+                *held.entry((t, day)).or_default() += b.bytes;
+            }
+            let Some((&(t, day), _)) = held.iter().max_by_key(|(k, bytes)| (**bytes, **k)) else {
                 break;
             };
-            due.push(self.take(key));
+            let mut parts: Vec<(usize, i64, u32)> = self
+                .buffers
+                .keys()
+                .filter(|k| (k.0, k.1) == (t, day))
+                .copied()
+                .collect();
+            parts.sort_unstable();
+            due.extend(parts.into_iter().map(|k| self.take(k)));
         }
         Ok(due)
     }
@@ -786,6 +795,52 @@ mod tests {
             let want = interleave_record_batch(&refs, &idx).unwrap();
             prop_assert_eq!(gather(&refs, &idx).unwrap(), want);
         }
+    }
+
+    /// Over budget, the (table, day) holding the most is flushed, its parts weighed together
+    /// and flushed together: a table split in many parts does not push out another table's
+    /// larger single buffer.
+    #[test]
+    fn parts_of_a_day_are_weighed_and_flushed_together() {
+        let table =
+            |name: &str| Arc::new(TableSpec::new("db", name, "T", schema(), vec![], vec![]));
+        let rows = batch(0, &[0; 1000]);
+        let one = rows.get_array_memory_size();
+        let mut w = PartitionedWriter::new(
+            "txn",
+            WriterConfig {
+                memory_budget: one * 4 + one / 2,
+                ..WriterConfig::default()
+            },
+        );
+        let logs = w.add_table(table("logs")).unwrap();
+        let matches = w.add_table(table("matches")).unwrap();
+        assert!(w.push(logs, rows.clone()).unwrap().is_empty());
+        assert!(w.push(logs, rows.clone()).unwrap().is_empty());
+        for part in 0..2 {
+            assert!(w.push_part(matches, part, rows.clone()).unwrap().is_empty());
+        }
+        // A fifth batch: over budget. Matches hold three, logs two: all three parts go.
+        let due = w.push_part(matches, 2, rows.clone()).unwrap();
+        let flushed: Vec<(&str, usize)> = due
+            .iter()
+            .map(|j| {
+                (
+                    j.table.table.as_str(),
+                    j.batches.iter().map(|b| b.num_rows()).sum(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            flushed,
+            [("matches", 1000), ("matches", 1000), ("matches", 1000)]
+        );
+        let rest: Vec<(String, usize)> = w
+            .finish()
+            .iter()
+            .map(|j| (j.table.table.clone(), j.batches.len()))
+            .collect();
+        assert_eq!(rest, [("logs".to_string(), 2)]);
     }
 
     #[test]
