@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, StringArray, StringBuilder, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -73,14 +73,44 @@ impl StandardFields {
 }
 
 /// A string column holding `value` `rows` times.
+///
+/// Consecutive chunks of one source ask for the same columns (`p_source_id`, its label, the
+/// log type) again and again: each thread keeps the last few built, and hands out slices of
+/// them instead of filling fresh memory per chunk (a buffered day held 100 bytes a row of
+/// copies of them, memory the kernel had to fault in and zero).
 pub fn repeat(value: &str, rows: usize) -> ArrayRef {
-    let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
-    let offsets = OffsetBuffer::from_repeated_length(len as usize, rows);
-    Arc::new(StringArray::new(
-        offsets,
-        Buffer::from(value.repeat(rows).into_bytes()),
-        None,
-    ))
+    if rows == 0 || rows > MAX_SHARED_ROWS {
+        return Arc::new(repeated(value, rows));
+    }
+    REPEATED.with_borrow_mut(|cache| {
+        // Reuse a column at most twice as long, so that a batch does not hold (nor count, in
+        // the writer's memory budget) much more than its own rows.
+        let hit = cache
+            .iter()
+            .position(|a| a.len() >= rows && a.len() <= rows * 2 + 1024 && a.value(0) == value);
+        let shared = match hit {
+            Some(i) => cache.remove(i),
+            None => repeated(value, rows.next_power_of_two()),
+        };
+        let out = shared.slice(0, rows);
+        cache.insert(0, shared);
+        cache.truncate(REPEATED_KEPT);
+        Arc::new(out) as ArrayRef
+    })
+}
+
+/// Rows up to which [`repeat`] shares columns between calls.
+const MAX_SHARED_ROWS: usize = 1 << 16;
+/// Columns each thread keeps for [`repeat`].
+const REPEATED_KEPT: usize = 8;
+
+thread_local! {
+    static REPEATED: std::cell::RefCell<Vec<StringArray>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn repeated(value: &str, rows: usize) -> StringArray {
+    let offsets = OffsetBuffer::from_repeated_length(value.len(), rows);
+    StringArray::new(offsets, Buffer::from(value.repeat(rows).into_bytes()), None)
 }
 
 /// `p_row_id`: the first 16 hex digits of the source id, then the line number in hex. Unique
@@ -133,5 +163,27 @@ mod tests {
         assert_eq!(v, ["AWS.S3ServerAccess"; 3]);
         assert_eq!(repeat("x", 0).len(), 0);
         assert_eq!(repeat("", 2).as_string::<i32>().value(1), "");
+        // Shared between calls of similar lengths, never mixed up between values.
+        let (a, b, c) = (
+            repeat("src-a", 5000),
+            repeat("src-b", 5000),
+            repeat("src-a", 4000),
+        );
+        let (a, b, c) = (
+            a.as_string::<i32>(),
+            b.as_string::<i32>(),
+            c.as_string::<i32>(),
+        );
+        assert!(
+            a.values().ptr_eq(c.values()),
+            "the same value's column is reused"
+        );
+        assert_eq!((a.len(), b.len(), c.len()), (5000, 5000, 4000));
+        assert!(a.iter().all(|v| v == Some("src-a")) && c.iter().all(|v| v == Some("src-a")));
+        assert!(b.iter().all(|v| v == Some("src-b")));
+        // Much shorter or longer: a column of its own size.
+        let d = repeat("src-a", 10);
+        assert!(!d.as_string::<i32>().values().ptr_eq(a.values()));
+        assert_eq!(repeat("src-a", 100_000).len(), 100_000);
     }
 }
