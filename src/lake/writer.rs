@@ -634,10 +634,13 @@ pub fn encode(job: &FlushJob) -> Result<(Vec<u8>, usize)> {
 /// Parsers hand over batches already sorted by time, so a file's time order mostly takes long
 /// runs of consecutive rows from one batch, interrupted where neighbouring batches overlap in
 /// time. Runs are copied whole (one copy of each column's bytes per run); rows that alternate
-/// between batches are gathered one by one; a single run is a zero-copy slice.
+/// between batches are gathered one by one; a single run is a zero-copy slice. `idx` must not
+/// be empty.
 pub fn gather(batches: &[&RecordBatch], idx: &[(usize, usize)]) -> Result<RecordBatch> {
-    let Some(&(b0, r0)) = idx.first() else {
-        return Ok(RecordBatch::new_empty(batches[0].schema()));
+    let (Some(&(b0, r0)), Some(first)) = (idx.first(), batches.first()) else {
+        return Err(Error::invalid(
+            "gather needs rows and batches to take them from",
+        ));
     };
     let mut runs: Vec<(usize, usize, usize)> = Vec::new();
     let (mut b, mut start, mut end) = (b0, r0, r0 + 1);
@@ -662,7 +665,7 @@ pub fn gather(batches: &[&RecordBatch], idx: &[(usize, usize)]) -> Result<Record
     used.sort_unstable();
     used.dedup();
     let local = |b: usize| used.binary_search(&b).expect("a used batch");
-    let schema = batches[0].schema();
+    let schema = first.schema();
     let columns = (0..schema.fields().len())
         .map(|c| {
             let data: Vec<ArrayData> = used
