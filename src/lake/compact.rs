@@ -5,8 +5,9 @@
 //! minutes) or large unordered ones leave each day's folder with many small files. Every query
 //! pays per file and per row group (listing, footers, a dictionary per column chunk), so
 //! [`compact`] rewrites them: in each partition, the files smaller than a row group
-//! ([`CompactOptions::small_rows`]) are grouped (in the order they were written) into groups of
-//! at most [`CompactOptions::target_rows`] rows, and each group of two or more becomes one file.
+//! ([`CompactOptions::small_rows`]) are grouped (in the order they were written; rule matches
+//! by rule, as ingest writes them) into groups of at most [`CompactOptions::target_rows`] rows,
+//! and each group of two or more becomes one file.
 //!
 //! Larger files are left alone on purpose: merging files whose times overlap interleaves their
 //! rows, and rows from different sources side by side compress worse than each source's runs
@@ -46,6 +47,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 
 use super::commit::{self, CommitRecord, FileMove};
@@ -246,7 +248,9 @@ async fn plan(
             .buffered(16)
             .try_collect()
             .await?;
-        let mut current: Option<Group> = None;
+        // Rule matches stay apart by rule (ingest writes each rule's to files of their own):
+        // a file joins the group of its rule, or of files of mixed or unknown rules.
+        let mut current: BTreeMap<Option<Vec<u8>>, Group> = BTreeMap::new();
         for (meta, md) in files.into_iter().zip(footers) {
             let rows = md.file_metadata().num_rows() as u64;
             let schema = parquet::arrow::parquet_to_arrow_schema(
@@ -260,24 +264,47 @@ async fn plan(
             if rows >= opts.small_rows.min(opts.target_rows) {
                 continue;
             }
-            match &mut current {
+            let part = (spec.db == RULE_MATCHES_DB)
+                .then(|| single_value(&md, "p_rule_id"))
+                .flatten();
+            match current.get_mut(&part) {
                 Some(g) if g.rows + rows <= opts.target_rows => {
                     g.rows += rows;
                     g.inputs.push(meta);
                 }
                 _ => {
-                    groups.extend(current.take().filter(|g| g.inputs.len() > 1));
-                    current = Some(Group {
-                        day,
-                        inputs: vec![meta],
-                        rows,
-                    });
+                    groups.extend(current.remove(&part).filter(|g| g.inputs.len() > 1));
+                    current.insert(
+                        part,
+                        Group {
+                            day,
+                            inputs: vec![meta],
+                            rows,
+                        },
+                    );
                 }
             }
         }
-        groups.extend(current.filter(|g| g.inputs.len() > 1));
+        groups.extend(current.into_values().filter(|g| g.inputs.len() > 1));
     }
     Ok((groups, other_schema))
+}
+
+/// The one value `column` holds in every row group of a file, by its statistics; `None` when
+/// it holds several or the statistics do not say.
+fn single_value(md: &ParquetMetaData, column: &str) -> Option<Vec<u8>> {
+    let descr = md.file_metadata().schema_descr();
+    let i = (0..descr.num_columns()).find(|&i| descr.column(i).path().string() == column)?;
+    let mut value: Option<&[u8]> = None;
+    for rg in md.row_groups() {
+        let stats = rg.column(i).statistics()?;
+        let (min, max) = (stats.min_bytes_opt()?, stats.max_bytes_opt()?);
+        if min != max || value.is_some_and(|v| v != min) {
+            return None;
+        }
+        value = Some(min);
+    }
+    value.map(<[u8]>::to_vec)
 }
 
 /// Merge each group into a staged file and commit them in one transaction; returns the bytes

@@ -9,7 +9,7 @@ use arrow::datatypes::TimestampMicrosecondType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ingest::make_inputs;
-use crate::util::{TestLake, kill_after, next_random};
+use crate::util::{TestLake, kill_after, next_random, rules_per_file};
 
 const LOGS: &str = "panther_logs/aws_s3serveraccess";
 const MATCHES: &str = "panther_rule_matches/aws_s3serveraccess";
@@ -107,12 +107,23 @@ fn small_files_become_one_per_day_with_every_row_kept() {
     );
     // The inputs cover five days: one file each.
     assert_eq!(t.files(LOGS, ".parquet").len(), 5, "{}", t.listing());
-    let matches_after = t.files(MATCHES, ".parquet").len();
+    // Rule matches: one file per day and rule, each rule's matches still apart.
+    let rules_after = rules_per_file(&t);
     assert!(
-        matches_after <= 5 && matches_after < matches_before,
-        "{}",
-        t.listing()
+        rules_after.len() < matches_before && rules_after.iter().all(|(_, n)| *n == 1),
+        "{rules_after:?}"
     );
+    let days_rules = t
+        .csv(&format!(
+            "SELECT count(*) FROM (SELECT DISTINCT year, month, day, p_rule_id FROM {})",
+            MATCHES.replace('/', ".")
+        ))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap();
+    assert_eq!(rules_after.len(), days_rules, "{}", t.listing());
     for (f, sorted) in files_sorted(&t, LOGS)
         .into_iter()
         .chain(files_sorted(&t, MATCHES))
@@ -227,7 +238,10 @@ fn ingest_compact_merges_what_it_wrote() {
     ]);
     assert!(out.contains("files merged"), "{out}");
     assert_eq!(t.files(LOGS, ".parquet").len(), 5, "{}", t.listing());
-    assert!(t.files(MATCHES, ".parquet").len() <= 5, "{}", t.listing());
+    // Rule matches: a file per day and rule at most.
+    let rules = rules_per_file(&t);
+    assert!(rules.iter().all(|(_, n)| *n == 1), "{rules:?}");
+    assert!(rules.len() <= 5 * 6, "{}", t.listing());
     assert_eq!(counts(&t), (total, total));
     // Nothing new: nothing written, nothing to compact.
     let again = t.ok(&[

@@ -3,10 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use arrow::array::AsArray;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-use crate::util::{HookServer, TestLake, sample_dir};
+use crate::util::{HookServer, TestLake, rules_per_file, sample_dir};
 
 /// An access-log line at `May 12 2020, hh:mm` UTC.
 fn line(hh: u32, mm: u32, bucket: &str, op: &str, status: u16, n: u32) -> String {
@@ -46,27 +43,6 @@ fn write(t: &TestLake, name: &str, lines: &[String]) -> String {
     let p = t.path(name);
     std::fs::write(&p, lines.concat()).unwrap();
     p.to_str().unwrap().to_string()
-}
-
-/// Each rule-match file, and how many distinct rules its rows belong to.
-fn rules_per_file(t: &TestLake) -> Vec<(String, usize)> {
-    t.files("panther_rule_matches/aws_s3serveraccess", ".parquet")
-        .into_iter()
-        .map(|f| {
-            let file = std::fs::File::open(t.lake().join(&f)).unwrap();
-            let mut rules = std::collections::BTreeSet::new();
-            for b in ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap()
-            {
-                let b = b.unwrap();
-                let ids = b.column_by_name("p_rule_id").unwrap().as_string::<i32>();
-                rules.extend(ids.iter().flatten().map(str::to_string));
-            }
-            (f, rules.len())
-        })
-        .collect()
 }
 
 fn csv(t: &TestLake, rules: &str, sql: &str) -> String {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use arrow::array::AsArray;
 use tempfile::TempDir;
 
 /// Path of the repository's bundled sample data.
@@ -299,4 +300,25 @@ impl HookServer {
             status,
         }
     }
+}
+
+/// Each rule-match file, and how many distinct rules its rows belong to.
+pub fn rules_per_file(t: &TestLake) -> Vec<(String, usize)> {
+    t.files("panther_rule_matches/aws_s3serveraccess", ".parquet")
+        .into_iter()
+        .map(|f| {
+            let file = std::fs::File::open(t.lake().join(&f)).unwrap();
+            let mut rules = std::collections::BTreeSet::new();
+            for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let b = b.unwrap();
+                let ids = b.column_by_name("p_rule_id").unwrap().as_string::<i32>();
+                rules.extend(ids.iter().flatten().map(str::to_string));
+            }
+            (f, rules.len())
+        })
+        .collect()
 }
