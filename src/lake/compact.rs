@@ -52,7 +52,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::commit::{self, CommitRecord, FileMove};
 use super::lock;
-use super::writer::{TableSpec, WriterConfig, file_properties};
+use super::writer::{Selection, TableSpec, WriterConfig, file_properties, gather};
 use super::{LOGS_DB, Lake, QUARANTINE_DB, RULE_MATCHES_DB, paths};
 use crate::error::{Error, Result};
 use crate::schema::Registry;
@@ -461,14 +461,14 @@ fn merge(
             cursors.push(None);
         }
     }
-    let mut idx: Vec<(usize, usize)> = Vec::with_capacity(GATHER_ROWS);
+    let mut sel = Selection::default();
     let mut rows = 0u64;
     while let Some(Reverse((_, i))) = heap.pop() {
         // Take rows from input `i` while they come before every other input's next row.
         let bound = heap.peek().map(|r| r.0);
         loop {
             let c = cursors[i].as_mut().expect("a cursor in the heap is live");
-            let room = GATHER_ROWS - idx.len();
+            let room = GATHER_ROWS - sel.rows();
             let start = c.row;
             let mut end = start;
             while end < c.times.len()
@@ -477,11 +477,11 @@ fn merge(
             {
                 end += 1;
             }
-            idx.extend((start..end).map(|r| (c.slot, r)));
+            sel.push(c.slot, start, end);
             c.row = end;
             let next = c.times.get(end).copied();
-            if idx.len() == GATHER_ROWS {
-                rows += write_gathered(&mut w, spec, &mut held, &mut cursors, &mut idx)?;
+            if sel.rows() == GATHER_ROWS {
+                rows += write_gathered(&mut w, spec, &mut held, &mut cursors, &mut sel)?;
             }
             match next {
                 // Batch done: go on with the input's next batch, if any.
@@ -501,30 +501,30 @@ fn merge(
             }
         }
     }
-    rows += write_gathered(&mut w, spec, &mut held, &mut cursors, &mut idx)?;
+    rows += write_gathered(&mut w, spec, &mut held, &mut cursors, &mut sel)?;
     w.close()?;
     Ok((out, rows))
 }
 
-/// Write the rows `idx` points at (slots of `held`), then keep only the batches live cursors
+/// Write the rows `sel` selects (slots of `held`), then keep only the batches live cursors
 /// still read. Returns the rows written.
 fn write_gathered(
     w: &mut ArrowWriter<&mut Vec<u8>>,
     spec: &TableSpec,
     held: &mut Vec<RecordBatch>,
     cursors: &mut [Option<Cursor>],
-    idx: &mut Vec<(usize, usize)>,
+    sel: &mut Selection,
 ) -> Result<u64> {
-    if idx.is_empty() {
+    if sel.is_empty() {
         return Ok(0);
     }
     let refs: Vec<&RecordBatch> = held.iter().collect();
-    let batch = super::writer::gather(&refs, idx)?;
+    let batch = gather(&refs, sel)?;
     // The inputs' schema is the table's (checked when planning), up to metadata.
     let batch = RecordBatch::try_new(spec.schema.clone(), batch.columns().to_vec())?;
     w.write(&batch)?;
-    let n = idx.len() as u64;
-    idx.clear();
+    let n = sel.rows() as u64;
+    sel.clear();
     let mut kept = Vec::with_capacity(cursors.len());
     for c in cursors.iter_mut().flatten() {
         kept.push(held[c.slot].clone());
