@@ -178,16 +178,19 @@ pub fn looks_like(line: &[u8]) -> bool {
         && super::time::parse_clf(&line[toks[2].start as usize..toks[2].end as usize]).is_some()
 }
 
-/// The time of a line for ordering rows within a chunk: its third field read as a bracketed
-/// time, or `i64::MIN` when it is not one (such a line's fate is decided by the full parse).
-fn sort_time(line: &[u8]) -> i64 {
-    let time = || {
-        let owner = memchr::memchr(b' ', line)?;
-        let bucket = owner + 1 + memchr::memchr(b' ', &line[owner + 1..])?;
-        let rest = line.get(bucket + 1..)?.strip_prefix(b"[")?;
-        super::time::parse_clf(rest.get(..memchr::memchr(b']', rest)?)?)
-    };
-    time().unwrap_or(i64::MIN)
+/// Where a line's time field starts and the time it reads as (see [`sort_time`]).
+type TimeAt = Option<(usize, i64)>;
+
+/// The time of a line, read ahead of the full parse to order a chunk's rows: where its third
+/// field's bracketed text starts, and the time it reads as; `None` when it does not read as
+/// one (such a line's fate is decided by the full parse).
+fn sort_time(line: &[u8]) -> TimeAt {
+    let owner = memchr::memchr(b' ', line)?;
+    let bucket = owner + 1 + memchr::memchr(b' ', &line[owner + 1..])?;
+    let start = bucket + 2;
+    let rest = line.get(bucket + 1..)?.strip_prefix(b"[")?;
+    let t = super::time::parse_clf(rest.get(..memchr::memchr(b']', rest)?)?)?;
+    Some((start, t))
 }
 
 /// Undo `\"` and `\\` escapes of a quoted field.
@@ -379,10 +382,13 @@ impl S3AccessParser {
 
     /// Parse one line into the builders, or say why it cannot be parsed. Nothing is appended
     /// when an error is returned.
+    /// `known` is [`sort_time`]'s reading of `line`: a time field starting there is not parsed
+    /// again.
     fn parse_line(
         &self,
         line: &[u8],
         text: &str,
+        known: TimeAt,
         toks: &mut Vec<Tok>,
         b: &mut Builders,
     ) -> std::result::Result<(), String> {
@@ -404,10 +410,12 @@ impl S3AccessParser {
                 continue;
             }
             nums[i] = if *kind == Kind::Time {
-                let t = if line[toks[i].start as usize - 1] == b'[' {
-                    super::time::parse_clf(raw)
-                } else {
-                    None
+                let start = toks[i].start as usize;
+                let t = match known {
+                    // The same bytes, already read (both end at the first `]`).
+                    Some((at, t)) if at == start => Some(t),
+                    _ if line[start - 1] == b'[' => super::time::parse_clf(raw),
+                    _ => None,
                 };
                 match t {
                     Some(t) => Num::V(t),
@@ -507,12 +515,12 @@ impl Parser for S3AccessParser {
         // Rows go into the batch in time order, so that the writer, which sorts a file's rows
         // by time, finds long runs of consecutive rows to copy whole (see `lake::writer::gather`).
         // Lines come close to time order but not in it (S3 delivers best-effort).
-        let mut order: Vec<(i64, u64, &[u8])> = lines(chunk, first_line)
+        let mut order: Vec<(TimeAt, u64, &[u8])> = lines(chunk, first_line)
             .filter(|(_, line)| !is_blank(line))
             .map(|(n, line)| (sort_time(line), n, line))
             .collect();
-        order.sort_unstable_by_key(|&(t, n, _)| (t, n));
-        for (_, n, line) in order {
+        order.sort_unstable_by_key(|&(t, n, _)| (t.map_or(i64::MIN, |(_, t)| t), n));
+        for (known, n, line) in order {
             out.lines += 1;
             let text: Cow<str> = if chunk_utf8 {
                 // SAFETY: the whole chunk is valid UTF-8 (checked above) and `line` is a slice
@@ -522,11 +530,11 @@ impl Parser for S3AccessParser {
                 String::from_utf8_lossy(line)
             };
             // Token offsets index `line`; a lossy copy changes lengths, so re-tokenize it.
-            let bytes: &[u8] = match &text {
-                Cow::Borrowed(_) => line,
-                Cow::Owned(s) => s.as_bytes(),
+            let (bytes, known): (&[u8], _) = match &text {
+                Cow::Borrowed(_) => (line, known),
+                Cow::Owned(s) => (s.as_bytes(), None),
             };
-            match self.parse_line(bytes, &text, &mut toks, &mut b) {
+            match self.parse_line(bytes, &text, known, &mut toks, &mut b) {
                 Ok(()) => b.lines.push(n),
                 Err(reason) => out.quarantined.push(Quarantined {
                     line: n,
