@@ -48,7 +48,7 @@ use crate::lake::writer::{
 };
 use crate::parse::json::JsonParser;
 use crate::parse::standard::{repeat, row_ids};
-use crate::parse::{Parsed, Parser, Quarantined, SourceInfo, parser_for};
+use crate::parse::{Parser, Quarantined, SourceInfo, parser_for};
 use crate::schema::{LogSchema, ParserKind, Registry};
 pub use source::Source;
 
@@ -786,17 +786,11 @@ fn parse_worker(
             let _ = spare.try_send(chunk.data);
             parsed
         };
-        if let Ok(Parsed {
-            batch: batch @ Some(_),
-            ..
-        }) = &mut result
+        if let Ok(parsed) = &mut result
+            && let Some(batch) = parsed.batch.take()
         {
-            let sorted = batch
-                .take()
-                .map(crate::lake::writer::sort_by_time)
-                .transpose();
-            match sorted {
-                Ok(b) => *batch = b,
+            match crate::lake::writer::sort_by_time(batch) {
+                Ok(sorted) => parsed.batch = Some(sorted),
                 Err(e) => result = Err(e.into()),
             }
         }
