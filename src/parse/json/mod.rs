@@ -2,9 +2,13 @@
 //!
 //! Input is either one record per line, or documents whose envelope key holds an array of
 //! records (`{"Records": [...]}`, as CloudTrail delivers): [`JsonParser::whole_document`]
-//! tells the reader which, from the first bytes of a file. A document is first cut into
-//! records by a structural scan ([`split`]), and each record is then parsed on its own, so a
-//! malformed record is quarantined and every other record of the file is kept.
+//! tells the reader which, from the first bytes of a file. An envelope is read in one pass,
+//! each record appended as serde meets it. When anything in it does not go through (a
+//! malformed record, a value of the wrong type, a record without event time), the document is
+//! read again the careful way: cut into records by a structural scan ([`split`]), each record
+//! then parsed on its own, so that the bad record is quarantined and every other record of
+//! the file is kept. Other documents (arrays of records, pretty-printed records) take the
+//! careful way directly.
 //!
 //! Each record is read in one pass (serde_json, zero-copy where the text has no escapes) into
 //! per-record slots, one per leaf column; only a record that parsed whole is appended to the
@@ -301,6 +305,91 @@ impl<'a> State<'a> {
         self.vals.iter_mut().for_each(|v| *v = Val::Null);
         self.present.iter_mut().for_each(|p| *p = false);
         self.unknown.clear();
+    }
+}
+
+/// Reads an envelope document: the records under its records key, each appended as it is
+/// read; other keys are skipped. Its value says whether the records key was there; a second
+/// one is an error (the careful path takes the first).
+struct EnvelopeSeed<'p, 's, 'a> {
+    parser: &'p JsonParser,
+    records: &'p str,
+    st: &'s mut State<'a>,
+    out: &'s mut Batch,
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_, 'de> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an envelope of records")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<bool, A::Error> {
+        let EnvelopeSeed {
+            parser,
+            records,
+            st,
+            out,
+        } = self;
+        let mut found = false;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key != records {
+                map.next_value::<de::IgnoredAny>()?;
+            } else if found {
+                return Err(de::Error::custom("a second records key"));
+            } else {
+                found = true;
+                map.next_value_seed(RecordsSeed {
+                    parser,
+                    st: &mut *st,
+                    out: &mut *out,
+                })?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The array of records of an envelope (see [`EnvelopeSeed`]).
+struct RecordsSeed<'p, 's, 'a> {
+    parser: &'p JsonParser,
+    st: &'s mut State<'a>,
+    out: &'s mut Batch,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let RecordsSeed { parser, st, out } = self;
+        let plan = &parser.plan;
+        loop {
+            st.reset();
+            let seed = NodeSeed {
+                plan,
+                node: &plan.root,
+                st: &mut *st,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+            parser.append(st, out).map_err(de::Error::custom)?;
+            // Records of a document are numbered 1, 2, … (as `Numbering::Document` does).
+            out.lines += 1;
+            out.rows.push(out.lines);
+        }
     }
 }
 
@@ -703,17 +792,22 @@ impl JsonParser {
         .deserialize(&mut de)
         .map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())?;
-        let event_time = match st.vals[self.plan.event_time] {
-            Val::Int(t) => t,
-            _ => {
-                if !text.trim_start().starts_with('{') {
-                    return Err("not a JSON object".into());
-                }
-                return Err(format!(
-                    "field {}: missing (it is the event time)",
-                    self.plan.leaves[self.plan.event_time].name
-                ));
+        self.append(st, out).map_err(|why| {
+            if text.trim_start().starts_with('{') {
+                why
+            } else {
+                "not a JSON object".into()
             }
+        })
+    }
+
+    /// Append a record read into `st`, or say why it cannot be (it has no event time).
+    fn append(&self, st: &mut State<'_>, out: &mut Batch) -> Result<(), String> {
+        let Val::Int(event_time) = st.vals[self.plan.event_time] else {
+            return Err(format!(
+                "field {}: missing (it is the event time)",
+                self.plan.leaves[self.plan.event_time].name
+            ));
         };
         if let Some(u) = self.plan.unknown {
             st.vals[u] = unknown_json(&st.unknown);
@@ -728,6 +822,37 @@ impl JsonParser {
         out.event_times.push(event_time);
         self.indicators(st, out);
         Ok(())
+    }
+
+    /// An envelope document (`{"Records": [...]}`) read in one pass: serde walks the
+    /// document and each record is read and appended as it comes, with no structural scan
+    /// before it (that scan was a tenth of CloudTrail ingest time). `None` when `doc` is not
+    /// such a document or anything in it does not go through (a record that is malformed,
+    /// holds a value of the wrong type or has no event time; text after the envelope): the
+    /// careful path, which cuts records apart first so that a bad one is quarantined alone,
+    /// then reads the document again.
+    fn envelope(&self, doc: &[u8]) -> Option<Batch> {
+        let records = self.plan.records_field.as_deref()?;
+        let head = &doc[..doc.len().min(64 << 10)];
+        if doc.get(split::skip_ws(doc, 0)) != Some(&b'{')
+            || self.plan.needles[0].find(head).is_none()
+        {
+            return None;
+        }
+        let text = std::str::from_utf8(doc).ok()?;
+        let mut out = self.batch(doc.len());
+        out.utf8 = true;
+        let mut st = State::new(&self.plan);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = EnvelopeSeed {
+            parser: self,
+            records,
+            st: &mut st,
+            out: &mut out,
+        };
+        let found = de::Deserializer::deserialize_map(&mut de, seed).ok()?;
+        de.end().ok()?;
+        found.then_some(out)
     }
 
     /// Append the record's `p_any_*` lists. Values go straight into the list builders;
@@ -1188,6 +1313,17 @@ impl Parser for JsonParser {
     }
 
     fn parse_document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
+        match self.envelope(doc) {
+            Some(out) => self.finish(out, doc.len(), source, parse_time),
+            None => self.careful(doc, source, parse_time),
+        }
+    }
+}
+
+impl JsonParser {
+    /// A document read value by value and record by record, each cut apart by a structural
+    /// scan first, so that a malformed record is quarantined alone and the others are kept.
+    fn careful(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
         let mut out = self.batch(doc.len());
         out.utf8 = std::str::from_utf8(doc).is_ok();
         let mut st = State::new(&self.plan);

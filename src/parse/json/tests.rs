@@ -174,6 +174,46 @@ fn a_truncated_file_keeps_the_records_before_the_break() {
 }
 
 #[test]
+fn envelopes_read_in_one_pass_as_the_careful_path_reads_them() {
+    let p = parser();
+    let escaped = r#"{"eventTime":"2020-05-12T10:15:00Z","eventName":"Get\"Object\u0041","eventName":"again","userIdentity":{"type":"Root","Type":"dup"}}"#;
+    let docs = [
+        format!("{{\"Records\":[{MGMT},\n{DATA}]}}"),
+        format!(
+            " {{\"other\":[1,{{\"Records\":2}}],\"Records\":[{DATA},{MGMT},{escaped}],\"tail\":\"x\"}}\n"
+        ),
+        "{\"Records\":[]}".to_string(),
+    ];
+    for doc in &docs {
+        let fast = p.envelope(doc.as_bytes()).expect("read in one pass");
+        let fast = p.finish(fast, doc.len(), &src(), 7).unwrap();
+        let careful = p.careful(doc.as_bytes(), &src(), 7).unwrap();
+        assert_eq!(fast.batch, careful.batch, "{doc}");
+        assert_eq!(fast.lines, careful.lines);
+        assert!(fast.quarantined.is_empty() && careful.quarantined.is_empty());
+        assert_eq!(fast.notes, careful.notes);
+    }
+    // What the careful path has to sort out record by record is not read in one pass.
+    let bad = r#"{"eventTime":"2020-05-12T10:15:00Z","readOnly":"maybe"}"#;
+    let no_time = r#"{"eventName":"X"}"#;
+    let digest =
+        r#"{"awsAccountId":"123456789012","digestStartTime":"2020-05-12T09:00:00Z","logFiles":[]}"#;
+    for doc in [
+        format!("{{\"Records\":[{MGMT},{bad}]}}"),
+        format!("{{\"Records\":[{no_time},{DATA}]}}"),
+        format!("{{\"Records\":[{MGMT},{{\"eventVersion\":\"1.0"),
+        format!("{{\"Records\":[{MGMT}]}} {{\"Records\":[]}}"),
+        format!("{{\"Records\":[{MGMT}],\"Records\":[{DATA}]}}"),
+        "{\"Records\":null}".to_string(),
+        "[{\"Records\":[]}]".to_string(),
+        MGMT.to_string(),
+        digest.to_string(),
+    ] {
+        assert!(p.envelope(doc.as_bytes()).is_none(), "{doc}");
+    }
+}
+
+#[test]
 fn digest_files_are_skipped_with_a_note() {
     let digest = r#"{"awsAccountId":"123456789012","digestStartTime":"2020-05-12T09:00:00Z","digestEndTime":"2020-05-12T10:00:00Z","logFiles":[]}"#;
     let p = parser();
