@@ -886,12 +886,7 @@ impl JsonParser {
                 continue;
             }
             match (v, &leaf.kind) {
-                (Val::Str(s), Kind::Json) => split::strings(s.as_bytes(), |key, value| {
-                    let (Ok(key), Ok(value)) =
-                        (std::str::from_utf8(key), std::str::from_utf8(value))
-                    else {
-                        return;
-                    };
+                (Val::Str(s), Kind::Json) => split::strings(s, |key, value| {
                     for (kind, targets) in &leaf.indicators {
                         if may_be(*kind, value) && key_feeds(*kind, key) {
                             add(value, *kind, targets);

@@ -154,15 +154,19 @@ pub fn elements(
 /// Call `f(key, value)` for every string value in the JSON text `b`, with the key of the
 /// member it belongs to (for array elements, the array's key; `""` at the top). Strings with
 /// escapes are passed undecoded. Stops quietly at malformed text.
-pub fn strings<'a>(b: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) {
-    let mut key: &[u8] = b"";
+pub fn strings<'a>(s: &'a str, mut f: impl FnMut(&'a str, &'a str)) {
+    let b = s.as_bytes();
+    // Every key and value is cut right after and right before an ASCII `"`, so at character
+    // boundaries of `s`: no UTF-8 check is needed (it was a tenth of indicator extraction).
+    let text_at = |from: usize, to: usize| s.get(from..to).unwrap_or_default();
+    let mut key = "";
     let mut i = 0;
     while let Some(k) = memchr::memchr(b'"', &b[i.min(b.len())..]) {
         let start = i + k;
         let Ok(end) = skip_string(b, start) else {
             return;
         };
-        let text = &b[start + 1..end - 1];
+        let text = text_at(start + 1, end - 1);
         let next = skip_ws(b, end);
         if b.get(next) == Some(&b':') {
             key = text;
@@ -211,21 +215,17 @@ mod tests {
 
     #[test]
     fn finds_strings_with_their_keys() {
-        let b = br#"{"roleArn":"arn:aws:iam::1:role/x","items":[{"instanceId":"i-1"},"z"],"n":5}"#;
+        let b = r#"{"roleArn":"arn:aws:iam::1:role/x","items":[{"instanceId":"i-1"},"z"],"é":"ü","n":5}"#;
         let mut got = Vec::new();
-        strings(b, |k, v| {
-            got.push((
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            ))
-        });
+        strings(b, |k, v| got.push((k.to_string(), v.to_string())));
         assert_eq!(
             got,
             [
                 ("roleArn".into(), "arn:aws:iam::1:role/x".into()),
                 ("instanceId".into(), "i-1".into()),
                 ("instanceId".into(), "z".into()),
-            ] as [(String, String); 3]
+                ("é".into(), "ü".into()),
+            ] as [(String, String); 4]
         );
     }
 }
