@@ -205,6 +205,7 @@ fn envelopes_read_in_one_pass_as_the_careful_path_reads_them() {
         format!("{{\"Records\":[{MGMT}]}} {{\"Records\":[]}}"),
         format!("{{\"Records\":[{MGMT}],\"Records\":[{DATA}]}}"),
         "{\"Records\":null}".to_string(),
+        format!("{{\"Recor\\u0064s\":[{MGMT}],\"note\":\"Records\"}}"),
         "[{\"Records\":[]}]".to_string(),
         MGMT.to_string(),
         digest.to_string(),
