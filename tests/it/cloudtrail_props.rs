@@ -122,6 +122,36 @@ proptest! {
     }
 
     #[test]
+    fn bad_records_in_an_envelope_are_quarantined_alone(
+        recs in prop::collection::vec((record(), prop::option::of(0usize..3)), 1..20),
+    ) {
+        // Envelopes read in one pass fall back to reading record by record when one is bad:
+        // every good record comes out, in order; every bad one is quarantined with its number.
+        let bad = [
+            r#"{"eventTime":"2020-05-12T10:15:00Z","readOnly":"maybe"}"#,
+            r#"{"eventName":"no time"}"#,
+            r#"{"eventTime":,}"#,
+        ];
+        let parts: Vec<String> = recs
+            .iter()
+            .map(|(r, b)| b.map_or_else(|| render(r).to_string(), |k| bad[k].to_string()))
+            .collect();
+        let text = format!("{{\"Records\":[{}]}}", parts.join(","));
+        let out = parser().parse_document(text.as_bytes(), &src(), 0).unwrap();
+        let good: Vec<Rec> = recs.iter().filter(|(_, b)| b.is_none()).map(|(r, _)| r.clone()).collect();
+        let numbers: Vec<usize> = recs.iter().enumerate().filter(|(_, (_, b))| b.is_some()).map(|(i, _)| i + 1).collect();
+        prop_assert_eq!(out.lines as usize, recs.len());
+        prop_assert_eq!(out.quarantined.len(), numbers.len());
+        for (q, n) in out.quarantined.iter().zip(&numbers) {
+            prop_assert!(q.reason.starts_with(&format!("record {n} ")), "{}", q.reason);
+        }
+        match out.batch {
+            Some(b) => check(&good, &b),
+            None => prop_assert!(good.is_empty()),
+        }
+    }
+
+    #[test]
     fn records_round_trip_one_per_line(recs in prop::collection::vec(record(), 1..20)) {
         let text: String = recs.iter().map(|r| render(r).to_string() + "\n").collect();
         let out = parser().parse_chunk(text.as_bytes(), 1, &src(), 0).unwrap();
