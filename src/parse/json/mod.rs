@@ -834,6 +834,8 @@ impl JsonParser {
     /// then reads the document again.
     fn envelope(&self, doc: &[u8]) -> Option<Batch> {
         let records = self.plan.records_field.as_deref()?;
+        // `needles[0]` is `"<records key>"` when there is a records key. A document whose
+        // head does not name it (a digest file, a record of its own) is not worth a try.
         let head = &doc[..doc.len().min(64 << 10)];
         if doc.get(split::skip_ws(doc, 0)) != Some(&b'{')
             || self.plan.needles[0].find(head).is_none()
