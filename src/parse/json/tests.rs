@@ -316,3 +316,92 @@ fn arrays_and_pretty_printed_records_are_documents() {
     let lines = format!("{MGMT}\n{DATA}\n");
     assert!(!p.whole_document(lines.as_bytes()));
 }
+
+mod one_pass {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// `name` as CloudTrail writes it, or in lower or upper case (keys match ignoring case).
+    fn key(name: &'static str) -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(name.to_string()),
+            Just(name.to_ascii_lowercase()),
+            Just(name.to_ascii_uppercase()),
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = Value> {
+        (
+            (
+                key("eventTime"),
+                0u32..200_000_000,
+                key("eventName"),
+                "\\PC{0,12}",
+            ),
+            (key("userIdentity"), prop::option::of("\\PC{0,12}")),
+            (
+                key("requestParameters"),
+                prop::option::of(("\\PC{0,8}", any::<i64>())),
+            ),
+            (
+                key("readOnly"),
+                prop::option::of(any::<bool>()),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |((t, secs, n, name), (u, arn), (rp, params), (ro, read, extra))| {
+                    let when = chrono::DateTime::from_timestamp(1_577_836_800 + i64::from(secs), 0)
+                        .expect("in range");
+                    let mut r = serde_json::Map::new();
+                    r.insert(t, json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                    r.insert(n, json!(name));
+                    r.insert(u, json!({"type": "IAMUser", "arn": arn}));
+                    r.insert(
+                        rp,
+                        params.map_or(
+                            Value::Null,
+                            |(b, k)| json!({"bucketName": b, "n": k, "l": [b, k]}),
+                        ),
+                    );
+                    r.insert(ro, json!(read));
+                    if extra {
+                        r.insert("newFieldFromAws".into(), json!({"x": [1, "y", null]}));
+                    }
+                    Value::Object(r)
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Every well-formed envelope is read in one pass, to exactly what the careful path
+        /// reads from it.
+        #[test]
+        fn one_pass_and_careful_reads_agree(
+            recs in prop::collection::vec(record(), 0..12),
+            pretty in any::<bool>(),
+            other in prop::option::of("\\PC{0,12}"),
+        ) {
+            let mut doc = serde_json::Map::new();
+            doc.insert("Records".into(), Value::Array(recs));
+            if let Some(o) = other {
+                doc.insert("aaa".into(), json!({"Records": o}));
+                doc.insert("zzz".into(), json!([o]));
+            }
+            let doc = Value::Object(doc);
+            let text = if pretty { serde_json::to_string_pretty(&doc) } else { serde_json::to_string(&doc) }.unwrap();
+            let p = parser();
+            let fast = p.envelope(text.as_bytes());
+            prop_assert!(fast.is_some(), "{}", text);
+            let fast = p.finish(fast.unwrap(), text.len(), &src(), 7).unwrap();
+            let careful = p.careful(text.as_bytes(), &src(), 7).unwrap();
+            prop_assert_eq!(fast.lines, careful.lines);
+            prop_assert!(careful.quarantined.is_empty(), "{:?}", careful.quarantined);
+            prop_assert_eq!(fast.batch, careful.batch);
+        }
+    }
+}
