@@ -2,8 +2,8 @@
 //!
 //! Each database folder (`panther_logs`, `panther_rule_matches`, `panther_cloudsecurity`,
 //! `panther_quarantine`) is a [`LakeSchema`] whose tables are the folders under it, found by
-//! listing the lake whenever it changed ([`super::Engine::refresh`]); `panther_logs` also has
-//! a table, empty until data arrives, for every known log type. A table is a DataFusion `ListingTable`
+//! listing the lake whenever it changed ([`super::Engine::refresh`]); `panther_logs` and
+//! `panther_quarantine` also have a table, empty until data arrives, for every known log type. A table is a DataFusion `ListingTable`
 //! over its Parquet files with `year`, `month`, `day` as integer partition columns (so
 //! `month=5 AND day>=10` prunes folders) and `p_event_time` declared as the files' sort order
 //! (so time ranges prune row groups and ORDER BY time can skip sorting); scans also get the
@@ -65,12 +65,13 @@ impl LakeSchema {
         &self.db
     }
 
-    /// Set the table names from a listing of the lake. In `panther_logs` every known log type
-    /// has its table whether or not anything was ingested for it yet, so a query (or a
-    /// scheduled query set up before the first ingest) over it answers no rows instead of
-    /// failing to plan.
+    /// Set the table names from a listing of the lake. In `panther_logs` and
+    /// `panther_quarantine` every known log type has its table whether or not anything was
+    /// written to it yet, so a query (a scheduled query set up before the first ingest, a
+    /// check for quarantined lines after a clean ingest) answers no rows instead of failing to
+    /// plan.
     pub fn set_tables(&self, mut names: Vec<String>) {
-        if self.db == LOGS_DB {
+        if self.db == LOGS_DB || self.db == QUARANTINE_DB {
             names.extend(self.registry.iter().map(|s| s.table()));
             names.sort();
             names.dedup();
