@@ -132,6 +132,14 @@ pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
                 c.rows, c.quarantined
             )?;
         }
+        for (table, _) in s.tables.iter().filter(|(_, c)| c.quarantined > 0) {
+            let name = table.rsplit('.').next().unwrap_or(table);
+            writeln!(
+                w,
+                "  why: seclake query \"SELECT p_source_label, line, reason FROM \
+                 panther_quarantine.{name} ORDER BY p_parse_time DESC, line LIMIT 20\""
+            )?;
+        }
         writeln!(
             w,
             "input: {:.1} MiB in {:.2}s = {:.0} lines/s, {:.1} MiB/s; output: {} files, {:.1} MiB",

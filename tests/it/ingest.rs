@@ -87,6 +87,15 @@ fn ingests_the_sample_and_counts_add_up() {
         "{text}"
     );
 
+    // The summary says where the quarantined lines are, with a query that finds them.
+    let hint = line(&out, "why:");
+    let query = hint.split('"').nth(1).expect("a quoted query");
+    assert!(
+        query.contains("panther_quarantine.aws_s3serveraccess"),
+        "{hint}"
+    );
+    assert_eq!(t.csv(query).lines().count(), 3, "{hint}");
+
     let tables = t.ok(&["tables"]);
     assert!(tables.contains("aws_s3serveraccess"), "{tables}");
     assert!(tables.contains(&(expected - 2).to_string()), "{tables}");
