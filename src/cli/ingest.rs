@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use crate::error::Result;
 use crate::ingest::{IngestOptions, Summary, ingest};
+use crate::lake::QUARANTINE_DB;
 use crate::lake::compact::{CompactOptions, compact};
 
 use super::{Ctx, Outcome};
@@ -137,7 +138,7 @@ pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
             writeln!(
                 w,
                 "  why: seclake query \"SELECT p_source_label, line, reason FROM \
-                 panther_quarantine.{name} ORDER BY p_parse_time DESC, line LIMIT 20\""
+                 {QUARANTINE_DB}.{name} ORDER BY p_parse_time DESC, line LIMIT 20\""
             )?;
         }
         writeln!(

@@ -3,11 +3,12 @@
 //! Each database folder (`panther_logs`, `panther_rule_matches`, `panther_cloudsecurity`,
 //! `panther_quarantine`) is a [`LakeSchema`] whose tables are the folders under it, found by
 //! listing the lake whenever it changed ([`super::Engine::refresh`]); `panther_logs` and
-//! `panther_quarantine` also have a table, empty until data arrives, for every known log type. A table is a DataFusion `ListingTable`
-//! over its Parquet files with `year`, `month`, `day` as integer partition columns (so
-//! `month=5 AND day>=10` prunes folders) and `p_event_time` declared as the files' sort order
-//! (so time ranges prune row groups and ORDER BY time can skip sorting); scans also get the
-//! folder filters a `p_event_time` range implies ([`super::prune`]).
+//! `panther_quarantine` also have a table, empty until data arrives, for every known log
+//! type. A table is a DataFusion `ListingTable` over its Parquet files with `year`, `month`,
+//! `day` as integer partition columns (so `month=5 AND day>=10` prunes folders) and
+//! `p_event_time` declared as the files' sort order (so time ranges prune row groups and
+//! ORDER BY time can skip sorting); scans also get the folder filters a `p_event_time` range
+//! implies ([`super::prune`]).
 //!
 //! Table schemas come from the log-type schema where one matches, so no footer is read to plan;
 //! other tables take the schema of their files.

@@ -14,8 +14,9 @@
 //!
 //! Detection: when [`IngestOptions::rules`] holds rules, the parser threads evaluate them on
 //! every batch they produce; the writer counts the matches into alerts ([`AlertBook`]) and
-//! writes them to `panther_rule_matches.<table>`, each rule's to files of their own. The transaction's alert versions and outbox
-//! items are staged and committed with its data, then pending alerts are delivered.
+//! writes them to `panther_rule_matches.<table>`, each rule's to files of their own. The
+//! transaction's alert versions and outbox items are staged and committed with its data, then
+//! pending alerts are delivered.
 //!
 //! Guarantees: every non-blank input line of a committed source is in the lake exactly once,
 //! as a row or as a quarantined line (`rows + quarantined == lines`). A source that fails to

@@ -858,6 +858,55 @@ impl JsonParser {
         found.then_some(out)
     }
 
+    /// A document read value by value and record by record, each cut apart by a structural
+    /// scan first, so that a malformed record is quarantined alone and the others are kept.
+    fn careful(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
+        let mut out = self.batch(doc.len());
+        out.utf8 = std::str::from_utf8(doc).is_ok();
+        let mut st = State::new(&self.plan);
+        let mut pos = split::skip_ws(doc, 0);
+        while pos < doc.len() {
+            let next = out.rows.len() as u64 + out.quarantined.len() as u64 + 1;
+            match split::skip_value(doc, pos) {
+                Ok(end) => {
+                    self.value(
+                        doc,
+                        (pos, end),
+                        Numbering::Document { next },
+                        &mut st,
+                        &mut out,
+                    );
+                    pos = split::skip_ws(doc, end);
+                }
+                Err(why) if doc[pos] == b'{' && self.plan.records_field.is_some() => {
+                    // A broken (e.g. truncated) envelope: keep the records before the break.
+                    let _ = why;
+                    self.value(
+                        doc,
+                        (pos, doc.len()),
+                        Numbering::Document { next },
+                        &mut st,
+                        &mut out,
+                    );
+                    break;
+                }
+                Err(why) => {
+                    let n = Numbering::Document { next }.at(0);
+                    self.bad(
+                        doc,
+                        pos,
+                        doc.len(),
+                        n,
+                        format!("malformed JSON: {why}"),
+                        &mut out,
+                    );
+                    break;
+                }
+            }
+        }
+        self.finish(out, doc.len(), source, parse_time)
+    }
+
     /// Append the record's `p_any_*` lists. Values go straight into the list builders;
     /// a value already in the record's list is not added twice.
     fn indicators(&self, st: &State<'_>, out: &mut Batch) {
@@ -1315,57 +1364,6 @@ impl Parser for JsonParser {
             Some(out) => self.finish(out, doc.len(), source, parse_time),
             None => self.careful(doc, source, parse_time),
         }
-    }
-}
-
-impl JsonParser {
-    /// A document read value by value and record by record, each cut apart by a structural
-    /// scan first, so that a malformed record is quarantined alone and the others are kept.
-    fn careful(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
-        let mut out = self.batch(doc.len());
-        out.utf8 = std::str::from_utf8(doc).is_ok();
-        let mut st = State::new(&self.plan);
-        let mut pos = split::skip_ws(doc, 0);
-        while pos < doc.len() {
-            let next = out.rows.len() as u64 + out.quarantined.len() as u64 + 1;
-            match split::skip_value(doc, pos) {
-                Ok(end) => {
-                    self.value(
-                        doc,
-                        (pos, end),
-                        Numbering::Document { next },
-                        &mut st,
-                        &mut out,
-                    );
-                    pos = split::skip_ws(doc, end);
-                }
-                Err(why) if doc[pos] == b'{' && self.plan.records_field.is_some() => {
-                    // A broken (e.g. truncated) envelope: keep the records before the break.
-                    let _ = why;
-                    self.value(
-                        doc,
-                        (pos, doc.len()),
-                        Numbering::Document { next },
-                        &mut st,
-                        &mut out,
-                    );
-                    break;
-                }
-                Err(why) => {
-                    let n = Numbering::Document { next }.at(0);
-                    self.bad(
-                        doc,
-                        pos,
-                        doc.len(),
-                        n,
-                        format!("malformed JSON: {why}"),
-                        &mut out,
-                    );
-                    break;
-                }
-            }
-        }
-        self.finish(out, doc.len(), source, parse_time)
     }
 }
 
