@@ -10,7 +10,9 @@
 //! the parser reads as one document, such as CloudTrail's `{"Records": [...]}`, passes the
 //! file as stored, to be gunzipped on a parser thread), `threads` parsers turn chunks into
 //! Arrow batches, one writer groups rows by table and day, and
-//! `threads` encoders write Parquet files to staging. The transaction then commits.
+//! `threads` encoders write Parquet files to staging, their columns encoded on the rayon pool
+//! (a file's columns spread over idle cores: the last files of an ingest, a single delivery).
+//! The transaction then commits.
 //!
 //! Detection: when [`IngestOptions::rules`] holds rules, the parser threads evaluate them on
 //! every batch they produce; the writer counts the matches into alerts ([`AlertBook`]) and
