@@ -462,7 +462,8 @@ impl TypeDetector {
         }
         let shown: String = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
         Err(Error::invalid(format!(
-            "cannot tell the log type (first line starts {shown:?}); pass --log-type"
+            "cannot tell the log type (first line starts {shown:?}); pass --log-type, or \
+             --schemas DIR with the schema of a log type of your own"
         )))
     }
 }

@@ -209,7 +209,9 @@ fn a_custom_schema_ingests_with_no_code_change() {
     // Without the schema the file's type is unknown: a clear failure naming it.
     let out = t.run_code(&["ingest", "--no-progress", data.to_str().unwrap()], 2);
     assert!(
-        out.contains("cannot tell the log type") && out.contains("audit-2020-05-12.jsonl"),
+        out.contains("cannot tell the log type")
+            && out.contains("audit-2020-05-12.jsonl")
+            && out.contains("--schemas DIR"),
         "{out}"
     );
     // Listed in the lake's config, the example schema is detected from the file's keys.
