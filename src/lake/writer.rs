@@ -1137,7 +1137,7 @@ mod tests {
 
     /// Columns encoded as tasks of their own give the file `ArrowWriter` writes from the same
     /// rows: same values, row groups, Arrow schema and sorting metadata, struct columns (more
-    /// than one Parquet leaf) included.
+    /// than one Parquet leaf) and bloom filters included.
     #[test]
     fn column_tasks_write_what_arrow_writer_writes() {
         use arrow::array::StructArray;
@@ -1183,7 +1183,14 @@ mod tests {
         .into_iter()
         .map(with_struct)
         .collect();
-        let table = Arc::new(TableSpec::new("db", "t", "T", wide.clone(), vec![], vec![]));
+        let table = Arc::new(TableSpec::new(
+            "db",
+            "t",
+            "T",
+            wide.clone(),
+            vec![],
+            vec!["s".into()],
+        ));
         let cfg = WriterConfig {
             row_group_rows: 2000,
             ..WriterConfig::default()
@@ -1246,7 +1253,12 @@ mod tests {
                     "{}",
                     a.column_path()
                 );
+                assert_eq!(a.bloom_filter_length(), b.bloom_filter_length());
             }
+            assert!(
+                g.column(2).bloom_filter_offset().is_some(),
+                "the schema's bloom filter"
+            );
         }
     }
 
