@@ -1,7 +1,7 @@
 //! `seclake alerts`.
 
 use crate::detect::parse_time_arg;
-use crate::detect::rule::sql_string;
+use crate::detect::rule::{Severity, sql_string};
 use crate::detect::sink;
 use crate::error::Error;
 use crate::error::Result;
@@ -10,10 +10,14 @@ use crate::output::Format;
 
 use super::{Ctx, Outcome};
 
-/// List alerts, newest first.
+/// Alerts the table format shows unless `--limit` says otherwise: a screenful or two.
+const DEFAULT_TABLE_LIMIT: usize = 50;
+
+/// List alerts: the most recently updated first, and among those the most severe.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   seclake alerts --since 1d
+  seclake alerts --severity high --limit 0
   seclake alerts --rule AWS.S3.ServerAccess.Error --format json
   seclake query \"SELECT * FROM panther_views.alerts WHERE severity = 'HIGH'\"
 
@@ -25,9 +29,15 @@ pub struct Args {
     /// Only alerts of this rule, scheduled query or policy.
     #[arg(long = "rule", value_name = "ID")]
     pub rule: Option<String>,
+    /// Only alerts of this severity or higher: info, low, medium, high, critical.
+    #[arg(long, value_name = "LEVEL")]
+    pub severity: Option<Severity>,
     /// Include alerts still below their threshold.
     #[arg(long)]
     pub all: bool,
+    /// Show at most N alerts (0: all). Default: 50 in the table format, all in the others.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     /// First retry delivery of alerts still pending for a destination.
     #[arg(long)]
     pub deliver: bool,
@@ -62,6 +72,11 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     if let Some(r) = &args.rule {
         filters.push(format!("detection_id = {}", sql_string(r)));
     }
+    let rank = Severity::sql_rank("severity");
+    if let Some(s) = args.severity {
+        let at_least = Severity::ALL.iter().position(|x| *x == s).unwrap_or(0);
+        filters.push(format!("{rank} >= {at_least}"));
+    }
     let filter = if filters.is_empty() {
         String::new()
     } else {
@@ -70,12 +85,18 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     let sql = format!(
         "SELECT alert_id, severity, detection_id, title, event_count, first_event_time, \
          last_event_time, raised_at FROM panther_views.alerts {filter} \
-         ORDER BY updated_at DESC, alert_id"
+         ORDER BY updated_at DESC, {rank} DESC, last_event_time DESC, alert_id"
     );
+    let limit = args.limit.unwrap_or(match args.format {
+        Format::Table => DEFAULT_TABLE_LIMIT,
+        _ => 0,
+    });
     let engine = ctx.engine(true).await?;
     let rows = engine
-        .print(&sql, args.format, 0, &mut std::io::stdout().lock())
+        .print(&sql, args.format, limit, &mut std::io::stdout().lock())
         .await?;
-    let _ = rows;
+    if limit != 0 && rows > limit {
+        eprintln!("showing {limit} of {rows} alerts; --limit 0 shows all");
+    }
     Ok(outcome)
 }

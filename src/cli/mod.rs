@@ -117,7 +117,7 @@ pub enum Command {
     /// Run rules over events already in the lake (new rules, backfills), without duplicating
     /// alerts that exist.
     Detect(detect::Args),
-    /// List alerts.
+    /// List alerts, newest and most severe first.
     Alerts(alerts::Args),
     /// Scheduled queries: list them, run the due ones (for cron), run one, or run a scheduler.
     #[command(subcommand)]

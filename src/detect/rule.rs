@@ -46,6 +46,25 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// SQL expression ranking a severity column (`INFO` 0 … `CRITICAL` 4; NULL for others).
+    pub fn sql_rank(column: &str) -> String {
+        let whens: String = Self::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!(" WHEN '{}' THEN {i}", s.as_str()))
+            .collect();
+        format!("CASE {column}{whens} END")
+    }
+
     /// Upper-case name, as Panther shows it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -433,3 +433,75 @@ fn alert_version_files_are_merged_without_losing_a_version() {
         .ends_with("7,true\n")
     );
 }
+
+/// `seclake alerts` on the bundled sample: newest and most severe first, `--severity` keeps
+/// that level and above, the table shows 50 unless `--limit` says otherwise (and says so),
+/// machine formats show all.
+#[test]
+fn alerts_list_most_severe_first_with_limits() {
+    let t = TestLake::new();
+    let sample = crate::util::sample_dir();
+    t.ok(&["ingest", "--no-progress", sample.to_str().unwrap()]);
+    let rank = |s: &str| {
+        ["INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    let severities = |out: &str| -> Vec<usize> {
+        out.lines()
+            .skip(1)
+            .map(|l| rank(l.split(',').nth(1).unwrap()).expect("a severity"))
+            .collect()
+    };
+    let all = t.ok(&["alerts", "--format", "csv"]);
+    let listed = severities(&all);
+    let raised: usize = t
+        .csv("SELECT count(*) AS n FROM panther_views.alerts WHERE raised")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        raised > 50,
+        "the sample raises more alerts than a screen: {raised}"
+    );
+    assert_eq!(listed.len(), raised, "csv lists every raised alert");
+    // One ingest updated them all: most severe first.
+    assert!(listed.windows(2).all(|w| w[0] >= w[1]), "{all}");
+    assert!(listed.first() > listed.last(), "more than one severity");
+
+    let medium = severities(&t.ok(&["alerts", "--format", "csv", "--severity", "medium"]));
+    assert_eq!(
+        medium.len(),
+        listed.iter().filter(|&&r| r >= 2).count(),
+        "medium and above"
+    );
+
+    let out = t.run(&["alerts"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| ")).count(),
+        51,
+        "header + 50"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "showing 50 of {raised} alerts; --limit 0 shows all"
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let two = t.ok(&["alerts", "--format", "csv", "--limit", "2"]);
+    assert_eq!(two.lines().count(), 3, "{two}");
+    assert_eq!(
+        t.ok(&["alerts", "--limit", "0"])
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .count(),
+        raised + 1
+    );
+    let bad = t.run(&["alerts", "--severity", "urgent"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown severity \"urgent\""));
+}
