@@ -113,9 +113,13 @@ pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
                 s.recovered.0, s.recovered.1
             )?;
         }
+        let not_logs = match s.not_logs {
+            0 => String::new(),
+            n => format!(", {n} not logs (see notes)"),
+        };
         writeln!(
             w,
-            "files: {} found, {} ingested, {} skipped (already ingested), {} failed",
+            "files: {} found, {} ingested, {} skipped (already ingested){not_logs}, {} failed",
             s.files_seen,
             s.files_ingested,
             s.files_skipped,

@@ -16,7 +16,8 @@ pub enum ResourcesCommand {
     /// configuration items) in panther_cloudsecurity.aws_s3_bucket; each file once.
     #[command(after_help = "Examples:
   seclake resources ingest ./snapshots/
-  seclake resources ingest config-snapshot.json")]
+  seclake resources ingest config-snapshot.json
+  seclake resources ingest data/resources/        # the bundled sample")]
     Ingest {
         /// Files, folders or globs of JSON (a document, an array, JSON lines, or
         /// {\"configurationItems\": [...]}).
@@ -158,6 +159,14 @@ pub async fn run(ctx: &Ctx, cmd: PoliciesCommand) -> Result<Outcome> {
                 s.alerts_raised
             )
             .map_err(io)?;
+            if s.resources == 0 {
+                writeln!(
+                    out,
+                    "no bucket snapshots in this lake yet: store some with `seclake resources \
+                     ingest PATH` (data/resources/ holds a sample)"
+                )
+                .map_err(io)?;
+            }
             for (p, r, e) in &s.errors {
                 writeln!(out, "error: {p} on {r}: {e}").map_err(io)?;
             }

@@ -111,6 +111,8 @@ pub struct Summary {
     pub files_ingested: usize,
     /// Files skipped as already in the ledger.
     pub files_skipped: usize,
+    /// Files set aside as resource snapshots, not logs (each also has a note).
+    pub not_logs: usize,
     /// Files that could not be ingested, with the reason.
     pub failed: Vec<(String, String)>,
     /// Non-blank lines read from ingested files.
@@ -215,9 +217,24 @@ pub async fn ingest(
         } else {
             let types = TypeDetector::new(registry)?;
             for (src, head) in source::sniff_all(fresh, SNIFF_KEEP_BYTES).await {
-                match head.and_then(|h| types.detect(&h)) {
-                    Ok(schema) => todo.push((src, schema)),
-                    Err(e) => summary.failed.push((src.info.label.clone(), e.to_string())),
+                let label = src.info.label.clone();
+                match &head {
+                    Ok(h) => match types.detect(h) {
+                        Ok(schema) => todo.push((src, schema)),
+                        // Bucket configurations in a folder of logs: say where they go instead
+                        // of failing the ingest. Not ledgered, so each run says it again.
+                        Err(_) if crate::policy::resource::looks_like_snapshot(h) => {
+                            summary.not_logs += 1;
+                            summary.notes.push((
+                                label,
+                                "a resource snapshot (S3 bucket configurations), not a log; \
+                                 store it with `seclake resources ingest`"
+                                    .into(),
+                            ));
+                        }
+                        Err(e) => summary.failed.push((label, e.to_string())),
+                    },
+                    Err(e) => summary.failed.push((label, e.to_string())),
                 }
             }
         }

@@ -92,6 +92,27 @@ fn non_null(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null())
 }
 
+/// True when `head` (a file's first bytes) looks like a resource snapshot rather than a log:
+/// an AWS Config snapshot (`configurationItems`), or a JSON object with an ARN and S3 bucket
+/// settings in Panther's `AWS.S3.Bucket` shape. Keys are matched case-insensitively.
+pub fn looks_like_snapshot(head: &[u8]) -> bool {
+    let trimmed = head.trim_ascii_start();
+    if !matches!(trimmed.first(), Some(b'{' | b'[')) {
+        return false;
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    let has = |key: &str| memchr::memmem::find(&lower, key.as_bytes()).is_some();
+    has("\"configurationitems\"")
+        || (has("\"arn\"")
+            && [
+                "\"encryptionrules\"",
+                "\"publicaccessblockconfiguration\"",
+                "\"grants\"",
+            ]
+            .iter()
+            .any(|k| has(k)))
+}
+
 /// The resources in a file's text: a document, an array, JSON lines, or a Config snapshot.
 pub fn documents(text: &str, file: &str) -> Result<Vec<Value>> {
     let docs: Vec<Value> = match serde_json::from_str::<Value>(text) {
@@ -315,6 +336,25 @@ pub fn to_batch(docs: &[(Value, &str)], origin: &Origin<'_>) -> Result<RecordBat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_are_told_from_logs() {
+        for snapshot in [
+            r#"{"fileVersion": "1.0", "configurationItems": [{"resourceType": "AWS::S3::Bucket"}]}"#,
+            r#"[{"arn": "arn:aws:s3:::b", "Name": "b", "EncryptionRules": null}]"#,
+            "  \n{\"Arn\": \"arn:aws:s3:::b\", \"Grants\": []}\n{\"Arn\": \"arn:aws:s3:::c\"}",
+        ] {
+            assert!(looks_like_snapshot(snapshot.as_bytes()), "{snapshot}");
+        }
+        for log in [
+            r#"{"Records": [{"eventSource": "s3.amazonaws.com", "resources": [{"ARN": "arn:aws:s3:::b"}]}]}"#,
+            r#"{"version":"1","api":{"name":"PutObject","bucket":"b"}}"#,
+            "79a59df9 awsexamplebucket1 [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - 3E57427F3EXAMPLE",
+            "",
+        ] {
+            assert!(!looks_like_snapshot(log.as_bytes()), "{log}");
+        }
+    }
 
     #[test]
     fn config_items_become_the_panther_shape() {

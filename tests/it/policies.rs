@@ -193,3 +193,50 @@ fn suppressions_newest_snapshot_and_custom_policies() {
         "{err}"
     );
 }
+
+/// The bundled sample (`data/resources/`): `ingest` sets the snapshots aside with a note
+/// instead of failing, `resources ingest` stores them, and the policies find what each bucket
+/// was written to show; before any snapshot, `policies eval` says how to add some.
+#[test]
+fn the_bundled_snapshots_through_ingest_resources_and_policies() {
+    let t = TestLake::new();
+    let empty = t.ok(&["policies", "eval"]);
+    assert!(
+        empty.contains("no bucket snapshots in this lake yet"),
+        "{empty}"
+    );
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/resources");
+    let sample = sample.to_str().unwrap();
+    for _ in 0..2 {
+        let out = t.ok(&["ingest", "--no-progress", sample]);
+        assert!(
+            out.contains("files: 2 found, 0 ingested, 0 skipped (already ingested), 2 not logs (see notes), 0 failed"),
+            "{out}"
+        );
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.starts_with("note: ") && l.contains("`seclake resources ingest`"))
+                .count(),
+            2,
+            "{out}"
+        );
+    }
+    let out = t.ok(&["resources", "ingest", sample]);
+    assert!(
+        out.contains("4 S3 buckets stored, 1 of other types ignored"),
+        "{out}"
+    );
+    t.run_code(&["policies", "eval"], 1);
+    assert_eq!(
+        t.csv(
+            "SELECT resource_id, count(*) FILTER (WHERE status = 'FAIL') AS fails, \
+             string_agg(CASE WHEN status = 'FAIL' THEN policy_id END, ' ' ORDER BY policy_id) AS failed \
+             FROM panther_cloudsecurity.compliance GROUP BY 1 ORDER BY 1"
+        ),
+        "resource_id,fails,failed\n\
+         arn:aws:s3:::app-tmp-1,7,AWS.S3.Bucket.Encryption AWS.S3.Bucket.Logging AWS.S3.Bucket.PublicAccessBlock AWS.S3.Bucket.PublicWrite AWS.S3.Bucket.SecureAccess AWS.S3.Bucket.Versioning Seclake.S3.Bucket.KMSEncryption\n\
+         arn:aws:s3:::cdn-assets-prod,4,AWS.S3.Bucket.PublicAccessBlock AWS.S3.Bucket.SecureAccess AWS.S3.Bucket.Versioning Seclake.S3.Bucket.KMSEncryption\n\
+         arn:aws:s3:::s3-data-customers-us-east-1,0,\n\
+         arn:aws:s3:::test-public-bucket,4,AWS.S3.Bucket.PublicAccessBlock AWS.S3.Bucket.PublicRead AWS.S3.Bucket.SecureAccess Seclake.S3.Bucket.KMSEncryption\n"
+    );
+}
