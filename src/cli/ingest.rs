@@ -79,6 +79,14 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     }
     let summary = ingest(&ctx.lake, &ctx.registry, &args.paths, &opts).await?;
     print_summary(&mut std::io::stdout().lock(), &summary)?;
+    if summary.files_seen == 0 {
+        // Folders and prefixes may be empty (a cron job ahead of the first delivery): say so,
+        // but it is not an error. A path or glob that names nothing already failed above.
+        eprintln!(
+            "seclake: nothing to ingest: no files under {}",
+            args.paths.join(", ")
+        );
+    }
     if args.compact && summary.files_written > 0 {
         // Plain table names: the log tables and their rule-match and quarantine tables.
         let tables = summary
@@ -167,6 +175,8 @@ pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
             writeln!(w, "note: {file}: {note}")?;
         }
         for (file, why) in &s.failed {
+            // Reasons from I/O errors name the file already.
+            let why = why.strip_prefix(&format!("{file}: ")).unwrap_or(why);
             writeln!(w, "failed: {file}: {why}")?;
         }
         Ok(())

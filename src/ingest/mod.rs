@@ -477,12 +477,29 @@ impl TypeDetector {
         if let Some((_, schema)) = best {
             return Ok(schema.clone());
         }
+        if looks_binary(head) {
+            return Err(Error::invalid(
+                "cannot tell the log type: the content is binary, neither text nor gzip (logs \
+                 are UTF-8 text, plain or gzip-compressed)",
+            ));
+        }
         let shown: String = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
         Err(Error::invalid(format!(
             "cannot tell the log type (first line starts {shown:?}); pass --log-type, or \
              --schemas DIR with the schema of a log type of your own"
         )))
     }
+}
+
+/// True when `head` (a file's first decompressed bytes) is not text: a NUL byte, or control
+/// characters other than tabs and line ends in more than one byte in 32 (the test `file` and
+/// git make, in short). Only used to word the error for a file no log type recognises.
+fn looks_binary(head: &[u8]) -> bool {
+    let control = head
+        .iter()
+        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f)
+        .count();
+    head.contains(&0) || control * 32 > head.len()
 }
 
 /// Per-source counts within a transaction.

@@ -106,8 +106,22 @@ impl Source {
         &self.info.label
     }
 
-    /// An error reading this source.
+    /// An error reading this source. Damaged gzip (flate2 says "corrupt deflate stream",
+    /// "incomplete deflate stream", "invalid gzip header") is explained: usually an upload cut
+    /// short or a file still being written, which the next run will try again.
     pub fn io_error(&self, e: std::io::Error) -> Error {
+        let msg = e.to_string();
+        let e = if msg.contains("deflate stream") || msg.contains("gzip header") {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "damaged or cut-short gzip ({msg}); nothing from this file was stored, and \
+                     the next ingest tries it again"
+                ),
+            )
+        } else {
+            e
+        };
         Error::io(self.label(), e)
     }
 

@@ -168,19 +168,30 @@ fn unreadable_and_unrecognised_inputs_fail_by_name_and_the_rest_lands() {
     let gz = std::fs::read(input.join("2020-05-12-02-59-59-4B75F435EF47C4A7.gz")).unwrap();
     std::fs::write(input.join("broken.gz"), &gz[..gz.len() / 2]).unwrap();
     std::fs::write(input.join("notes.txt"), "hello\nworld\n").unwrap();
+    // Bytes that are not text at all (an image, a Parquet file) are named as such.
+    let binary: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(input.join("photo.jpg"), &binary).unwrap();
     let out = t.run_code(&["ingest", input.to_str().unwrap()], 2);
     assert!(
-        out.contains("files: 11 found, 9 ingested, 0 skipped (already ingested), 2 failed"),
+        out.contains("files: 12 found, 9 ingested, 0 skipped (already ingested), 3 failed"),
         "{out}"
     );
-    assert!(
+    // Each failure names its file once, then the reason.
+    let failed = |name: &str| {
         out.lines()
-            .any(|l| l.starts_with("failed: ") && l.contains("broken.gz")),
+            .find(|l| l.starts_with("failed: ") && l.contains(name))
+            .unwrap_or_else(|| panic!("no failure for {name}: {out}"))
+    };
+    assert_eq!(failed("broken.gz").matches("broken.gz").count(), 1, "{out}");
+    assert!(
+        failed("broken.gz").contains("damaged or cut-short gzip"),
         "{out}"
     );
+    assert!(failed("notes.txt").contains("cannot tell the log type (first line starts \"hello\")"));
     assert!(
-        out.lines()
-            .any(|l| l.contains("notes.txt") && l.contains("cannot tell the log type")),
+        failed("photo.jpg").contains("the content is binary, neither text nor gzip"),
         "{out}"
     );
     let n = scalar_i64(&sql(
@@ -188,6 +199,20 @@ fn unreadable_and_unrecognised_inputs_fail_by_name_and_the_rest_lands() {
         "SELECT count(*) FROM panther_logs.aws_s3serveraccess",
     ));
     assert_eq!(n as u64, sample_lines() - 2);
+}
+
+#[test]
+fn an_empty_folder_is_nothing_to_do_and_says_so() {
+    let t = TestLake::new();
+    let empty = t.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = t.run(&["ingest", "--no-progress", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing to ingest: no files under") && err.contains("empty"),
+        "{err}"
+    );
 }
 
 #[test]
