@@ -164,11 +164,21 @@ fn contains_ignore_case(hay: &str, lower_needle: &str) -> bool {
 }
 
 /// The account id of an ARN (`arn:partition:service:region:account:resource`), if it has one.
+///
+/// A byte scan rather than `splitn(6, ':')`: every requester ARN of an access log comes through
+/// here, and `str::split` searched for each colon with a `memchr` call (2% of an ingest's
+/// instructions).
 pub fn arn_account(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    (parts.next()? == "arn").then_some(())?;
-    let account = parts.nth(3)?;
-    is_account_id(account).then_some(account)
+    let rest = arn.strip_prefix("arn:")?.as_bytes();
+    // Past partition, service and region, each ended by a colon.
+    let mut at = 0;
+    for _ in 0..3 {
+        at += rest.get(at..)?.iter().position(|&b| b == b':')? + 1;
+    }
+    // Then the account: exactly 12 digits, ending the ARN or followed by a colon.
+    let account = rest.get(at..at + 12)?;
+    (account.iter().all(u8::is_ascii_digit) && matches!(rest.get(at + 12), None | Some(b':')))
+        .then(|| &arn[4 + at..4 + at + 12])
 }
 
 /// True for a 12-digit AWS account id.
@@ -205,6 +215,37 @@ mod tests {
             None
         );
         assert_eq!(arn_account("nope"), None);
+        assert_eq!(
+            arn_account("arn:aws:iam::123456789012"),
+            Some("123456789012")
+        );
+        assert_eq!(arn_account("arn:aws:iam::1234567890123:user/a"), None);
+        assert_eq!(arn_account("arn:aws:iam::12345678901:user/a"), None);
+        assert_eq!(arn_account("arn:aws:iam::12345678901x:user/a"), None);
+        assert_eq!(arn_account("arn:aws:iam:"), None);
+        assert_eq!(
+            arn_account("arn:aws-cn:sts:cn-north-1:123456789012:assumed-role/r/s"),
+            Some("123456789012")
+        );
+    }
+
+    proptest::proptest! {
+        /// The byte scan agrees with the obvious split on strings made of ARN-ish pieces.
+        #[test]
+        fn arn_account_is_the_fifth_part(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["arn", "aws", "", "iam", "123456789012", "1234", "x:y", "12345678901a"]),
+                0..8,
+            )
+        ) {
+            let arn = parts.join(":");
+            let mut split = arn.splitn(6, ':');
+            let expected = (split.next() == Some("arn"))
+                .then(|| split.nth(3))
+                .flatten()
+                .filter(|a| is_account_id(a));
+            proptest::prop_assert_eq!(arn_account(&arn), expected);
+        }
     }
 
     #[test]

@@ -344,3 +344,23 @@ fn rows_of_a_chunk_come_out_in_time_order() {
         assert_eq!(sort_time(bad), None, "{:?}", String::from_utf8_lossy(bad));
     }
 }
+
+proptest::proptest! {
+    /// The inline search finds what a byte-by-byte search finds, from any start, on lines of
+    /// any length (the 16-byte loads, the overlapping last load, and the short-line tail).
+    #[test]
+    fn find2_is_a_plain_search(
+        line in proptest::collection::vec(proptest::sample::select(b" \"\\]ab".to_vec()), 0..80),
+        from in 0usize..90,
+    ) {
+        let naive = |a: u8, b: u8| {
+            line.iter()
+                .enumerate()
+                .skip(from)
+                .find(|&(_, &c)| c == a || c == b)
+                .map_or(line.len(), |(i, _)| i)
+        };
+        proptest::prop_assert_eq!(find2(&line, from, b'"', b'\\'), naive(b'"', b'\\'));
+        proptest::prop_assert_eq!(find_space(&line, from), naive(b' ', b' '));
+    }
+}
