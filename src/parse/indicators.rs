@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, ListBuilder, StringArray, StringBuilder};
 use arrow::datatypes::DataType;
 
 use crate::schema::{Indicator, LogSchema};
@@ -63,36 +63,51 @@ pub fn feeds(kind: Indicator, column: &str) -> bool {
 
 const ACCOUNTS: &str = "p_any_aws_account_ids";
 
+/// A column feeding a list, downcast once per batch rather than once per row.
+enum Feed<'a> {
+    Str(&'a StringArray),
+    List(&'a ListArray, &'a StringArray),
+}
+
 fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
     let mut builder =
         ListBuilder::with_capacity(StringBuilder::with_capacity(rows, rows * 16), rows);
+    let feeds: Vec<(Feed, Indicator)> = out
+        .sources
+        .iter()
+        .filter_map(|&(col, kind)| {
+            let array = &columns[col];
+            let feed = match array.data_type() {
+                DataType::Utf8 => Feed::Str(array.as_string::<i32>()),
+                DataType::List(_) => {
+                    let l = array.as_list::<i32>();
+                    Feed::List(l, l.values().as_string_opt::<i32>()?)
+                }
+                _ => return None,
+            };
+            Some((feed, kind))
+        })
+        .collect();
     let mut values: Vec<&str> = Vec::with_capacity(8);
     for row in 0..rows {
         values.clear();
-        for &(col, kind) in &out.sources {
-            let array = &columns[col];
-            match array.data_type() {
-                DataType::Utf8 => {
-                    let a = array.as_string::<i32>();
+        for (feed, kind) in &feeds {
+            match feed {
+                Feed::Str(a) => {
                     if a.is_valid(row) {
-                        collect(a.value(row), kind, out.column, &mut values);
+                        collect(a.value(row), *kind, out.column, &mut values);
                     }
                 }
-                DataType::List(_) => {
-                    let l = array.as_list::<i32>();
+                Feed::List(l, s) => {
                     if l.is_valid(row) {
                         let offsets = l.value_offsets();
-                        let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-                        if let Some(s) = l.values().as_string_opt::<i32>() {
-                            for i in start..end {
-                                if s.is_valid(i) {
-                                    collect(s.value(i), kind, out.column, &mut values);
-                                }
+                        for i in offsets[row] as usize..offsets[row + 1] as usize {
+                            if s.is_valid(i) {
+                                collect(s.value(i), *kind, out.column, &mut values);
                             }
                         }
                     }
                 }
-                _ => {}
             }
         }
         if values.is_empty() {
