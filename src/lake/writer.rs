@@ -916,6 +916,23 @@ mod tests {
         ]))
     }
 
+    /// `n` times from `from`, `step` apart.
+    fn times(from: i64, n: i64, step: i64) -> Vec<i64> {
+        (0..n).map(|i| from + i * step).collect()
+    }
+
+    /// A flush job of `batches` for `table`, its files encoded as `cfg` says.
+    fn job(table: Arc<TableSpec>, cfg: &WriterConfig, batches: Vec<RecordBatch>) -> FlushJob {
+        FlushJob {
+            props: Arc::new(table.properties(cfg).unwrap()),
+            table,
+            day: 0,
+            batches,
+            seq: 1,
+            txn: "txn".into(),
+        }
+    }
+
     /// A batch of rows with the given times; row `i` has id `base + i`, a string (NULL every
     /// third row) and a list of strings (NULL every fifth).
     fn batch(base: i64, times: &[i64]) -> RecordBatch {
@@ -1027,8 +1044,6 @@ mod tests {
     /// written as slices: the file holds every row once, in time order.
     #[test]
     fn encoded_files_are_in_time_order_whatever_the_runs() {
-        let times =
-            |from: i64, n: i64, step: i64| (0..n).map(|i| from + i * step).collect::<Vec<_>>();
         let batches = vec![
             batch(0, &times(0, 3000, 10)),
             batch(10_000, &times(25_000, 3000, 10)),
@@ -1038,15 +1053,7 @@ mod tests {
             batch(40_000, &[]),
         ];
         let table = Arc::new(TableSpec::new("db", "t", "T", schema(), vec![], vec![]));
-        let job = FlushJob {
-            props: Arc::new(table.properties(&WriterConfig::default()).unwrap()),
-            table,
-            day: 0,
-            batches: batches.clone(),
-            seq: 1,
-            txn: "txn".into(),
-        };
-        let (bytes, rows) = encode(&job).unwrap();
+        let (bytes, rows) = encode(&job(table, &WriterConfig::default(), batches.clone())).unwrap();
         assert_eq!(rows, 6402);
         let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
             .unwrap()
@@ -1172,8 +1179,6 @@ mod tests {
             cols.push(Arc::new(st));
             RecordBatch::try_new(wide.clone(), cols).unwrap()
         };
-        let times =
-            |from: i64, n: i64, step: i64| (0..n).map(|i| from + i * step).collect::<Vec<_>>();
         let batches: Vec<RecordBatch> = [
             batch(0, &times(0, 3000, 10)),
             batch(10_000, &times(25_000, 3000, 10)),
@@ -1195,14 +1200,7 @@ mod tests {
             row_group_rows: 2000,
             ..WriterConfig::default()
         };
-        let job = FlushJob {
-            props: Arc::new(table.properties(&cfg).unwrap()),
-            table,
-            day: 0,
-            batches: batches.clone(),
-            seq: 1,
-            txn: "txn".into(),
-        };
+        let job = job(table, &cfg, batches.clone());
         let (bytes, rows) = encode(&job).unwrap();
         assert_eq!(rows, 7900);
 
