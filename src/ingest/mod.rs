@@ -217,23 +217,24 @@ pub async fn ingest(
         } else {
             let types = TypeDetector::new(registry)?;
             for (src, head) in source::sniff_all(fresh, SNIFF_KEEP_BYTES).await {
+                // `None`: bucket configurations in a folder of logs. Say where they go instead
+                // of failing the ingest; not ledgered, so each run says it again.
+                let detected = head.and_then(|h| match types.detect(&h) {
+                    Err(_) if crate::policy::resource::looks_like_snapshot(&h) => Ok(None),
+                    other => other.map(Some),
+                });
                 let label = src.info.label.clone();
-                match &head {
-                    Ok(h) => match types.detect(h) {
-                        Ok(schema) => todo.push((src, schema)),
-                        // Bucket configurations in a folder of logs: say where they go instead
-                        // of failing the ingest. Not ledgered, so each run says it again.
-                        Err(_) if crate::policy::resource::looks_like_snapshot(h) => {
-                            summary.not_logs += 1;
-                            summary.notes.push((
-                                label,
-                                "a resource snapshot (S3 bucket configurations), not a log; \
-                                 store it with `seclake resources ingest`"
-                                    .into(),
-                            ));
-                        }
-                        Err(e) => summary.failed.push((label, e.to_string())),
-                    },
+                match detected {
+                    Ok(Some(schema)) => todo.push((src, schema)),
+                    Ok(None) => {
+                        summary.not_logs += 1;
+                        summary.notes.push((
+                            label,
+                            "a resource snapshot (S3 bucket configurations), not a log; store \
+                             it with `seclake resources ingest`"
+                                .into(),
+                        ));
+                    }
                     Err(e) => summary.failed.push((label, e.to_string())),
                 }
             }

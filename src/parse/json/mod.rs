@@ -878,9 +878,8 @@ impl JsonParser {
                     );
                     pos = split::skip_ws(doc, end);
                 }
-                Err(why) if doc[pos] == b'{' && self.plan.records_field.is_some() => {
+                Err(_) if doc[pos] == b'{' && self.plan.records_field.is_some() => {
                     // A broken (e.g. truncated) envelope: keep the records before the break.
-                    let _ = why;
                     self.value(
                         doc,
                         (pos, doc.len()),
