@@ -106,22 +106,8 @@ impl Source {
         &self.info.label
     }
 
-    /// An error reading this source. Damaged gzip (flate2 says "corrupt deflate stream",
-    /// "incomplete deflate stream", "invalid gzip header") is explained: usually an upload cut
-    /// short or a file still being written, which the next run will try again.
+    /// An error reading this source.
     pub fn io_error(&self, e: std::io::Error) -> Error {
-        let msg = e.to_string();
-        let e = if msg.contains("deflate stream") || msg.contains("gzip header") {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "damaged or cut-short gzip ({msg}); nothing from this file was stored, and \
-                     the next ingest tries it again"
-                ),
-            )
-        } else {
-            e
-        };
         Error::io(self.label(), e)
     }
 
@@ -192,10 +178,10 @@ fn gunzipping(mut r: impl Read + Send + 'static) -> std::io::Result<Box<dyn Read
     let n = read_full(&mut r, &mut magic)?;
     let chained = std::io::Cursor::new(magic[..n].to_vec()).chain(r);
     Ok(if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+        Box::new(GzErrors(MultiGzDecoder::new(BufReader::with_capacity(
             1 << 20,
             chained,
-        )))
+        ))))
     } else {
         Box::new(chained)
     })
@@ -220,8 +206,37 @@ pub fn decompress(data: Vec<u8>) -> std::io::Result<Vec<u8>> {
         return Ok(out);
     }
     let mut out = Vec::with_capacity(hint.clamp(data.len(), 1 << 30));
-    MultiGzDecoder::new(&data[..]).read_to_end(&mut out)?;
+    MultiGzDecoder::new(&data[..])
+        .read_to_end(&mut out)
+        .map_err(gzip_error)?;
     Ok(out)
+}
+
+/// A gzip decoder whose errors say what a damaged stream means for the file.
+struct GzErrors<R>(R);
+
+impl<R: Read> Read for GzErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(gzip_error)
+    }
+}
+
+/// A gzip decoder's error, explained when it is about the data (flate2: "corrupt deflate
+/// stream", "incomplete deflate stream", "invalid gzip header", a checksum that does not
+/// match, a header cut short): usually an upload cut short or a file still being written,
+/// which the next run tries again. Errors of the reader under the decoder keep their words.
+fn gzip_error(e: std::io::Error) -> std::io::Error {
+    use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
+    match e.kind() {
+        InvalidData | InvalidInput | UnexpectedEof => std::io::Error::new(
+            e.kind(),
+            format!(
+                "damaged or cut-short gzip ({e}); nothing from this file was stored, and the \
+                 next ingest tries it again"
+            ),
+        ),
+        _ => e,
+    }
 }
 
 /// `data` inflated, when it is exactly one gzip member of `size` bytes decompressed.
@@ -590,5 +605,33 @@ mod tests {
         assert!(decompress(corrupt).is_err());
         // Not gzip: as stored.
         assert_eq!(decompress(b"plain".to_vec()).unwrap(), b"plain");
+    }
+
+    /// However a gzip file is damaged, whole or streamed, the error says so.
+    #[test]
+    fn damaged_gzip_is_named_as_such() {
+        let a: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let full = gz(&a);
+        let mut checksum = full.clone();
+        let n = checksum.len();
+        checksum[n - 8] ^= 0xff;
+        let mut corrupt = full.clone();
+        corrupt[20] ^= 0xff;
+        for (what, data) in [
+            ("cut short", full[..full.len() / 2].to_vec()),
+            ("header cut short", full[..5].to_vec()),
+            ("wrong checksum", checksum),
+            ("corrupt", corrupt),
+        ] {
+            let whole = decompress(data.clone()).unwrap_err().to_string();
+            let mut out = Vec::new();
+            let streamed = gunzipping(std::io::Cursor::new(data))
+                .and_then(|mut r| r.read_to_end(&mut out))
+                .unwrap_err()
+                .to_string();
+            for e in [whole, streamed] {
+                assert!(e.starts_with("damaged or cut-short gzip ("), "{what}: {e}");
+            }
+        }
     }
 }
