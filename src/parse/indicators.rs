@@ -4,7 +4,6 @@
 //! collects, per row, the valid values of every column that feeds it, de-duplicated, in column
 //! order. An empty list is stored as NULL (as Panther omits the field).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, ListBuilder, StringArray, StringBuilder};
@@ -136,7 +135,7 @@ pub fn classify<'a>(raw: &'a str, kind: Indicator, column: &str) -> Option<&'a s
     let raw = raw.trim();
     match kind {
         Indicator::AwsArn if column == ACCOUNTS => arn_account(raw),
-        Indicator::Ip => raw.parse::<IpAddr>().is_ok().then_some(raw),
+        Indicator::Ip => super::ip::parse_ip(raw).is_some().then_some(raw),
         Indicator::AwsArn => raw.starts_with("arn:").then_some(raw),
         Indicator::AwsAccountId => is_account_id(raw).then_some(raw),
         Indicator::Domain => is_domain(raw).then_some(raw),
@@ -204,7 +203,7 @@ pub fn is_account_id(s: &str) -> bool {
 fn is_domain(s: &str) -> bool {
     s.len() < 254
         && s.contains('.')
-        && s.parse::<IpAddr>().is_err()
+        && super::ip::parse_ip(s).is_none()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }

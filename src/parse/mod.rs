@@ -17,6 +17,7 @@
 //! parser appends a chunk's lines in time order itself, which costs no copy.
 
 pub mod indicators;
+pub mod ip;
 pub mod json;
 pub mod s3_access;
 pub mod standard;
