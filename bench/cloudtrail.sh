@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # CloudTrail ingest benchmark: seclake vs DuckDB's read_json on the same generated CloudTrail
 # files (gzip {"Records": [...]}, laid out as CloudTrail delivers them), in one run, on this
-# machine. Prints records/s, output size and the ratios.
+# machine: the two alternate ROUNDS times (default 3) and the best of each is compared.
+# Prints each round, records/s, output size and the ratios.
 #
-#   bench/cloudtrail.sh [RECORDS] [FILES]   (default 200000 100; needs python3 with duckdb)
+#   [ROUNDS=N] bench/cloudtrail.sh [RECORDS] [FILES]   (default 200000 100; needs python3 with duckdb)
 #
 # Inputs and lakes go to bench-out/ (git-ignored). The input is generated once per size.
 set -euo pipefail

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Ingest benchmark: seclake vs DuckDB (AWS's documented regex) on the same generated S3 access
-# log, in one run, on this machine. Prints lines/s, output size and the ratios.
+# log, in one run, on this machine: the two alternate ROUNDS times (default 3) and the best
+# of each is compared. Prints each round, lines/s, output size and the ratios.
 #
-#   bench/ingest.sh [LINES]        (default 1000000; needs python3 with duckdb, pyarrow, pytz)
+#   [ROUNDS=N] bench/ingest.sh [LINES]   (default 1000000; needs python3 with duckdb, pyarrow, pytz)
 #
 # Inputs and lakes go to bench-out/ (git-ignored). The input is generated once per line count.
 set -euo pipefail
