@@ -318,8 +318,6 @@ impl ScalarUDFImpl for IpClass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
 
     #[test]
     fn cidrs() {
