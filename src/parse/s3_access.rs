@@ -154,10 +154,10 @@ fn find2(line: &[u8], from: usize, a: u8, b: u8) -> usize {
     }
 }
 
-/// Index of the first space in `line` at or after `from`, or `line.len()` (see [`find2`]).
+/// Index of the first `b` in `line` at or after `from`, or `line.len()` (see [`find2`]).
 #[inline]
-fn find_space(line: &[u8], from: usize) -> usize {
-    find2(line, from, b' ', b' ')
+fn find(line: &[u8], from: usize, b: u8) -> usize {
+    find2(line, from, b, b)
 }
 
 /// Split a line into fields. Returns false when the line cannot be split (an unterminated
@@ -192,12 +192,12 @@ fn tokenize(line: &[u8], toks: &mut Vec<Tok>) -> bool {
                     }
                 }
             }
-            b'[' => match find2(line, pos, b']', b']') {
+            b'[' => match find(line, pos, b']') {
                 e if e < n => (pos + 1, e, e + 1, false),
                 _ => return false,
             },
             _ => {
-                let e = find_space(line, pos);
+                let e = find(line, pos, b' ');
                 (pos, e, e, false)
             }
         };
@@ -241,11 +241,11 @@ type TimeAt = Option<(usize, i64)>;
 /// field's bracketed text starts, and the time it reads as; `None` when it does not read as
 /// one (such a line's fate is decided by the full parse).
 fn sort_time(line: &[u8]) -> TimeAt {
-    let owner = Some(find_space(line, 0)).filter(|&o| o < line.len())?;
-    let bucket = find_space(line, owner + 1);
+    let owner = Some(find(line, 0, b' ')).filter(|&o| o < line.len())?;
+    let bucket = find(line, owner + 1, b' ');
     let start = bucket + 2;
     let rest = line.get(bucket + 1..)?.strip_prefix(b"[")?;
-    let end = find2(rest, 0, b']', b']');
+    let end = find(rest, 0, b']');
     let t = super::time::parse_clf(rest.get(..end).filter(|_| end < rest.len())?)?;
     Some((start, t))
 }

@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
 use ipnet::IpNet;
 
 use super::{expect_args, literal_str, map_bool, scalar_str, section, strings};
-pub use crate::parse::ip::{parse_ip, parse_v4};
+use crate::parse::ip::{parse_ip, parse_v4};
 
 /// Parse a network (`10.0.0.0/8`, `2001:db8::/32`) or single address.
 pub fn parse_cidr(s: &str) -> Option<IpNet> {

@@ -31,9 +31,10 @@ use datafusion::common::{Result as DfResult, ScalarValue, exec_err};
 use datafusion::logical_expr::{ColumnarValue, Expr, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
+pub use crate::parse::ip::parse_ip;
 pub use arn::ArnPart;
 pub use bucket::{BucketCheck, Check};
-pub use cidr::{CidrContains, IpClass, IpInCidrs, parse_cidr, parse_ip};
+pub use cidr::{CidrContains, IpClass, IpInCidrs, parse_cidr};
 pub use glob::{Glob, GlobMapMatch, GlobMatch, GlobMatchAny, fnmatch_regex};
 
 /// Every seclake function.

@@ -361,6 +361,7 @@ proptest::proptest! {
                 .map_or(line.len(), |(i, _)| i)
         };
         proptest::prop_assert_eq!(find2(&line, from, b'"', b'\\'), naive(b'"', b'\\'));
-        proptest::prop_assert_eq!(find_space(&line, from), naive(b' ', b' '));
+        proptest::prop_assert_eq!(find(&line, from, b' '), naive(b' ', b' '));
+        proptest::prop_assert_eq!(find(&line, from, b']'), naive(b']', b']'));
     }
 }
