@@ -8,6 +8,7 @@
 
 pub mod commit;
 pub mod compact;
+pub mod dict_column;
 pub mod lock;
 pub mod paths;
 pub mod s3;

@@ -33,6 +33,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::commit::FileMove;
+use super::dict_column;
 use super::{Lake, QUARANTINE_DB, paths};
 use crate::error::{Error, Result};
 use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
@@ -671,24 +672,37 @@ fn row_groups(order: Vec<Selection>, group_rows: usize) -> Vec<Vec<Selection>> {
 /// Write `groups` of rows of `batches` to `out` as a Parquet file of `schema`, one row group
 /// each, every (row group, column) encoded as a rayon task. The file is what [`ArrowWriter`]
 /// writes for the same slices: same metadata (Arrow schema, sorting columns), same pages.
-fn encode_groups(
+pub(super) fn encode_groups(
     out: &mut Vec<u8>,
     schema: &SchemaRef,
     props: WriterProperties,
     batches: &[&RecordBatch],
     groups: &[Vec<Selection>],
 ) -> Result<()> {
-    use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
+    use parquet::arrow::arrow_writer::compute_leaves;
     use rayon::prelude::*;
 
     let (mut file, factory) =
-        ArrowWriter::try_new(out, schema.clone(), Some(props))?.into_serialized_writer()?;
+        ArrowWriter::try_new(out, schema.clone(), Some(props.clone()))?.into_serialized_writer()?;
     // Parquet leaf columns per Arrow field (a struct has one per member).
     let mut leaves = vec![0usize; schema.fields().len()];
     let descr = file.schema_descr();
     for leaf in 0..descr.num_columns() {
         leaves[descr.get_column_root_idx(leaf)] += 1;
     }
+    let descr = descr.columns().to_vec();
+    // String columns parquet-rs's column writer would spend most of the encoding time on are
+    // written by `dict_column`, straight from the batches; the rest through parquet-rs.
+    let own: Vec<bool> = (0..leaves.len())
+        .map(|f| {
+            leaves[f] == 1
+                && dict_column::eligible(
+                    &descr[first_leaf(&leaves, f)],
+                    schema.field(f).data_type(),
+                    &props,
+                )
+        })
+        .collect();
     let mut tasks = Vec::with_capacity(groups.len() * leaves.len());
     for (g, sels) in groups.iter().enumerate() {
         let mut writers = factory.create_column_writers(g)?.into_iter();
@@ -696,9 +710,15 @@ fn encode_groups(
             tasks.push((sels, f, writers.by_ref().take(n).collect::<Vec<_>>()));
         }
     }
-    let chunks: Vec<Vec<ArrowColumnChunk>> = tasks
+    let chunks: Vec<Vec<Encoded>> = tasks
         .into_par_iter()
-        .map(|(sels, f, mut writers)| -> Result<Vec<ArrowColumnChunk>> {
+        .map(|(sels, f, mut writers)| -> Result<Vec<Encoded>> {
+            if own[f] {
+                let descr = &descr[first_leaf(&leaves, f)];
+                if let Some(chunk) = dict_column::encode(batches, sels, f, descr, &props)? {
+                    return Ok(vec![Encoded::Own(chunk)]);
+                }
+            }
             let field = schema.field(f);
             for sel in sels {
                 let column = gather_column(batches, sel, f)?;
@@ -708,10 +728,10 @@ fn encode_groups(
                     w.write(leaf)?;
                 }
             }
-            Ok(writers
+            writers
                 .into_iter()
-                .map(|w| w.close())
-                .collect::<std::result::Result<_, _>>()?)
+                .map(|w| Ok(Encoded::Arrow(w.close()?)))
+                .collect()
         })
         .collect::<Result<_>>()?;
     let mut chunks = chunks.into_iter();
@@ -719,13 +739,27 @@ fn encode_groups(
         let mut group = file.next_row_group()?;
         for column in chunks.by_ref().take(leaves.len()) {
             for chunk in column {
-                chunk.append_to_row_group(&mut group)?;
+                match chunk {
+                    Encoded::Arrow(chunk) => chunk.append_to_row_group(&mut group)?,
+                    Encoded::Own(chunk) => group.append_column(&chunk.bytes, chunk.close)?,
+                }
             }
         }
         group.close()?;
     }
     file.close()?;
     Ok(())
+}
+
+/// A column chunk encoded by parquet-rs or by [`dict_column`].
+enum Encoded {
+    Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
+    Own(dict_column::Chunk),
+}
+
+/// Index of the first Parquet leaf column of Arrow field `f`, given each field's leaf count.
+fn first_leaf(leaves: &[usize], f: usize) -> usize {
+    leaves[..f].iter().sum()
 }
 
 /// Rows to gather, as runs of consecutive rows of one batch, in output order.
@@ -748,6 +782,11 @@ impl Selection {
             Some((lb, _, le)) if *lb == b && *le == start => *le = end,
             _ => self.runs.push((b, start, end)),
         }
+    }
+
+    /// The runs selected, in order: (batch, first row, end row).
+    pub fn runs(&self) -> &[(usize, usize, usize)] {
+        &self.runs
     }
 
     /// Rows selected.

@@ -1,0 +1,692 @@
+//! Dictionary-encoded string column chunks, written without parquet-rs's column writer.
+//!
+//! Strings are most of what a log table stores, and parquet-rs's Arrow writer spends most of
+//! an ingest's encoding time on them (BENCHMARKS.md): it takes the rows of a column gathered
+//! into one array, lists the non-null rows, compares every value with the page's minimum and
+//! maximum, and interns every value into its dictionary. [`encode`] writes the same column
+//! chunk straight from the batches a file's rows come from, following the rows' time order
+//! ([`Selection`]): each value is interned once (foldhash, a table of `u32` keys), page minima
+//! and maxima compare each dictionary entry once per page instead of each row, and nothing is
+//! gathered or copied first.
+//!
+//! The chunk is the one [`parquet::arrow::ArrowWriter`] writes for the same rows (written as
+//! one batch with `data_page_row_count_limit` as the write batch size): same dictionary page,
+//! same data pages (`RLE_DICTIONARY` keys at the bit width of the dictionary so far, RLE
+//! definition levels, data page v1), same statistics, column index, offset index, level
+//! histograms and byte counts. The tests compare files byte for byte. Columns it does not
+//! cover ([`eligible`]) and chunks whose dictionary could reach the dictionary page limit
+//! (parquet-rs would then fall back to plain pages) go through parquet-rs as before.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use parquet::basic::{
+    BoundaryOrder, Encoding, EncodingMask, LogicalType, PageType, Type as PhysicalType,
+};
+use parquet::column::page::PageWriter;
+use parquet::column::page::{CompressedPage, Page};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::compression::{CodecOptionsBuilder, create_codec};
+use parquet::data_type::ByteArray;
+use parquet::encodings::levels::LevelEncoder;
+use parquet::encodings::rle::RleEncoder;
+use parquet::file::metadata::{
+    ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
+};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+use std::hash::BuildHasher;
+
+use super::writer::Selection;
+use crate::error::Result;
+
+/// An encoded column chunk: its pages (the dictionary page first, offsets from 0) and what
+/// the row group writer needs to splice them into a file
+/// ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
+pub struct Chunk {
+    pub bytes: Bytes,
+    pub close: ColumnCloseResult,
+}
+
+/// Whether [`encode`] writes column `descr` of Arrow type `data_type` under `props`: a
+/// top-level `Utf8` column with dictionary encoding, page statistics and the page index, in
+/// data page v1, without bloom filter, page header statistics or content-defined chunking.
+pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterProperties) -> bool {
+    let path = descr.path();
+    *data_type == DataType::Utf8
+        && descr.physical_type() == PhysicalType::BYTE_ARRAY
+        && descr.max_rep_level() == 0
+        && descr.max_def_level() <= 1
+        && path.parts().len() == 1
+        && props.dictionary_enabled(path)
+        && props.writer_version() == WriterVersion::PARQUET_1_0
+        && props.statistics_enabled(path) == EnabledStatistics::Page
+        && !props.write_page_header_statistics(path)
+        && props.bloom_filter_properties(path).is_none()
+        && !props.offset_index_disabled()
+        && props.content_defined_chunking().is_none()
+        // A page's keys always fit the data page size limit (4 bytes a key at most).
+        && 1 + RleEncoder::max_buffer_size(32, props.data_page_row_count_limit())
+            < props.column_data_page_size_limit(path)
+}
+
+/// The interned values of a column chunk: the dictionary page as it is written (PLAIN: each
+/// value's length as a little-endian `u32`, then its bytes), in key order.
+struct Dictionary {
+    page: Vec<u8>,
+    /// Start and length of each key's bytes in `page`.
+    values: Vec<(u32, u32)>,
+    hashes: Vec<u64>,
+    table: HashTable<u32>,
+    state: FixedState,
+}
+
+impl Dictionary {
+    fn new() -> Self {
+        Self {
+            page: Vec::new(),
+            values: Vec::new(),
+            hashes: Vec::new(),
+            table: HashTable::new(),
+            state: FixedState::with_seed(0x5ec1a4e),
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: u32) -> &[u8] {
+        let (start, len) = self.values[key as usize];
+        &self.page[start as usize..(start + len) as usize]
+    }
+
+    #[inline]
+    fn intern(&mut self, value: &[u8]) -> u32 {
+        let hash = self.state.hash_one(value);
+        let Self {
+            page,
+            values,
+            hashes,
+            table,
+            ..
+        } = self;
+        let eq = |&k: &u32| {
+            let (start, len) = values[k as usize];
+            &page[start as usize..(start + len) as usize] == value
+        };
+        match table.entry(hash, eq, |&k| hashes[k as usize]) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let key = values.len() as u32;
+                page.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                values.push((page.len() as u32, value.len() as u32));
+                page.extend_from_slice(value);
+                hashes.push(hash);
+                e.insert(key);
+                key
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+}
+
+/// What a data page holds, recorded while interning.
+#[derive(Default, Clone, Copy)]
+struct PageSpan {
+    /// Rows (levels).
+    rows: usize,
+    /// End of its keys in the chunk's key list.
+    keys_end: usize,
+    /// Dictionary entries when the page ended (the keys' bit width).
+    dict_len: usize,
+    /// Bytes of its non-null values.
+    value_bytes: i64,
+}
+
+/// Column `col` of the rows `sels` select from `batches`, in order, as one dictionary-encoded
+/// column chunk of `descr` under `props` (which [`eligible`] accepted), or `None` when the
+/// chunk's values are large enough for its dictionary to reach the dictionary page limit.
+pub fn encode(
+    batches: &[&RecordBatch],
+    sels: &[Selection],
+    col: usize,
+    descr: &ColumnDescPtr,
+    props: &WriterProperties,
+) -> Result<Option<Chunk>> {
+    let path = descr.path();
+    // Bytes a dictionary of every value would take: below the limit, it never falls back.
+    let mut bound = 0usize;
+    for sel in sels {
+        for &(b, start, end) in sel.runs() {
+            let offsets = batches[b].column(col).as_string::<i32>().value_offsets();
+            bound += (offsets[end] - offsets[start]) as usize + 4 * (end - start);
+        }
+    }
+    if bound >= props.column_dictionary_page_size_limit(path) {
+        return Ok(None);
+    }
+
+    let page_rows = props.data_page_row_count_limit().max(1);
+    let nullable = descr.max_def_level() > 0;
+    let mut dict = Dictionary::new();
+    let mut keys: Vec<u32> = Vec::new();
+    // Whether each row holds a value (nullable columns only).
+    let mut valid: Vec<bool> = Vec::new();
+    let mut pages: Vec<PageSpan> = Vec::new();
+    let mut page = PageSpan::default();
+    for sel in sels {
+        for &(b, start, end) in sel.runs() {
+            let array = batches[b].column(col).as_string::<i32>();
+            let offsets = array.value_offsets();
+            let data = array.value_data();
+            let nulls = array.nulls().filter(|n| n.null_count() > 0);
+            let mut row = start;
+            while row < end {
+                let n = (end - row).min(page_rows - page.rows);
+                for r in row..row + n {
+                    let is_valid = nulls.is_none_or(|m| m.is_valid(r));
+                    if nullable {
+                        valid.push(is_valid);
+                    }
+                    if is_valid {
+                        let value = &data[offsets[r] as usize..offsets[r + 1] as usize];
+                        keys.push(dict.intern(value));
+                        page.value_bytes += value.len() as i64;
+                    }
+                }
+                row += n;
+                page.rows += n;
+                if page.rows == page_rows {
+                    page.keys_end = keys.len();
+                    page.dict_len = dict.len();
+                    pages.push(page);
+                    page = PageSpan::default();
+                }
+            }
+        }
+    }
+    if page.rows > 0 {
+        page.keys_end = keys.len();
+        page.dict_len = dict.len();
+        pages.push(page);
+    }
+    if pages.is_empty() {
+        return Ok(None);
+    }
+    write_chunk(descr, props, &dict, &keys, &valid, &pages).map(Some)
+}
+
+/// Min and max of a page's values, comparing each distinct key once: `seen[k]` holds the
+/// number of the last page key `k` was compared in.
+fn page_min_max<'a>(
+    dict: &'a Dictionary,
+    keys: &[u32],
+    seen: &mut [u32],
+    page_no: u32,
+) -> Option<(&'a [u8], &'a [u8])> {
+    let mut it = keys.iter();
+    let first = *it.next()?;
+    seen[first as usize] = page_no;
+    let (mut min, mut max) = (dict.get(first), dict.get(first));
+    for &k in it {
+        if seen[k as usize] != page_no {
+            seen[k as usize] = page_no;
+            let v = dict.get(k);
+            if v < min {
+                min = v;
+            } else if v > max {
+                max = v;
+            }
+        }
+    }
+    Some((min, max))
+}
+
+fn write_chunk(
+    descr: &ColumnDescPtr,
+    props: &WriterProperties,
+    dict: &Dictionary,
+    keys: &[u32],
+    valid: &[bool],
+    pages: &[PageSpan],
+) -> Result<Chunk> {
+    let path = descr.path();
+    let codec = props.compression(path);
+    let mut compressor = create_codec(codec, &CodecOptionsBuilder::default().build())?;
+    let mut compress = |buf: Vec<u8>| -> Result<Vec<u8>> {
+        Ok(match compressor.as_mut() {
+            Some(c) => {
+                let mut out = Vec::with_capacity(buf.len());
+                c.compress(&buf, &mut out)?;
+                out
+            }
+            None => buf,
+        })
+    };
+    let utf8 = descr.logical_type_ref() == Some(&LogicalType::String);
+    let max_def = descr.max_def_level();
+
+    let mut sink = TrackedWrite::new(Vec::new());
+    let mut writer = SerializedPageWriter::new(&mut sink);
+
+    // The dictionary page first.
+    let dict_page = CompressedPage::new(
+        Page::DictionaryPage {
+            buf: compress(dict.page.clone())?.into(),
+            num_values: dict.len() as u32,
+            encoding: props.dictionary_page_encoding(),
+            is_sorted: false,
+        },
+        dict.page.len(),
+    );
+    let dict_spec = writer.write_page(dict_page)?;
+    let (mut total_compressed, mut total_uncompressed) = (
+        dict_spec.compressed_size as i64,
+        dict_spec.uncompressed_size as i64,
+    );
+    let data_page_offset = dict_spec.offset as i64 + dict_spec.compressed_size as i64;
+
+    let mut column_index = ColumnIndexBuilder::new(PhysicalType::BYTE_ARRAY);
+    let mut offset_index = OffsetIndexBuilder::new();
+    let mut chunk_hist = LevelHistogram::try_new(max_def);
+    let (mut ascending, mut descending) = (true, true);
+    let mut last_min_max: Option<(&[u8], &[u8])> = None;
+    let (mut chunk_min, mut chunk_max): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    let (mut chunk_nulls, mut chunk_bytes, mut rows) = (0u64, 0i64, 0usize);
+    let mut seen = vec![0u32; dict.len()];
+    let mut keys_start = 0;
+    for (no, page) in pages.iter().enumerate() {
+        let page_keys = &keys[keys_start..page.keys_end];
+        keys_start = page.keys_end;
+        let nulls = (page.rows - page_keys.len()) as u64;
+        let mut buf = Vec::new();
+        let mut hist = LevelHistogram::try_new(max_def);
+        if max_def > 0 {
+            let mut levels = LevelEncoder::v1_streaming(max_def);
+            let levels_in = valid[rows..rows + page.rows]
+                .iter()
+                .map(|&v| v as i16)
+                .collect::<Vec<_>>();
+            levels.put_with_observer(&levels_in, |level, count| {
+                if let Some(h) = hist.as_mut() {
+                    h.increment_by(level, count as i64);
+                }
+            });
+            levels.flush_to(|data| buf.extend_from_slice(data));
+        }
+        let bit_width = (usize::BITS - page.dict_len.saturating_sub(1).leading_zeros()) as u8;
+        buf.push(bit_width);
+        let mut rle = RleEncoder::new_from_buf(bit_width, buf);
+        for &k in page_keys {
+            rle.put(k as u64);
+        }
+        let buf = rle.consume();
+        let uncompressed = buf.len();
+        let data_page = CompressedPage::new(
+            Page::DataPage {
+                buf: compress(buf)?.into(),
+                num_values: page.rows as u32,
+                encoding: Encoding::RLE_DICTIONARY,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            },
+            uncompressed,
+        );
+
+        // Column index, as the column writer builds it.
+        let min_max = page_min_max(dict, page_keys, &mut seen, no as u32 + 1);
+        match min_max {
+            None => column_index.append(true, vec![], vec![], nulls as i64),
+            Some((min, max)) => {
+                if let Some((last_min, last_max)) = last_min_max {
+                    ascending &= !(last_min > min || last_max > max);
+                    descending &= !(min > last_min || max > last_max);
+                }
+                last_min_max = Some((min, max));
+                chunk_min = Some(chunk_min.map_or(min, |m| m.min(min)));
+                chunk_max = Some(chunk_max.map_or(max, |m| m.max(max)));
+                let trunc = props.column_index_truncate_length();
+                column_index.append(
+                    false,
+                    truncate_min(trunc, min, utf8).0,
+                    truncate_max(trunc, max, utf8).0,
+                    nulls as i64,
+                );
+            }
+        }
+        column_index.append_histograms(&None, &hist);
+        offset_index.append_row_count(page.rows as i64);
+        offset_index.append_unencoded_byte_array_data_bytes(Some(page.value_bytes));
+        if let (Some(c), Some(h)) = (chunk_hist.as_mut(), hist.as_ref()) {
+            c.add(h);
+        }
+        chunk_nulls += nulls;
+        chunk_bytes += page.value_bytes;
+        rows += page.rows;
+
+        let spec = writer.write_page(data_page)?;
+        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+        total_compressed += spec.compressed_size as i64;
+        total_uncompressed += spec.uncompressed_size as i64;
+    }
+    writer.close()?;
+    let bytes = Bytes::from(sink.into_inner()?);
+
+    column_index.set_boundary_order(match (ascending, descending) {
+        (true, _) => BoundaryOrder::ASCENDING,
+        (false, true) => BoundaryOrder::DESCENDING,
+        (false, false) => BoundaryOrder::UNORDERED,
+    });
+
+    let statistics = match (chunk_min, chunk_max) {
+        (Some(min), Some(max)) => {
+            let trunc = props.statistics_truncate_length();
+            let (min, min_cut) = truncate_min(trunc, min, utf8);
+            let (max, max_cut) = truncate_max(trunc, max, utf8);
+            ValueStatistics::new(
+                Some(ByteArray::from(min)),
+                Some(ByteArray::from(max)),
+                None,
+                Some(chunk_nulls),
+                false,
+            )
+            .with_max_is_exact(!max_cut)
+            .with_min_is_exact(!min_cut)
+        }
+        _ => ValueStatistics::<ByteArray>::new(None, None, None, Some(chunk_nulls), false)
+            .with_backwards_compatible_min_max(false),
+    };
+    let dict_encoding = props.dictionary_page_encoding();
+    let encodings = [Encoding::RLE, dict_encoding, Encoding::RLE_DICTIONARY];
+    let metadata = ColumnChunkMetaData::builder(descr.clone())
+        .set_compression(codec)
+        .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
+        .set_page_encoding_stats(vec![
+            PageEncodingStats {
+                page_type: PageType::DICTIONARY_PAGE,
+                encoding: dict_encoding,
+                count: 1,
+            },
+            PageEncodingStats {
+                page_type: PageType::DATA_PAGE,
+                encoding: Encoding::RLE_DICTIONARY,
+                count: pages.len() as i32,
+            },
+        ])
+        .set_total_compressed_size(total_compressed)
+        .set_total_uncompressed_size(total_uncompressed)
+        .set_num_values(rows as i64)
+        .set_data_page_offset(data_page_offset)
+        .set_dictionary_page_offset(Some(0))
+        .set_statistics(Statistics::ByteArray(statistics))
+        .set_unencoded_byte_array_data_bytes(Some(chunk_bytes))
+        .set_repetition_level_histogram(None)
+        .set_definition_level_histogram(chunk_hist)
+        .build()?;
+    let close = ColumnCloseResult {
+        bytes_written: bytes.len() as u64,
+        rows_written: rows as u64,
+        metadata,
+        bloom_filter: None,
+        column_index: Some(column_index.build()?),
+        offset_index: Some(offset_index.build()),
+    };
+    Ok(Chunk { bytes, close })
+}
+
+/// `data` cut to at most `length` bytes (at a character boundary for UTF-8), and whether it
+/// was cut: a lower bound, as parquet-rs truncates minima.
+fn truncate_min(length: Option<usize>, data: &[u8], utf8: bool) -> (Vec<u8>, bool) {
+    length
+        .filter(|&l| data.len() > l)
+        .and_then(|l| match std::str::from_utf8(data) {
+            Ok(s) if utf8 => {
+                let split = (1..=l).rfind(|&x| s.is_char_boundary(x))?;
+                Some(data[..split].to_vec())
+            }
+            _ => Some(data[..l].to_vec()),
+        })
+        .map(|t| (t, true))
+        .unwrap_or_else(|| (data.to_vec(), false))
+}
+
+/// `data` cut to at most `length` bytes and its last character (byte, if not UTF-8)
+/// incremented, and whether it was cut: an upper bound, as parquet-rs truncates maxima.
+fn truncate_max(length: Option<usize>, data: &[u8], utf8: bool) -> (Vec<u8>, bool) {
+    length
+        .filter(|&l| data.len() > l)
+        .and_then(|l| match std::str::from_utf8(data) {
+            Ok(s) if utf8 => {
+                let split = (l.saturating_sub(3)..=l).rfind(|&x| s.is_char_boundary(x))?;
+                increment_utf8(s.get(..split)?)
+            }
+            _ => increment(data[..l].to_vec()),
+        })
+        .map(|t| (t, true))
+        .unwrap_or_else(|| (data.to_vec(), false))
+}
+
+/// The string with its last character that can be incremented without changing its UTF-8
+/// length incremented, and what followed it dropped.
+fn increment_utf8(data: &str) -> Option<Vec<u8>> {
+    for (idx, c) in data.char_indices().rev() {
+        let len = c.len_utf8();
+        if let Some(next) = char::from_u32(c as u32 + 1)
+            && next.len_utf8() == len
+        {
+            let mut out = data.as_bytes()[..idx + len].to_vec();
+            next.encode_utf8(&mut out[idx..]);
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The bytes incremented as a big-endian number; `None` if all are 0xFF.
+fn increment(mut data: Vec<u8>) -> Option<Vec<u8>> {
+    for byte in data.iter_mut().rev() {
+        let (b, overflow) = byte.overflowing_add(1);
+        *byte = b;
+        if !overflow {
+            return Some(data);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::compute::concat;
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use proptest::prelude::*;
+
+    use super::super::writer::{encode_groups, gather_column};
+    use super::*;
+
+    /// A column chunk's values: `None` is a null.
+    type Values = Vec<Option<String>>;
+
+    /// The file `encode_groups` writes (this module's chunks) and the one `ArrowWriter` writes
+    /// for the same rows, one batch per row group, cutting pages at the same rows.
+    fn both(
+        nullable: bool,
+        batches: &[Values],
+        groups: &[Vec<Selection>],
+        props: WriterProperties,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, nullable)]));
+        let batches: Vec<RecordBatch> = batches
+            .iter()
+            .map(|v| {
+                let a: ArrayRef = Arc::new(StringArray::from(v.clone()));
+                RecordBatch::try_new(schema.clone(), vec![a]).unwrap()
+            })
+            .collect();
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        let mut got = Vec::new();
+        encode_groups(&mut got, &schema, props.clone(), &refs, groups).unwrap();
+
+        let limit = props.data_page_row_count_limit();
+        let reference = props.into_builder().set_write_batch_size(limit).build();
+        let mut want = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut want, schema.clone(), Some(reference)).unwrap();
+        for sels in groups {
+            let parts: Vec<ArrayRef> = sels
+                .iter()
+                .map(|s| gather_column(&refs, s, 0).unwrap())
+                .collect();
+            let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            // Built anew so that a column without nulls has no null buffer, as parsers make it.
+            let column = concat(&parts).unwrap();
+            let column: ArrayRef = Arc::new(StringArray::from_iter(column.as_string::<i32>()));
+            w.write(&RecordBatch::try_new(schema.clone(), vec![column]).unwrap())
+                .unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        (got, want)
+    }
+
+    fn props(
+        rows_per_page: usize,
+        zstd: bool,
+        stats: Option<usize>,
+        index: Option<usize>,
+    ) -> WriterProperties {
+        WriterProperties::builder()
+            .set_data_page_row_count_limit(rows_per_page)
+            .set_compression(if zstd {
+                Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
+            } else {
+                Compression::UNCOMPRESSED
+            })
+            .set_statistics_truncate_length(stats)
+            .set_column_index_truncate_length(index)
+            .build()
+    }
+
+    /// Every row of `batches`, as runs of `run` rows taken in an interleaved order, in row
+    /// groups of `group` selections.
+    fn interleaved(batches: &[Values], run: usize, group: usize) -> Vec<Vec<Selection>> {
+        let mut runs = Vec::new();
+        for (b, v) in batches.iter().enumerate() {
+            for (i, start) in (0..v.len()).step_by(run).enumerate() {
+                runs.push((i, b, start, (start + run).min(v.len())));
+            }
+        }
+        runs.sort_by_key(|&(i, b, ..)| (i, std::cmp::Reverse(b)));
+        let sels: Vec<Selection> = runs
+            .chunks(3)
+            .map(|rs| {
+                let mut s = Selection::default();
+                for &(_, b, start, end) in rs {
+                    s.push(b, start, end);
+                }
+                s
+            })
+            .collect();
+        sels.chunks(group)
+            .map(|c| c.iter().map(clone_sel).collect())
+            .collect()
+    }
+
+    fn clone_sel(s: &Selection) -> Selection {
+        let mut c = Selection::default();
+        for &(b, start, end) in s.runs() {
+            c.push(b, start, end);
+        }
+        c
+    }
+
+    #[test]
+    fn a_day_of_strings_is_written_byte_for_byte_as_arrow_writer_writes_it() {
+        let pool = [
+            "GET",
+            "PUT",
+            "élan",
+            "z",
+            "",
+            "a-much-longer-value-".repeat(5).leak(),
+        ];
+        let batches: Vec<Values> = (0..3)
+            .map(|b| {
+                (0..5000)
+                    .map(|i| (i % 7 != b).then(|| pool[(i * (b + 1)) % pool.len()].to_string()))
+                    .collect()
+            })
+            .collect();
+        for nullable in [true, false] {
+            let batches: Vec<Values> = batches
+                .iter()
+                .map(|v| {
+                    v.iter()
+                        .map(|s| s.clone().or_else(|| (!nullable).then(String::new)))
+                        .collect()
+                })
+                .collect();
+            let groups = interleaved(&batches, 700, 4);
+            let (got, want) = both(
+                nullable,
+                &batches,
+                &groups,
+                props(1000, true, Some(8), Some(16)),
+            );
+            assert!(got == want, "nullable {nullable}: files differ");
+        }
+    }
+
+    fn value() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            1 => Just(None),
+            6 => "[ab\u{e9}\u{7ff}\u{ffff}\u{10ffff}]{0,4}".prop_map(Some),
+            1 => "[a\u{10ffff}\u{ff}]{60,80}".prop_map(Some),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Any strings, nulls, page sizes, truncation lengths and row orders: the same file.
+        #[test]
+        fn same_file_as_arrow_writer(
+            nullable in any::<bool>(),
+            all_null in proptest::bool::weighted(0.1),
+            batches in proptest::collection::vec(proptest::collection::vec(value(), 0..120), 1..4),
+            run in 1usize..40,
+            group in 1usize..6,
+            rows_per_page in 1usize..50,
+            zstd in any::<bool>(),
+            stats in proptest::option::of(1usize..70),
+            index in proptest::option::of(1usize..70),
+        ) {
+            let batches: Vec<Values> = batches
+                .into_iter()
+                .map(|v| v.into_iter().map(|s| match (nullable, all_null) {
+                    (true, true) => None,
+                    (true, false) => s,
+                    (false, _) => Some(s.unwrap_or_default()),
+                }).collect())
+                .collect();
+            let groups: Vec<Vec<Selection>> = interleaved(&batches, run, group)
+                .into_iter()
+                .filter(|g| g.iter().any(|s| !s.is_empty()))
+                .collect();
+            prop_assume!(!groups.is_empty());
+            let (got, want) = both(nullable, &batches, &groups, props(rows_per_page, zstd, stats, index));
+            prop_assert!(got == want, "files differ");
+        }
+    }
+}
