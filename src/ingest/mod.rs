@@ -559,6 +559,8 @@ impl From<Error> for TxnError {
 }
 
 struct Chunk {
+    /// Position in the order chunks were read (see [`InOrder`]).
+    seq: u64,
     src: usize,
     first_line: u64,
     /// The chunk is `data[..len]` (a reused buffer may be longer).
@@ -570,6 +572,8 @@ struct Chunk {
 }
 
 struct ParsedMsg {
+    /// The parsed chunk's [`Chunk::seq`].
+    seq: u64,
     src: usize,
     result: Result<crate::parse::Parsed, TxnError>,
     /// Rules that matched rows of the parsed batch: (rule index in the log type's set, rows).
@@ -684,6 +688,7 @@ fn read_sources(
 ) -> Result<(), TxnError> {
     let mut prefetch =
         source::Prefetch::new(rt.clone(), group.iter().map(|(s, _)| s.clone()).collect());
+    let mut seq = 0u64;
     for (i, (src, _)) in group.iter().enumerate() {
         let source_err = |e: std::io::Error| TxnError::Source(i, src.io_error(e));
         let input = prefetch.open(i).map_err(|e| TxnError::Source(i, e))?;
@@ -708,6 +713,7 @@ fn read_sources(
             };
             pb.inc(data.len() as u64);
             let chunk = Chunk {
+                seq,
                 src: i,
                 first_line: 1,
                 len: data.len(),
@@ -717,6 +723,7 @@ fn read_sources(
             if tx.send(chunk).is_err() {
                 return Ok(());
             }
+            seq += 1;
             continue;
         }
         let reader = std::io::Cursor::new(head).chain(reader);
@@ -761,6 +768,7 @@ fn read_sources(
             line += lines_in;
             if tx
                 .send(Chunk {
+                    seq,
                     src: i,
                     first_line: first,
                     len: cut,
@@ -771,6 +779,7 @@ fn read_sources(
             {
                 return Ok(());
             }
+            seq += 1;
             if eof {
                 break;
             }
@@ -844,6 +853,7 @@ fn parse_worker(
         }
         if tx
             .send(ParsedMsg {
+                seq: chunk.seq,
                 src: chunk.src,
                 result,
                 hits,
@@ -851,6 +861,51 @@ fn parse_worker(
             .is_err()
         {
             return;
+        }
+    }
+}
+
+/// Parsed chunks in the order they were read, whichever parser thread finishes first: which
+/// file a row lands in, the order of rows of the same time within a file, and the order rule
+/// matches reach the alert book are then the same on every run over the same input. Chunks
+/// parsed early wait here for those before them (a few: the channels are bounded).
+struct InOrder {
+    rx: Receiver<ParsedMsg>,
+    next: u64,
+    early: std::collections::BTreeMap<u64, ParsedMsg>,
+}
+
+impl InOrder {
+    fn new(rx: Receiver<ParsedMsg>) -> Self {
+        Self {
+            rx,
+            next: 0,
+            early: Default::default(),
+        }
+    }
+}
+
+impl Iterator for InOrder {
+    type Item = ParsedMsg;
+
+    fn next(&mut self) -> Option<ParsedMsg> {
+        loop {
+            if let Some(msg) = self.early.remove(&self.next) {
+                self.next += 1;
+                return Some(msg);
+            }
+            match self.rx.recv() {
+                Ok(msg) if msg.seq == self.next => {
+                    self.next += 1;
+                    return Some(msg);
+                }
+                Ok(msg) => {
+                    self.early.insert(msg.seq, msg);
+                }
+                // Parsers are done. A gap means the reader stopped early (an error it reports
+                // itself): what arrived is still handed over, in order.
+                Err(_) => return self.early.pop_first().map(|(_, msg)| msg),
+            }
         }
     }
 }
@@ -889,7 +944,7 @@ fn write_loop(
         }
         Ok(())
     };
-    for msg in rx {
+    for msg in InOrder::new(rx) {
         let parsed = msg.result?;
         let (src, schema) = &group[msg.src];
         let (data_t, quarantine_t) = match tables.get(&schema.log_type) {

@@ -545,3 +545,63 @@ fn chunk_size_does_not_change_what_lands() {
         assert_eq!(q, want_q, "chunk_bytes {chunk}");
     }
 }
+
+#[test]
+fn parser_threads_do_not_change_the_order_rows_land_in() {
+    // 3000 requests in the same second, cut into ~250 chunks that two parser threads race
+    // through: rows of one time keep the order of the input, on every run.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestLake::new();
+    let input = t.path("same-second.log");
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!(
+                "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be bucket1 \
+                 [06/May/2020:00:00:38 +0000] 192.0.2.3 - REQ{i:06} REST.GET.OBJECT k{i} \
+                 \"GET /bucket1/k{i} HTTP/1.1\" 200 - 113 113 7 - \"-\" \"S3Console/0.4\" - \
+                 s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= \
+                 SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader bucket1.s3.us-west-1.amazonaws.com \
+                 TLSv1.2 - -\n"
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let want: Vec<String> = (0..3000).map(|i| format!("REQ{i:06}")).collect();
+    for round in 0..3 {
+        let lake_dir = t.path(&format!("lake-{round}"));
+        let lake = seclake::lake::Lake::open(lake_dir.to_str().unwrap()).unwrap();
+        let reg = seclake::schema::Registry::builtin().unwrap();
+        let opts = seclake::ingest::IngestOptions {
+            chunk_bytes: 4096,
+            progress: false,
+            threads: 2,
+            ..Default::default()
+        };
+        rt.block_on(seclake::ingest::ingest(
+            &lake,
+            &reg,
+            &[input.to_str().unwrap().to_string()],
+            &opts,
+        ))
+        .unwrap();
+        let day = lake_dir.join("panther_logs/aws_s3serveraccess/year=2020/month=5/day=6");
+        let files: Vec<_> = std::fs::read_dir(&day)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let file = std::fs::File::open(&files[0]).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut got = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let ids = b.column_by_name("requestid").unwrap().as_string::<i32>();
+            got.extend(ids.iter().map(|s| s.unwrap().to_string()));
+        }
+        assert!(got == want, "round {round}: rows out of input order");
+    }
+}
