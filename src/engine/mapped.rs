@@ -1,6 +1,6 @@
 //! Local Parquet reads through memory maps instead of `read` into fresh buffers.
 //!
-//! DataFusion fetches a file's column chunks with [`ObjectStore::get_ranges`]. The local
+//! DataFusion fetches a file's column chunks with [`ObjectStore::get_ranges`](object_store::ObjectStore::get_ranges). The local
 //! store answers each range with a newly allocated, zero-filled buffer that `read` then
 //! fills: the memory is written twice and first-touch page faults are paid on every query
 //! (perf on q06 of the benchmark suite: `memset` in `read_range`, the kernel's copy and page

@@ -9,7 +9,9 @@
 //! grow with input size): one reader splits input into chunks of whole lines (or, for a file
 //! the parser reads as one document, such as CloudTrail's `{"Records": [...]}`, passes the
 //! file as stored, to be gunzipped on a parser thread), `threads` parsers turn chunks into
-//! Arrow batches, one writer groups rows by table and day, and
+//! Arrow batches, one writer takes them in the order the chunks were read (so the same input
+//! gives the same files, row for row, and the same alerts on every run) and groups rows by
+//! table and day, and
 //! `threads` encoders write Parquet files to staging, their columns encoded on the rayon pool
 //! (a file's columns spread over idle cores: the last files of an ingest, a single delivery).
 //! The transaction then commits.
