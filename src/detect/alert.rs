@@ -106,9 +106,27 @@ pub struct Alert {
 }
 
 /// Id of the alert for `detection`, `dedup` and the window starting at `window_start`.
+///
+/// The 128-bit xxh3 of `origin \0 detection \0 dedup \0 window_start` (decimal) as 32
+/// lowercase hex digits. Ids are stored with the alerts they name, so this must never change;
+/// it is written out by hand because `format!` took 2,800 instructions a call, 4% of an
+/// ingest with rules.
 pub fn alert_id(origin: Origin, detection: &str, dedup: &str, window_start: i64) -> String {
-    let key = format!("{}\0{detection}\0{dedup}\0{window_start}", origin.as_str());
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+    use std::io::Write;
+    let origin = origin.as_str();
+    let mut key = Vec::with_capacity(origin.len() + detection.len() + dedup.len() + 24);
+    for part in [origin, detection, dedup] {
+        key.extend_from_slice(part.as_bytes());
+        key.push(0);
+    }
+    write!(key, "{window_start}").expect("writing to a Vec");
+    let hash = xxhash_rust::xxh3::xxh3_128(&key);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (i, h) in hex.iter_mut().enumerate() {
+        *h = HEX[(hash >> (124 - 4 * i)) as usize & 0xf];
+    }
+    String::from_utf8(hex.to_vec()).expect("hex digits")
 }
 
 /// Start of the dedup window holding `event_time`.
@@ -568,6 +586,40 @@ mod tests {
     }
 
     const HOUR: i64 = 3_600_000_000;
+
+    /// Ids as the first version computed them: stored alerts are found by them.
+    fn alert_id_as_first_written(o: Origin, detection: &str, dedup: &str, window: i64) -> String {
+        let key = format!("{}\0{detection}\0{dedup}\0{window}", o.as_str());
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn alert_ids_never_change(
+            o in proptest::sample::select(vec![Origin::Rule, Origin::ScheduledQuery, Origin::Policy]),
+            detection in ".{0,12}",
+            dedup in "(.|\\x00){0,40}",
+            window in proptest::num::i64::ANY,
+        ) {
+            proptest::prop_assert_eq!(
+                alert_id(o, &detection, &dedup, window),
+                alert_id_as_first_written(o, &detection, &dedup, window)
+            );
+        }
+    }
+
+    #[test]
+    fn an_alert_id_is_pinned() {
+        assert_eq!(
+            alert_id(
+                Origin::Rule,
+                "AWS.S3.ServerAccess.Error",
+                "arn:aws:iam::1:user/x",
+                HOUR
+            ),
+            "61470421ef3d57e6df7132f3e44a24bf"
+        );
+    }
 
     #[test]
     fn windows_are_aligned_and_ids_stable() {
