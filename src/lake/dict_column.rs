@@ -181,6 +181,7 @@ pub fn encode(
     let mut valid: Vec<bool> = Vec::new();
     let mut pages: Vec<PageSpan> = Vec::new();
     let mut page = PageSpan::default();
+    let mut last: Option<u32> = None;
     for sel in sels {
         for &(b, start, end) in sel.runs() {
             let array = batches[b].column(col).as_string::<i32>();
@@ -197,7 +198,14 @@ pub fn encode(
                     }
                     if is_valid {
                         let value = &data[offsets[r] as usize..offsets[r + 1] as usize];
-                        keys.push(dict.intern(value));
+                        // Neighbouring rows often repeat a value (constant `p_` columns,
+                        // signature versions, owners): no hashing then.
+                        let key = match last {
+                            Some(k) if dict.get(k) == value => k,
+                            _ => dict.intern(value),
+                        };
+                        last = Some(key);
+                        keys.push(key);
                         page.value_bytes += value.len() as i64;
                     }
                 }
