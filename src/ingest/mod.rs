@@ -603,6 +603,13 @@ fn run_txn(
     // Chunk buffers the parsers are done with, for the reader to fill again.
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads * 2 + 2);
     let (parsed_tx, parsed_rx) = bounded::<ParsedMsg>(threads * 2);
+    // One credit per chunk read and not yet written: the writer takes chunks in read order,
+    // so without this a slow chunk (a large document) would let the others pile up behind it.
+    let in_flight = threads * 4 + 2;
+    let (credit_tx, credit_rx) = bounded::<()>(in_flight);
+    for _ in 0..in_flight {
+        let _ = credit_tx.send(());
+    }
     let (job_tx, job_rx) = bounded::<FlushJob>(0);
     let files = Mutex::new(Vec::new());
     let first_error: Mutex<Option<TxnError>> = Mutex::new(None);
@@ -651,7 +658,8 @@ fn run_txn(
                 sets,
                 detector,
             };
-            if let Err(e) = write_loop(parsed_rx, job_tx, group, txn, opts, parse_time, out) {
+            let parsed = InOrder::new(parsed_rx, credit_tx);
+            if let Err(e) = write_loop(parsed, job_tx, group, txn, opts, parse_time, out) {
                 fail(e);
             }
         });
@@ -660,7 +668,7 @@ fn run_txn(
             group,
             &parsers,
             opts.chunk_bytes,
-            (&chunk_tx, &spare_rx),
+            (&chunk_tx, &spare_rx, &credit_rx),
             pb,
             &first_error,
         );
@@ -684,7 +692,7 @@ fn read_sources(
     group: &[(Source, Arc<LogSchema>)],
     parsers: &[Arc<dyn Parser>],
     chunk_bytes: usize,
-    (tx, spare): (&Sender<Chunk>, &Receiver<Vec<u8>>),
+    (tx, spare, credits): (&Sender<Chunk>, &Receiver<Vec<u8>>, &Receiver<()>),
     pb: &ProgressBar,
     failed: &Mutex<Option<TxnError>>,
 ) -> Result<(), TxnError> {
@@ -722,7 +730,7 @@ fn read_sources(
                 data,
                 whole: true,
             };
-            if tx.send(chunk).is_err() {
+            if credits.recv().is_err() || tx.send(chunk).is_err() {
                 return Ok(());
             }
             seq += 1;
@@ -768,6 +776,9 @@ fn read_sources(
             let lines_in = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
             let first = line;
             line += lines_in;
+            if credits.recv().is_err() {
+                return Ok(());
+            }
             if tx
                 .send(Chunk {
                     seq,
@@ -870,20 +881,28 @@ fn parse_worker(
 /// Parsed chunks in the order they were read, whichever parser thread finishes first: which
 /// file a row lands in, the order of rows of the same time within a file, and the order rule
 /// matches reach the alert book are then the same on every run over the same input. Chunks
-/// parsed early wait here for those before them (a few: the channels are bounded).
+/// parsed early wait here for those before them; each chunk handed over gives the reader back
+/// the credit it took to read one more, so chunks read and not yet written stay bounded.
 struct InOrder {
     rx: Receiver<ParsedMsg>,
+    credits: Sender<()>,
     next: u64,
     early: std::collections::BTreeMap<u64, ParsedMsg>,
 }
 
 impl InOrder {
-    fn new(rx: Receiver<ParsedMsg>) -> Self {
+    fn new(rx: Receiver<ParsedMsg>, credits: Sender<()>) -> Self {
         Self {
             rx,
+            credits,
             next: 0,
             early: Default::default(),
         }
+    }
+
+    fn hand_over(&mut self, msg: ParsedMsg) -> Option<ParsedMsg> {
+        let _ = self.credits.try_send(());
+        Some(msg)
     }
 }
 
@@ -894,19 +913,22 @@ impl Iterator for InOrder {
         loop {
             if let Some(msg) = self.early.remove(&self.next) {
                 self.next += 1;
-                return Some(msg);
+                return self.hand_over(msg);
             }
             match self.rx.recv() {
                 Ok(msg) if msg.seq == self.next => {
                     self.next += 1;
-                    return Some(msg);
+                    return self.hand_over(msg);
                 }
                 Ok(msg) => {
                     self.early.insert(msg.seq, msg);
                 }
                 // Parsers are done. A gap means the reader stopped early (an error it reports
                 // itself): what arrived is still handed over, in order.
-                Err(_) => return self.early.pop_first().map(|(_, msg)| msg),
+                Err(_) => {
+                    let (_, msg) = self.early.pop_first()?;
+                    return self.hand_over(msg);
+                }
             }
         }
     }
@@ -921,7 +943,7 @@ struct Output<'a> {
 }
 
 fn write_loop(
-    rx: Receiver<ParsedMsg>,
+    rx: InOrder,
     jobs: Sender<FlushJob>,
     group: &[(Source, Arc<LogSchema>)],
     txn: &str,
@@ -946,7 +968,7 @@ fn write_loop(
         }
         Ok(())
     };
-    for msg in InOrder::new(rx) {
+    for msg in rx {
         let parsed = msg.result?;
         let (src, schema) = &group[msg.src];
         let (data_t, quarantine_t) = match tables.get(&schema.log_type) {
