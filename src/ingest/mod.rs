@@ -698,7 +698,24 @@ fn read_sources(
 ) -> Result<(), TxnError> {
     let mut prefetch =
         source::Prefetch::new(rt.clone(), group.iter().map(|(s, _)| s.clone()).collect());
+    // Every chunk goes out with the next read position, once the writer has room for one more
+    // (a credit, see `InOrder`); false when the pipeline has stopped.
     let mut seq = 0u64;
+    let mut send = |src: usize, first_line: u64, len: usize, data: Vec<u8>, whole: bool| {
+        if credits.recv().is_err() {
+            return false;
+        }
+        let chunk = Chunk {
+            seq,
+            src,
+            first_line,
+            len,
+            data,
+            whole,
+        };
+        seq += 1;
+        tx.send(chunk).is_ok()
+    };
     for (i, (src, _)) in group.iter().enumerate() {
         let source_err = |e: std::io::Error| TxnError::Source(i, src.io_error(e));
         let input = prefetch.open(i).map_err(|e| TxnError::Source(i, e))?;
@@ -722,18 +739,9 @@ fn read_sources(
                 ),
             };
             pb.inc(data.len() as u64);
-            let chunk = Chunk {
-                seq,
-                src: i,
-                first_line: 1,
-                len: data.len(),
-                data,
-                whole: true,
-            };
-            if credits.recv().is_err() || tx.send(chunk).is_err() {
+            if !send(i, 1, data.len(), data, true) {
                 return Ok(());
             }
-            seq += 1;
             continue;
         }
         let reader = std::io::Cursor::new(head).chain(reader);
@@ -776,23 +784,9 @@ fn read_sources(
             let lines_in = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
             let first = line;
             line += lines_in;
-            if credits.recv().is_err() {
+            if !send(i, first, cut, buf, false) {
                 return Ok(());
             }
-            if tx
-                .send(Chunk {
-                    seq,
-                    src: i,
-                    first_line: first,
-                    len: cut,
-                    data: buf,
-                    whole: false,
-                })
-                .is_err()
-            {
-                return Ok(());
-            }
-            seq += 1;
             if eof {
                 break;
             }

@@ -32,7 +32,7 @@ use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::commit::FileMove;
 use super::dict_column;
@@ -695,14 +695,11 @@ pub(super) fn encode_groups(
     let descr = descr.columns().to_vec();
     // String columns parquet-rs's column writer would spend most of the encoding time on are
     // written by `dict_column`, straight from the batches; the rest through parquet-rs.
-    let own: Vec<bool> = (0..leaves.len())
+    let own: Vec<Option<&ColumnDescPtr>> = (0..leaves.len())
         .map(|f| {
-            leaves[f] == 1
-                && dict_column::eligible(
-                    &descr[first_leaf(&leaves, f)],
-                    schema.field(f).data_type(),
-                    &props,
-                )
+            let leaf = &descr[leaves[..f].iter().sum::<usize>()];
+            (leaves[f] == 1 && dict_column::eligible(leaf, schema.field(f).data_type(), &props))
+                .then_some(leaf)
         })
         .collect();
     let mut tasks = Vec::with_capacity(groups.len() * leaves.len());
@@ -715,11 +712,10 @@ pub(super) fn encode_groups(
     let chunks: Vec<Vec<Encoded>> = tasks
         .into_par_iter()
         .map(|(sels, f, mut writers)| -> Result<Vec<Encoded>> {
-            if own[f] {
-                let descr = &descr[first_leaf(&leaves, f)];
-                if let Some(chunk) = dict_column::encode(batches, sels, f, descr, &props)? {
-                    return Ok(vec![Encoded::Own(chunk)]);
-                }
+            if let Some(descr) = own[f]
+                && let Some(chunk) = dict_column::encode(batches, sels, f, descr, &props)?
+            {
+                return Ok(vec![Encoded::Own(chunk)]);
             }
             let field = schema.field(f);
             for sel in sels {
@@ -757,11 +753,6 @@ pub(super) fn encode_groups(
 enum Encoded {
     Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
     Own(dict_column::Chunk),
-}
-
-/// Index of the first Parquet leaf column of Arrow field `f`, given each field's leaf count.
-fn first_leaf(leaves: &[usize], f: usize) -> usize {
-    leaves[..f].iter().sum()
 }
 
 /// Rows to gather, as runs of consecutive rows of one batch, in output order.
