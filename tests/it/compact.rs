@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use arrow::array::AsArray;
 use arrow::datatypes::TimestampMicrosecondType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ingest::make_inputs;
-use crate::util::{TestLake, kill_after, next_random, rules_per_file};
+use crate::util::{TestLake, kill_after, next_random, read_parquet, rules_per_file};
 
 const LOGS: &str = "panther_logs/aws_s3serveraccess";
 const MATCHES: &str = "panther_rule_matches/aws_s3serveraccess";
@@ -47,14 +46,8 @@ fn files_sorted(t: &TestLake, table: &str) -> Vec<(String, bool)> {
     t.files(table, ".parquet")
         .into_iter()
         .map(|f| {
-            let file = std::fs::File::open(t.lake().join(&f)).unwrap();
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap();
             let mut times = Vec::new();
-            for b in reader {
-                let b = b.unwrap();
+            for b in read_parquet(&t.lake().join(&f)) {
                 let i = b.schema().index_of("p_event_time").unwrap();
                 times.extend_from_slice(
                     b.column(i)

@@ -7,7 +7,8 @@ use arrow::array::AsArray;
 use std::time::Duration;
 
 use crate::util::{
-    TestLake, copy_sample, kill_after, line, next_random, rows, sample_dir, scalar_i64, sql,
+    TestLake, copy_sample, kill_after, line, next_random, read_parquet, rows, sample_dir,
+    scalar_i64, sql, walk,
 };
 
 /// Non-blank lines of the sample, counted independently of seclake.
@@ -585,20 +586,12 @@ fn parser_threads_do_not_change_the_order_rows_land_in() {
         ))
         .unwrap();
         let day = lake_dir.join("panther_logs/aws_s3serveraccess/year=2020/month=5/day=6");
-        let files: Vec<_> = std::fs::read_dir(&day)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-            .collect();
+        let mut files = Vec::new();
+        walk(&day, &day, &mut files);
+        files.retain(|f| f.ends_with(".parquet"));
         assert_eq!(files.len(), 1, "{files:?}");
-        let file = std::fs::File::open(&files[0]).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
         let mut got = Vec::new();
-        for b in reader {
-            let b = b.unwrap();
+        for b in read_parquet(&day.join(&files[0])) {
             let ids = b.column_by_name("requestid").unwrap().as_string::<i32>();
             got.extend(ids.iter().map(|s| s.unwrap().to_string()));
         }

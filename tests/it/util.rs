@@ -302,19 +302,24 @@ impl HookServer {
     }
 }
 
+/// Every row of the Parquet file at `path`, as the batches the reader returns.
+pub fn read_parquet(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// Each rule-match file, and how many distinct rules its rows belong to.
 pub fn rules_per_file(t: &TestLake) -> Vec<(String, usize)> {
     t.files("panther_rule_matches/aws_s3serveraccess", ".parquet")
         .into_iter()
         .map(|f| {
-            let file = std::fs::File::open(t.lake().join(&f)).unwrap();
             let mut rules = std::collections::BTreeSet::new();
-            for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap()
-            {
-                let b = b.unwrap();
+            for b in read_parquet(&t.lake().join(&f)) {
                 let ids = b.column_by_name("p_rule_id").unwrap().as_string::<i32>();
                 rules.extend(ids.iter().flatten().map(str::to_string));
             }
