@@ -41,6 +41,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 use super::writer::Selection;
@@ -268,14 +269,16 @@ fn write_chunk(
     let path = descr.path();
     let codec = props.compression(path);
     let mut compressor = create_codec(codec, &CodecOptionsBuilder::default().build())?;
-    let mut compress = |buf: Vec<u8>| -> Result<Vec<u8>> {
+    // Borrowed input is copied only when there is no codec (the dictionary page, still read
+    // for page statistics); owned input (a data page) is then moved.
+    let mut compress = |buf: Cow<'_, [u8]>| -> Result<Vec<u8>> {
         Ok(match compressor.as_mut() {
             Some(c) => {
                 let mut out = Vec::with_capacity(buf.len());
                 c.compress(&buf, &mut out)?;
                 out
             }
-            None => buf,
+            None => buf.into_owned(),
         })
     };
     let utf8 = descr.logical_type_ref() == Some(&LogicalType::String);
@@ -287,7 +290,7 @@ fn write_chunk(
     // The dictionary page first.
     let dict_page = CompressedPage::new(
         Page::DictionaryPage {
-            buf: compress(dict.page.clone())?.into(),
+            buf: compress(Cow::Borrowed(&dict.page))?.into(),
             num_values: dict.len() as u32,
             encoding: props.dictionary_page_encoding(),
             is_sorted: false,
@@ -339,7 +342,7 @@ fn write_chunk(
         let uncompressed = buf.len();
         let data_page = CompressedPage::new(
             Page::DataPage {
-                buf: compress(buf)?.into(),
+                buf: compress(Cow::Owned(buf))?.into(),
                 num_values: page.rows as u32,
                 encoding: Encoding::RLE_DICTIONARY,
                 def_level_encoding: Encoding::RLE,
