@@ -232,6 +232,12 @@ pub fn encode(
     write_chunk(descr, props, &dict, &keys, &valid, &pages).map(Some)
 }
 
+/// At least `ZSTD_compressBound(len)`: `len + len / 256`, plus up to 64 for inputs under
+/// 128 KiB.
+fn compress_bound(len: usize) -> usize {
+    len + (len >> 8) + ((128 << 10) >> 11) + 1
+}
+
 /// Min and max of a page's values, comparing each distinct key once: `seen[k]` holds the
 /// number of the last page key `k` was compared in.
 fn page_min_max<'a>(
@@ -274,7 +280,9 @@ fn write_chunk(
     let mut compress = |buf: Cow<'_, [u8]>| -> Result<Vec<u8>> {
         Ok(match compressor.as_mut() {
             Some(c) => {
-                let mut out = Vec::with_capacity(buf.len());
+                // Room for zstd's worst case, which the codec reserves: a smaller buffer would
+                // be reallocated (and its bytes copied) before every page is compressed.
+                let mut out = Vec::with_capacity(compress_bound(buf.len()));
                 c.compress(&buf, &mut out)?;
                 out
             }
