@@ -859,10 +859,11 @@ pub fn gather_column(batches: &[&RecordBatch], sel: &Selection, c: usize) -> Res
             .iter()
             .map(|&b| batches[b].column(c).as_ref())
             .collect();
-        let idx: Vec<(usize, usize)> = runs
-            .iter()
-            .flat_map(|&(b, start, end)| (start..end).map(move |r| (local(b), r)))
-            .collect();
+        let mut idx: Vec<(usize, usize)> = Vec::with_capacity(sel.rows);
+        for &(b, start, end) in runs {
+            let b = local(b);
+            idx.extend((start..end).map(|r| (b, r)));
+        }
         return Ok(interleave(&arrays, &idx)?);
     }
     let data: Vec<ArrayData> = used
