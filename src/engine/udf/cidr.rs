@@ -27,25 +27,11 @@ pub fn parse_cidr(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// The `cidr_contains` function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CidrContains {
-    signature: Signature,
-}
-
-impl CidrContains {
-    pub fn new() -> Self {
-        CidrContains {
-            signature: Signature::string(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for CidrContains {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+function_struct!(
+    /// The `cidr_contains` function.
+    CidrContains,
+    Signature::string(2, Volatility::Immutable)
+);
 
 impl ScalarUDFImpl for CidrContains {
     fn name(&self) -> &str {
@@ -116,25 +102,11 @@ impl ScalarUDFImpl for CidrContains {
     }
 }
 
-/// `ip_in_cidrs(ip, cidr, …)`: whether the address is inside any of the networks.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct IpInCidrs {
-    signature: Signature,
-}
-
-impl IpInCidrs {
-    pub fn new() -> Self {
-        IpInCidrs {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for IpInCidrs {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+function_struct!(
+    /// `ip_in_cidrs(ip, cidr, …)`: whether the address is inside any of the networks.
+    IpInCidrs,
+    Signature::variadic_any(Volatility::Immutable)
+);
 
 impl ScalarUDFImpl for IpInCidrs {
     fn name(&self) -> &str {

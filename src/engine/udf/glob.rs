@@ -221,25 +221,11 @@ fn compile_err(name: &str, p: &str, e: regex::Error) -> datafusion::error::DataF
     datafusion::error::DataFusionError::Execution(format!("{name}: invalid pattern {p:?}: {e}"))
 }
 
-/// The `glob_match` function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct GlobMatch {
-    signature: Signature,
-}
-
-impl GlobMatch {
-    pub fn new() -> Self {
-        GlobMatch {
-            signature: Signature::string(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for GlobMatch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+function_struct!(
+    /// The `glob_match` function.
+    GlobMatch,
+    Signature::string(2, Volatility::Immutable)
+);
 
 fn doc() -> &'static Documentation {
     static DOC: OnceLock<Documentation> = OnceLock::new();
@@ -327,25 +313,11 @@ fn literal_globs(name: &str, args: &[ColumnarValue], from: usize) -> DfResult<Op
     Ok(Some(out))
 }
 
-/// `glob_match_any(value, pattern, …)`: true when the value matches any of the patterns.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct GlobMatchAny {
-    signature: Signature,
-}
-
-impl GlobMatchAny {
-    pub fn new() -> Self {
-        GlobMatchAny {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for GlobMatchAny {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+function_struct!(
+    /// `glob_match_any(value, pattern, …)`: true when the value matches any of the patterns.
+    GlobMatchAny,
+    Signature::variadic_any(Volatility::Immutable)
+);
 
 impl ScalarUDFImpl for GlobMatchAny {
     fn name(&self) -> &str {
@@ -430,27 +402,13 @@ fn parse_mapping(json: &str) -> Result<Vec<(Glob, Vec<Glob>)>, String> {
         .collect()
 }
 
-/// `glob_map_match(key, value, mapping)`: NULL when `key` is NULL or no key pattern of the
-/// mapping matches it; otherwise whether `value` matches a value pattern of a matching key (a
-/// NULL value matches none).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct GlobMapMatch {
-    signature: Signature,
-}
-
-impl GlobMapMatch {
-    pub fn new() -> Self {
-        GlobMapMatch {
-            signature: Signature::string(3, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for GlobMapMatch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+function_struct!(
+    /// `glob_map_match(key, value, mapping)`: NULL when `key` is NULL or no key pattern of the
+    /// mapping matches it; otherwise whether `value` matches a value pattern of a matching key (a
+    /// NULL value matches none).
+    GlobMapMatch,
+    Signature::string(3, Volatility::Immutable)
+);
 
 impl ScalarUDFImpl for GlobMapMatch {
     fn name(&self) -> &str {

@@ -18,6 +18,31 @@
 //! The `json_*` functions of datafusion-functions-json are registered too (see
 //! [`register`]).
 
+/// A function of one fixed signature: its struct (holding the signature), `new` and `Default`.
+macro_rules! function_struct {
+    ($(#[$doc:meta])* $name:ident, $signature:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, PartialEq, Eq, Hash)]
+        pub struct $name {
+            signature: Signature,
+        }
+
+        impl $name {
+            pub fn new() -> Self {
+                $name {
+                    signature: $signature,
+                }
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+}
+
 mod arn;
 mod bucket;
 mod cidr;
