@@ -177,9 +177,10 @@ pub fn encode(
     let page_rows = props.data_page_row_count_limit().max(1);
     let nullable = descr.max_def_level() > 0;
     let mut dict = Dictionary::new();
-    let mut keys: Vec<u32> = Vec::new();
+    let rows: usize = sels.iter().map(Selection::rows).sum();
+    let mut keys: Vec<u32> = Vec::with_capacity(rows);
     // Whether each row holds a value (nullable columns only).
-    let mut valid: Vec<bool> = Vec::new();
+    let mut valid: Vec<bool> = Vec::with_capacity(if nullable { rows } else { 0 });
     let mut pages: Vec<PageSpan> = Vec::new();
     let mut page = PageSpan::default();
     let mut last: Option<u32> = None;
