@@ -277,7 +277,22 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
         cols.push((key, a, col));
     }
     let n = batch.num_rows();
-    let mut out = arrow::array::StringBuilder::with_capacity(n, n * 64);
+    // Room for every row: its strings' bytes (escapes aside), keys, quotes and separators, and
+    // up to 24 bytes for each other value; a builder that grows copies what it holds.
+    let bytes: usize = cols
+        .iter()
+        .map(|(key, _, col)| {
+            let values = match col {
+                Col::Str(s) => {
+                    let o = s.value_offsets();
+                    (o[n] - o[0]) as usize
+                }
+                Col::Bare(_) | Col::Quoted(_) => 24 * n,
+            };
+            values + (key.len() + 4) * n
+        })
+        .sum();
+    let mut out = arrow::array::StringBuilder::with_capacity(n, bytes + 2 * n);
     let mut buf: Vec<u8> = Vec::with_capacity(256);
     let io = |e| Error::io("json", e);
     for r in 0..n {
