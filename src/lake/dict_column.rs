@@ -179,8 +179,9 @@ pub fn encode(
     let mut dict = Dictionary::new();
     let rows: usize = sels.iter().map(Selection::rows).sum();
     let mut keys: Vec<u32> = Vec::with_capacity(rows);
-    // Whether each row holds a value (nullable columns only).
-    let mut valid: Vec<bool> = Vec::with_capacity(if nullable { rows } else { 0 });
+    // Each row's definition level, 1 when it holds a value (nullable columns only): the
+    // levels the data pages encode, recorded as they are.
+    let mut levels: Vec<i16> = Vec::with_capacity(if nullable { rows } else { 0 });
     let mut pages: Vec<PageSpan> = Vec::new();
     let mut page = PageSpan::default();
     let mut last: Option<u32> = None;
@@ -196,7 +197,7 @@ pub fn encode(
                 for r in row..row + n {
                     let is_valid = nulls.is_none_or(|m| m.is_valid(r));
                     if nullable {
-                        valid.push(is_valid);
+                        levels.push(i16::from(is_valid));
                     }
                     if is_valid {
                         let value = &data[offsets[r] as usize..offsets[r + 1] as usize];
@@ -230,7 +231,7 @@ pub fn encode(
     if pages.is_empty() {
         return Ok(None);
     }
-    write_chunk(descr, props, &dict, &keys, &valid, &pages).map(Some)
+    write_chunk(descr, props, &dict, &keys, &levels, &pages).map(Some)
 }
 
 /// At least `ZSTD_compressBound(len)`: `len + len / 256`, plus up to 64 for inputs under
@@ -270,7 +271,7 @@ fn write_chunk(
     props: &WriterProperties,
     dict: &Dictionary,
     keys: &[u32],
-    valid: &[bool],
+    levels: &[i16],
     pages: &[PageSpan],
 ) -> Result<Chunk> {
     let path = descr.path();
@@ -329,17 +330,13 @@ fn write_chunk(
         let mut buf = Vec::new();
         let mut hist = LevelHistogram::try_new(max_def);
         if max_def > 0 {
-            let mut levels = LevelEncoder::v1_streaming(max_def);
-            let levels_in = valid[rows..rows + page.rows]
-                .iter()
-                .map(|&v| v as i16)
-                .collect::<Vec<_>>();
-            levels.put_with_observer(&levels_in, |level, count| {
+            let mut encoder = LevelEncoder::v1_streaming(max_def);
+            encoder.put_with_observer(&levels[rows..rows + page.rows], |level, count| {
                 if let Some(h) = hist.as_mut() {
                     h.increment_by(level, count as i64);
                 }
             });
-            levels.flush_to(|data| buf.extend_from_slice(data));
+            encoder.flush_to(|data| buf.extend_from_slice(data));
         }
         let bit_width = (usize::BITS - page.dict_len.saturating_sub(1).leading_zeros()) as u8;
         buf.push(bit_width);
