@@ -110,6 +110,7 @@ impl TableSpec {
             bloom,
         );
         spec.uncompressed = names(|c| !c.compressed);
+        spec.zstd_level = schema.zstd_level;
         spec
     }
 
@@ -1310,5 +1311,28 @@ mod tests {
             let n = balanced_row_group(rows, max);
             assert!(n <= max + max / 4, "{rows}: {n}");
         }
+    }
+    /// A log type's `zstd_level` sets its table's level; its rule matches keep level 1 and
+    /// other tables the writer's.
+    #[test]
+    fn a_schema_sets_its_tables_zstd_level() {
+        let reg = crate::schema::Registry::builtin().unwrap();
+        let level = |spec: TableSpec| {
+            let props = spec.properties(&WriterConfig::default()).unwrap();
+            props.compression(&ColumnPath::from("eventname"))
+        };
+        let ct = reg.get("AWS.CloudTrail").unwrap();
+        assert_eq!(ct.zstd_level, Some(1));
+        let one = Compression::ZSTD(ZstdLevel::try_new(1).unwrap());
+        assert_eq!(level(TableSpec::for_log(&ct)), one);
+        assert_eq!(level(TableSpec::rule_matches(&ct)), one);
+        let s3 = reg.get("AWS.S3ServerAccess").unwrap();
+        let props = TableSpec::for_log(&s3)
+            .properties(&WriterConfig::default())
+            .unwrap();
+        assert_eq!(
+            props.compression(&ColumnPath::from("key")),
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+        );
     }
 }
