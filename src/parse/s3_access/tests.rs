@@ -346,6 +346,33 @@ fn rows_of_a_chunk_come_out_in_time_order() {
 }
 
 proptest::proptest! {
+    /// The inline string column builds the array `StringBuilder` builds: same values, nulls
+    /// and offsets, from any capacity guess.
+    #[test]
+    fn str_col_is_a_string_builder(
+        values in proptest::collection::vec(proptest::option::of(".{0,12}"), 0..60),
+        cap in 0usize..64,
+    ) {
+        let mut ours = StrCol::with_capacity(cap, cap);
+        let mut arrow = arrow::array::StringBuilder::new();
+        for v in &values {
+            match v {
+                Some(v) => {
+                    ours.push(v);
+                    arrow.append_value(v);
+                }
+                None => {
+                    ours.push_null();
+                    arrow.append_null();
+                }
+            }
+        }
+        proptest::prop_assert_eq!(ours.value_bytes(), arrow.values_slice().len());
+        let (ours, arrow) = (ours.finish(), arrow.finish());
+        ours.to_data().validate_full().unwrap();
+        proptest::prop_assert_eq!(ours, arrow);
+    }
+
     /// The inline search finds what a byte-by-byte search finds, from any start, on lines of
     /// any length (the 16-byte loads, the overlapping last load, and the short-line tail).
     #[test]
