@@ -118,6 +118,12 @@ pub fn lines(chunk: &[u8], first_line: u64) -> impl Iterator<Item = (u64, &[u8])
     })
 }
 
+/// `bytes` as text when they are valid UTF-8. For whole chunks and documents, which it reads
+/// byte for byte: SIMD validation, several times faster than `std::str::from_utf8`.
+pub fn utf8(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
+}
+
 /// True for a line with nothing but spaces and tabs.
 pub fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| *b == b' ' || *b == b'\t')

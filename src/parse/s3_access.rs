@@ -28,7 +28,7 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 
-use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines};
+use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines, utf8};
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, LogSchema};
 
@@ -630,7 +630,7 @@ impl Parser for S3AccessParser {
         let mut b = Builders::new(est_rows, chunk.len(), &self.hints);
         let mut out = Parsed::default();
         let mut toks = Vec::with_capacity(40);
-        let chunk_utf8 = std::str::from_utf8(chunk).is_ok();
+        let chunk_utf8 = utf8(chunk).is_some();
         // Rows go into the batch in time order, so that the writer, which sorts a file's rows
         // by time, finds long runs of consecutive rows to copy whole (see `lake::writer::gather`).
         // Lines come close to time order but not in it (S3 delivers best-effort).

@@ -44,7 +44,7 @@ use serde_json::value::RawValue;
 
 use super::indicators::{classify, feeds, key_feeds};
 use super::time::TimeFormat;
-use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines};
+use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines, utf8};
 use crate::error::{Error, Result};
 use crate::schema::{Column, ColumnType, Indicator, LogSchema};
 
@@ -844,7 +844,7 @@ impl JsonParser {
         {
             return None;
         }
-        let text = std::str::from_utf8(doc).ok()?;
+        let text = utf8(doc)?;
         let mut out = self.batch(doc.len());
         out.utf8 = true;
         let mut st = State::new(&self.plan);
@@ -864,7 +864,7 @@ impl JsonParser {
     /// scan first, so that a malformed record is quarantined alone and the others are kept.
     fn careful(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
         let mut out = self.batch(doc.len());
-        out.utf8 = std::str::from_utf8(doc).is_ok();
+        out.utf8 = utf8(doc).is_some();
         let mut st = State::new(&self.plan);
         let mut pos = split::skip_ws(doc, 0);
         while pos < doc.len() {
@@ -1341,7 +1341,7 @@ impl Parser for JsonParser {
         parse_time: i64,
     ) -> Result<Parsed> {
         let mut out = self.batch(chunk.len());
-        out.utf8 = std::str::from_utf8(chunk).is_ok();
+        out.utf8 = utf8(chunk).is_some();
         let mut st = State::new(&self.plan);
         for (n, line) in lines(chunk, first_line) {
             if is_blank(line) {
