@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -116,25 +116,37 @@ fn repeated(value: &str, rows: usize) -> StringArray {
 /// `p_row_id`: the first 16 hex digits of the source id, then the line number in hex. Unique
 /// per (source, line), the same on every re-parse, and compresses well (shared prefix).
 pub fn row_ids(source_id: &str, lines: &[u64]) -> ArrayRef {
-    let prefix = &source_id[..source_id.len().min(16)];
-    let mut b = StringBuilder::with_capacity(lines.len(), lines.len() * 24);
-    let mut s = String::with_capacity(32);
+    let prefix = source_id.get(..16).unwrap_or(source_id).as_bytes();
+    let mut bytes = Vec::with_capacity(lines.len() * (prefix.len() + 16));
+    let mut offsets = Vec::with_capacity(lines.len() + 1);
+    offsets.push(0i32);
     for &line in lines {
-        s.clear();
-        s.push_str(prefix);
-        push_hex(&mut s, line);
-        b.append_value(&s);
+        bytes.extend_from_slice(prefix);
+        push_hex(&mut bytes, line);
+        offsets.push(i32::try_from(bytes.len()).expect("a batch's row ids hold under 2 GiB"));
     }
-    Arc::new(b.finish())
+    // SAFETY: the offsets start at 0 and grow with every value, the last is the bytes'
+    // length, and each value is a `&str`'s prefix (its first 16 bytes when that is a character
+    // boundary, as `get` checks; the whole id otherwise) followed by ASCII hex digits.
+    Arc::new(unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new_unchecked(offsets.into()),
+            Buffer::from_vec(bytes),
+            None,
+        )
+    })
 }
 
-/// Append `v` in lower-case hex, at least 8 digits (`{v:08x}` without the formatter).
-fn push_hex(s: &mut String, v: u64) {
+/// Append `v` in lower-case hex, at least 8 digits (`{v:08x}` without the formatter): all 16
+/// digits are computed without branches, the leading zeros beyond 8 dropped.
+fn push_hex(out: &mut Vec<u8>, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let n = (16 - v.leading_zeros() as usize / 4).max(8);
-    for i in (0..n).rev() {
-        s.push(DIGITS[(v >> (4 * i)) as usize & 15] as char);
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = DIGITS[(v >> (4 * (15 - i))) as usize & 15];
     }
+    out.extend_from_slice(&digits[16 - n..]);
 }
 
 #[cfg(test)]
@@ -154,6 +166,17 @@ mod tests {
             .map(|l| format!("0123456789abcdef{l:08x}"))
             .collect();
         assert_eq!(ids, want);
+    }
+
+    proptest::proptest! {
+        /// Row ids are what `format!` writes, for any line number.
+        #[test]
+        fn row_ids_are_formatted_hex(lines in proptest::collection::vec(proptest::num::u64::ANY, 0..20)) {
+            let ids = row_ids("fedcba98765432100000", &lines);
+            let ids: Vec<&str> = ids.as_string::<i32>().iter().flatten().collect();
+            let want: Vec<String> = lines.iter().map(|l| format!("fedcba9876543210{l:08x}")).collect();
+            proptest::prop_assert_eq!(ids, want);
+        }
     }
 
     #[test]
