@@ -243,13 +243,13 @@ type TimeAt = Option<(usize, i64)>;
 /// The time of a line, read ahead of the full parse to order a chunk's rows: where its third
 /// field's bracketed text starts, and the time it reads as; `None` when it does not read as
 /// one (such a line's fate is decided by the full parse).
-fn sort_time(line: &[u8]) -> TimeAt {
+fn sort_time(line: &[u8], day: &mut super::time::ClfDay) -> TimeAt {
     let owner = Some(find(line, 0, b' ')).filter(|&o| o < line.len())?;
     let bucket = find(line, owner + 1, b' ');
     let start = bucket + 2;
     let rest = line.get(bucket + 1..)?.strip_prefix(b"[")?;
     let end = find(rest, 0, b']');
-    let t = super::time::parse_clf(rest.get(..end).filter(|_| end < rest.len())?)?;
+    let t = super::time::parse_clf_cached(rest.get(..end).filter(|_| end < rest.len())?, day)?;
     Some((start, t))
 }
 
@@ -634,9 +634,10 @@ impl Parser for S3AccessParser {
         // Rows go into the batch in time order, so that the writer, which sorts a file's rows
         // by time, finds long runs of consecutive rows to copy whole (see `lake::writer::gather`).
         // Lines come close to time order but not in it (S3 delivers best-effort).
+        let mut day = super::time::ClfDay::default();
         let order: Vec<(TimeAt, u64, &[u8])> = lines(chunk, first_line)
             .filter(|(_, line)| !is_blank(line))
-            .map(|(n, line)| (sort_time(line), n, line))
+            .map(|(n, line)| (sort_time(line, &mut day), n, line))
             .collect();
         // Sorted as (time, position) pairs, which move cheaper than the lines' entries (line
         // numbers grow with position, so ties keep line order); a chunk in order is left as is.

@@ -84,21 +84,48 @@ fn valid(y: u32, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> bool {
 
 /// Parse the S3 access log time `06/Feb/2019:00:00:38 +0000` (without brackets).
 pub fn parse_clf(b: &[u8]) -> Option<i64> {
+    parse_clf_cached(b, &mut ClfDay::default())
+}
+
+/// The date of the last time [`parse_clf_cached`] read: its text (`06/Feb/2019`) and its day
+/// number since 1970-01-01.
+#[derive(Debug, Default)]
+pub struct ClfDay {
+    text: [u8; 11],
+    days: Option<i64>,
+}
+
+/// [`parse_clf`], keeping the date between calls: the lines of a log share their day, so its
+/// digits, month name, validity and day number are worked out once a day instead of once a
+/// line (half of the function's work).
+pub fn parse_clf_cached(b: &[u8], day: &mut ClfDay) -> Option<i64> {
     if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' {
         return None;
     }
     if b[17] != b':' || b[20] != b' ' {
         return None;
     }
-    let d = digits::<2>(b)?;
-    let m = month(&b[3..6])?;
-    let y = digits::<4>(&b[7..])?;
+    let days = match day.days {
+        Some(days) if b[..11] == day.text => days,
+        _ => {
+            let d = digits::<2>(b)?;
+            let m = month(&b[3..6])?;
+            let y = digits::<4>(&b[7..])?;
+            if !valid(y, m, d, 0, 0, 0) {
+                return None;
+            }
+            let days = days_from_civil(y as i64, m, d);
+            day.text.copy_from_slice(&b[..11]);
+            day.days = Some(days);
+            days
+        }
+    };
     let (hh, mm, ss) = (
         digits::<2>(&b[12..])?,
         digits::<2>(&b[15..])?,
         digits::<2>(&b[18..])?,
     );
-    if !valid(y, m, d, hh, mm, ss) {
+    if hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
     let sign = match b[21] {
@@ -111,9 +138,7 @@ pub fn parse_clf(b: &[u8]) -> Option<i64> {
         return None;
     }
     let offset = sign * (oh as i64 * 3600 + om as i64 * 60);
-    let secs = days_from_civil(y as i64, m, d) * 86_400
-        + (hh as i64 * 3600 + mm as i64 * 60 + ss as i64)
-        - offset;
+    let secs = days * 86_400 + (hh as i64 * 3600 + mm as i64 * 60 + ss as i64) - offset;
     Some(secs * 1_000_000)
 }
 
@@ -250,6 +275,29 @@ impl TimeFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Reading times through one cache gives what reading each afresh gives: the cache
+        /// only skips work for a date it has already read (valid or not, any order).
+        #[test]
+        fn the_day_cache_changes_no_result(
+            times in proptest::collection::vec(
+                (0usize..4, 0u32..32, 0usize..13, 0u32..62, proptest::bool::ANY), 1..30),
+        ) {
+            const DATES: [&str; 4] = ["29/Feb/2020", "29/Feb/2019", "31/Dec/1969", "06/Fab/2019"];
+            let mut day = ClfDay::default();
+            for (d, h, m, s, plus) in times {
+                let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Xyz"];
+                let date = if h % 3 == 0 { format!("{:02}/{}/2021", h, months[m]) } else { DATES[d].to_string() };
+                let text = format!("{date}:{:02}:{:02}:{s:02} {}0{}00", h % 25, s % 61, if plus { '+' } else { '-' }, d);
+                proptest::prop_assert_eq!(
+                    parse_clf_cached(text.as_bytes(), &mut day),
+                    parse_clf(text.as_bytes()),
+                    "{}", text
+                );
+            }
+        }
+    }
 
     #[test]
     fn rfc3339_times() {

@@ -332,7 +332,10 @@ fn rows_of_a_chunk_come_out_in_time_order() {
     let quarantined: Vec<u64> = p.quarantined.iter().map(|q| q.line).collect();
     assert_eq!(quarantined, [3, 6], "quarantined lines in line order");
     assert_eq!(
-        sort_time(b"a b [06/Feb/2019:00:00:38 +0000] c"),
+        sort_time(
+            b"a b [06/Feb/2019:00:00:38 +0000] c",
+            &mut Default::default()
+        ),
         Some((5, 1_549_411_238_000_000))
     );
     for bad in [
@@ -341,7 +344,12 @@ fn rows_of_a_chunk_come_out_in_time_order() {
         b"a b [06/Feb/2019:00:00:38 +0000",
         b"",
     ] {
-        assert_eq!(sort_time(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            sort_time(bad, &mut Default::default()),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
