@@ -1312,6 +1312,7 @@ mod tests {
             assert!(n <= max + max / 4, "{rows}: {n}");
         }
     }
+
     /// A log type's `zstd_level` sets its table's level; its rule matches keep level 1 and
     /// other tables the writer's.
     #[test]
