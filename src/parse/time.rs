@@ -70,7 +70,7 @@ fn month(b: &[u8]) -> Option<u32> {
         .map(|i| i as u32 + 1)
 }
 
-fn valid(y: u32, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> bool {
+fn valid_date(y: u32, m: u32, d: u32) -> bool {
     let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let dim = match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -79,7 +79,12 @@ fn valid(y: u32, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> bool {
         2 => 28,
         _ => return false,
     };
-    (1..=dim).contains(&d) && hh < 24 && mm < 60 && ss < 61
+    (1..=dim).contains(&d)
+}
+
+/// A time of day, a leap second allowed.
+fn valid_time(hh: u32, mm: u32, ss: u32) -> bool {
+    hh < 24 && mm < 60 && ss < 61
 }
 
 /// Parse the S3 access log time `06/Feb/2019:00:00:38 +0000` (without brackets).
@@ -111,7 +116,7 @@ pub fn parse_clf_cached(b: &[u8], day: &mut ClfDay) -> Option<i64> {
             let d = digits::<2>(b)?;
             let m = month(&b[3..6])?;
             let y = digits::<4>(&b[7..])?;
-            if !valid(y, m, d, 0, 0, 0) {
+            if !valid_date(y, m, d) {
                 return None;
             }
             let days = days_from_civil(y as i64, m, d);
@@ -125,7 +130,7 @@ pub fn parse_clf_cached(b: &[u8], day: &mut ClfDay) -> Option<i64> {
         digits::<2>(&b[15..])?,
         digits::<2>(&b[18..])?,
     );
-    if hh > 23 || mm > 59 || ss > 60 {
+    if !valid_time(hh, mm, ss) {
         return None;
     }
     let sign = match b[21] {
@@ -161,7 +166,7 @@ pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
         digits::<2>(&b[14..])?,
         digits::<2>(&b[17..])?,
     );
-    if !valid(y, m, d, hh, mm, ss) {
+    if !valid_date(y, m, d) || !valid_time(hh, mm, ss) {
         return None;
     }
     let mut rest = &b[19..];
