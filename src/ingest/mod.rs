@@ -11,10 +11,13 @@
 //! file as stored, to be gunzipped on a parser thread), `threads` parsers turn chunks into
 //! Arrow batches, one writer takes them in the order the chunks were read (so the same input
 //! gives the same files, row for row, and the same alerts on every run) and groups rows by
-//! table and day, and
-//! `threads` encoders write Parquet files to staging, their columns encoded on the rayon pool
-//! (a file's columns spread over idle cores: the last files of an ingest, a single delivery).
-//! The transaction then commits.
+//! table and day, handing over each day as soon as the input has moved past it
+//! ([`PartitionedWriter::tick`]), and `threads` encoders write Parquet files to staging. Files
+//! are encoded one at a time, each on every core (its columns are tasks on the rayon pool), and
+//! staged (a local write, an S3 upload) while the next is encoded: on time-ordered input the
+//! memory in use is then about two days of rows, reused day after day, where encoding files side
+//! by side would hold more days for no gain in speed (the page faults of fresh memory were a
+//! sixth of an ingest's time, BENCHMARKS.md). The transaction then commits.
 //!
 //! Detection: when [`IngestOptions::rules`] holds rules, the parser threads evaluate them on
 //! every batch they produce; the writer counts the matches into alerts ([`AlertBook`]) and
@@ -49,7 +52,7 @@ use crate::lake::Lake;
 use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry};
 use crate::lake::lock;
 use crate::lake::writer::{
-    FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_and_stage, quarantine_schema,
+    FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_job, quarantine_schema, stage,
 };
 use crate::parse::json::JsonParser;
 use crate::parse::standard::{repeat, row_ids};
@@ -612,6 +615,7 @@ fn run_txn(
     }
     let (job_tx, job_rx) = bounded::<FlushJob>(0);
     let files = Mutex::new(Vec::new());
+    let encoding = Mutex::new(());
     let first_error: Mutex<Option<TxnError>> = Mutex::new(None);
     let fail = |e: TxnError| {
         let mut slot = first_error.lock().expect("not poisoned");
@@ -636,10 +640,17 @@ fn run_txn(
         drop(parsed_tx);
         for _ in 0..threads {
             let rx = job_rx.clone();
-            let (files, fail) = (&files, &fail);
+            let (files, fail, encoding) = (&files, &fail, &encoding);
             s.spawn(move || {
-                for job in rx {
-                    match encode_and_stage(job, lake, rt) {
+                loop {
+                    // One file encoded at a time (see the module doc); the lock is taken
+                    // before the job so that a waiting encoder does not hold a day of rows.
+                    let permit = encoding.lock().expect("not poisoned");
+                    let Ok(job) = rx.recv() else { break };
+                    let encoded = encode_job(&job);
+                    drop(job);
+                    drop(permit);
+                    match encoded.and_then(|(bytes, mv)| stage(lake, rt, bytes, mv)) {
                         Ok(f) => files.lock().expect("not poisoned").push(f),
                         Err(e) => fail(e.into()),
                     }
@@ -974,6 +985,7 @@ fn write_loop(
                 (d, q)
             }
         };
+        send(writer.tick())?;
         let c = &mut counts[msg.src];
         c.notes.extend(parsed.notes);
         c.lines += parsed.lines;

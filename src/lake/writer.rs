@@ -3,7 +3,8 @@
 //! Rows arrive as record batches for a table; the writer groups them by the UTC day of
 //! `p_event_time` (and by part, where the caller keeps rows apart: one rule's matches per
 //! file), buffers each day, and turns a day's buffer into one Parquet file when it
-//! reaches [`WriterConfig::rows_per_file`], when all buffers together exceed
+//! reaches [`WriterConfig::rows_per_file`], when the input has moved past it
+//! ([`PartitionedWriter::tick`]), when all buffers together exceed
 //! [`WriterConfig::memory_budget`] (the largest is flushed), or at the end of a transaction.
 //! Many small inputs therefore become few files, and memory stays bounded whatever the input
 //! size.
@@ -40,6 +41,11 @@ use super::{Lake, QUARANTINE_DB, paths};
 use crate::error::{Error, Result};
 use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
 use crate::schema::{LogSchema, TIMESTAMP, standard_fields};
+
+/// Ticks without rows after which an older day counts as finished ([`PartitionedWriter::tick`]):
+/// with the ingest's 4 MiB chunks, 16 MiB of input past the day (access logs arrive up to
+/// minutes out of order).
+const COLD_TICKS: u64 = 4;
 
 /// Rows gathered in time order per write when a file's rows must be sorted.
 const GATHER_ROWS: usize = 8192;
@@ -349,10 +355,12 @@ struct Buffer {
     batches: Vec<RecordBatch>,
     rows: usize,
     bytes: usize,
+    /// [`PartitionedWriter::tick`] count when rows last arrived.
+    last: u64,
 }
 
 /// Buffers rows per (table, day) and decides when a file is due. Files are encoded by
-/// [`encode_and_stage`], typically on other threads.
+/// [`encode_job`] and staged by [`stage`], typically on other threads.
 #[derive(Debug)]
 pub struct PartitionedWriter {
     cfg: WriterConfig,
@@ -361,6 +369,10 @@ pub struct PartitionedWriter {
     buffers: HashMap<(usize, i64, u32), Buffer>,
     buffered: usize,
     seq: u32,
+    /// [`PartitionedWriter::tick`] calls so far.
+    ticks: u64,
+    /// Newest day each table has received rows for.
+    newest: HashMap<usize, i64>,
 }
 
 impl PartitionedWriter {
@@ -373,6 +385,8 @@ impl PartitionedWriter {
             buffers: HashMap::new(),
             buffered: 0,
             seq: 0,
+            ticks: 0,
+            newest: HashMap::new(),
         }
     }
 
@@ -414,6 +428,9 @@ impl PartitionedWriter {
             let bytes = rows.get_array_memory_size();
             buf.rows += rows.num_rows();
             buf.bytes += bytes;
+            buf.last = self.ticks;
+            let newest = self.newest.entry(t).or_insert(day);
+            *newest = (*newest).max(day);
             buf.batches.push(rows);
             self.buffered += bytes;
             if buf.rows >= self.cfg.rows_per_file {
@@ -441,6 +458,43 @@ impl PartitionedWriter {
             due.extend(parts.into_iter().map(|k| self.take(k)));
         }
         Ok(due)
+    }
+
+    /// Mark the end of one unit of input (the ingest calls it once per parsed chunk) and
+    /// return the days now finished: a table's day that has had no rows for [`COLD_TICKS`]
+    /// ticks while the table has had rows of a later day, holding at least an eighth of the
+    /// memory budget (all its parts at once). Logs arrive close to time order, so this hands
+    /// each day over as the input moves past it, instead of when the budget is full: less
+    /// memory held, and the same memory reused for the next day. A day smaller than that stays
+    /// buffered, so an input that goes back and forth between days (several regions' files,
+    /// one after the other) does not split small days into several files.
+    pub fn tick(&mut self) -> Vec<FlushJob> {
+        self.ticks += 1;
+        let mut held: HashMap<(usize, i64), (usize, u64)> = HashMap::new();
+        for (&(t, day, _), b) in &self.buffers {
+            let h = held.entry((t, day)).or_default();
+            h.0 += b.bytes;
+            h.1 = h.1.max(b.last);
+        }
+        let min_bytes = self.cfg.memory_budget / 8;
+        let mut cold: Vec<(usize, i64)> = held
+            .into_iter()
+            .filter(|&((t, day), (bytes, last))| {
+                bytes >= min_bytes
+                    && last + COLD_TICKS <= self.ticks
+                    && self.newest.get(&t).is_some_and(|&n| n > day)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        cold.sort_unstable();
+        let mut keys: Vec<(usize, i64, u32)> = self
+            .buffers
+            .keys()
+            .filter(|k| cold.binary_search(&(k.0, k.1)).is_ok())
+            .copied()
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|k| self.take(k)).collect()
     }
 
     /// All remaining buffers as files.
@@ -514,14 +568,14 @@ pub fn sort_by_time(batch: RecordBatch) -> Result<RecordBatch> {
     Ok(take_record_batch(&batch, &UInt32Array::from(idx))?)
 }
 
-/// Sort a job's rows by time, encode them as Parquet and stage the file. Returns the move
-/// that places it in its table at commit.
-pub fn encode_and_stage(
-    job: FlushJob,
+/// Stage an encoded file ([`encode_job`]) from a thread outside the runtime `rt`. Returns
+/// the move that places it in its table at commit.
+pub fn stage(
     lake: &Lake,
     rt: &tokio::runtime::Handle,
+    bytes: Vec<u8>,
+    mv: FileMove,
 ) -> Result<FileMove> {
-    let (bytes, mv) = encode_job(&job)?;
     rt.block_on(lake.put(&Path::from(mv.staged.as_str()), bytes))?;
     Ok(mv)
 }
@@ -1061,6 +1115,59 @@ mod tests {
             .map(|j| (j.table.table.clone(), j.batches.len()))
             .collect();
         assert_eq!(rest, [("logs".to_string(), 2)]);
+    }
+
+    #[test]
+    fn a_day_is_handed_over_once_the_input_has_moved_past_it() {
+        let day = |d: i64, n: usize| batch(0, &vec![d * MICROS_PER_DAY; n]);
+        let one = day(0, 1000).get_array_memory_size();
+        let mut w = PartitionedWriter::new(
+            "txn",
+            WriterConfig {
+                // An eighth of the budget: two batches of 1000 rows.
+                memory_budget: one * 16,
+                ..WriterConfig::default()
+            },
+        );
+        let t = w
+            .add_table(Arc::new(TableSpec::new(
+                "db",
+                "logs",
+                "T",
+                schema(),
+                vec![],
+                vec![],
+            )))
+            .unwrap();
+        let days = |jobs: Vec<FlushJob>| -> Vec<(i64, usize)> {
+            jobs.iter()
+                .map(|j| (j.day, j.batches.iter().map(|b| b.num_rows()).sum()))
+                .collect()
+        };
+        // Day 0 (big enough), then day 1 (too small) and day 2: day 0 is handed over
+        // COLD_TICKS ticks after its last rows, day 1 never (it stays for `finish`).
+        for b in [day(0, 1000), day(0, 1000)] {
+            assert!(w.tick().is_empty());
+            assert!(w.push(t, b).unwrap().is_empty());
+        }
+        let mut due = vec![];
+        for (i, b) in [day(1, 10), day(2, 1000), day(2, 1000), day(2, 1000)]
+            .into_iter()
+            .enumerate()
+        {
+            due = w.tick();
+            if (i as u64) + 1 < COLD_TICKS {
+                assert!(due.is_empty(), "tick {i}");
+            }
+            assert!(w.push(t, b).unwrap().is_empty());
+        }
+        assert_eq!(days(due), [(0, 2000)]);
+        // Day 2, still receiving rows, is not handed over however long it lasts.
+        for _ in 0..2 * COLD_TICKS {
+            assert!(w.tick().is_empty());
+            assert!(w.push(t, day(2, 10)).unwrap().is_empty());
+        }
+        assert_eq!(days(w.finish()), [(1, 10), (2, 3080)]);
     }
 
     #[test]
