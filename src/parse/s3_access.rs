@@ -253,6 +253,49 @@ fn sort_time(line: &[u8], day: &mut super::time::ClfDay) -> TimeAt {
     Some((start, t))
 }
 
+/// Sort a chunk's (time, position) keys; unreadable times (`i64::MIN`) first. Access-log times
+/// are whole seconds and a chunk spans minutes to hours of them, so the keys are counted into
+/// one slot per second (positions ascend within a slot) when the seconds span at most a few
+/// times as many slots as keys: a few linear passes instead of a comparison sort. Other keys (finer
+/// times, a chunk spanning years) are sorted by comparison; the order is the same.
+fn sort_keys(keys: &mut Vec<(i64, u32)>) {
+    const SECOND: i64 = 1_000_000;
+    let (mut lo, mut hi, mut whole) = (i64::MAX, i64::MIN, true);
+    for &(t, _) in keys.iter().filter(|&&(t, _)| t != i64::MIN) {
+        lo = lo.min(t);
+        hi = hi.max(t);
+        whole &= t.rem_euclid(SECOND) == 0;
+    }
+    if lo > hi || !whole || (hi - lo) / SECOND > 4 * keys.len() as i64 + 1024 {
+        return keys.sort_unstable();
+    }
+    let span = (hi - lo) / SECOND;
+    // Slot 0 holds the unreadable times, slot 1 + s the times `lo + s` seconds.
+    let slot = |t: i64| {
+        if t == i64::MIN {
+            0
+        } else {
+            1 + ((t - lo) / SECOND) as usize
+        }
+    };
+    let mut starts = vec![0u32; span as usize + 3];
+    for &(t, _) in keys.iter() {
+        starts[slot(t) + 1] += 1;
+    }
+    let mut sum = 0;
+    for s in starts.iter_mut() {
+        sum += *s;
+        *s = sum;
+    }
+    let mut sorted = vec![(0i64, 0u32); keys.len()];
+    for &(t, i) in keys.iter() {
+        let at = &mut starts[slot(t)];
+        sorted[*at as usize] = (t, i);
+        *at += 1;
+    }
+    *keys = sorted;
+}
+
 /// Undo `\"` and `\\` escapes of a quoted field.
 fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -647,7 +690,7 @@ impl Parser for S3AccessParser {
             .map(|(i, (t, _, _))| (t.map_or(i64::MIN, |(_, t)| t), i as u32))
             .collect();
         if !keys.is_sorted() {
-            keys.sort_unstable();
+            sort_keys(&mut keys);
         }
         for &(_, i) in &keys {
             let (known, n, line) = order[i as usize];

@@ -354,6 +354,34 @@ fn rows_of_a_chunk_come_out_in_time_order() {
 }
 
 proptest::proptest! {
+    /// Counting seconds orders a chunk's keys as a comparison sort does: whole seconds (the
+    /// counted case), unreadable times, and, when asked, times with microseconds or years apart
+    /// (sorted by comparison).
+    #[test]
+    fn chunk_keys_sort_as_a_comparison_sort(
+        picks in proptest::collection::vec((0u8..12, 0i64..2000, 1i64..1_000_000), 0..300),
+        fine in proptest::bool::ANY,
+        wide in proptest::bool::ANY,
+    ) {
+        const BASE: i64 = 1_588_000_000_000_000;
+        let keys: Vec<(i64, u32)> = picks
+            .iter()
+            .map(|&(kind, s, us)| match kind {
+                0 => i64::MIN,
+                1 if fine => BASE + s * 1_000_000 + us,
+                2 if wide => BASE + (s - 1000) * 31_536_000_000_000,
+                _ => BASE + s * 1_000_000,
+            })
+            .enumerate()
+            .map(|(i, t)| (t, i as u32))
+            .collect();
+        let mut ours = keys.clone();
+        sort_keys(&mut ours);
+        let mut want = keys;
+        want.sort_unstable();
+        proptest::prop_assert_eq!(ours, want);
+    }
+
     /// The inline string column builds the array `StringBuilder` builds: same values, nulls
     /// and offsets, from any capacity guess.
     #[test]
