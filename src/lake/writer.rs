@@ -359,6 +359,14 @@ struct Buffer {
     last: u64,
 }
 
+/// What a (table, day) holds across its parts ([`PartitionedWriter::days_held`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    bytes: usize,
+    /// The latest [`Buffer::last`] of its parts.
+    last: u64,
+}
+
 /// Buffers rows per (table, day) and decides when a file is due. Files are encoded by
 /// [`encode_job`] and staged by [`stage`], typically on other threads.
 #[derive(Debug)]
@@ -441,23 +449,36 @@ impl PartitionedWriter {
         // are weighed together so that splitting a table into parts (one per rule) does not
         // make another table's buffers the largest and its files smaller.
         while self.buffered > self.cfg.memory_budget {
-            let mut held: HashMap<(usize, i64), usize> = HashMap::new();
-            for (&(t, day, _), b) in &self.buffers {
-                *held.entry((t, day)).or_default() += b.bytes;
-            }
-            let Some((&(t, day), _)) = held.iter().max_by_key(|(k, bytes)| (**bytes, **k)) else {
+            let held = self.days_held();
+            let Some((&day, _)) = held.iter().max_by_key(|(k, h)| (h.bytes, **k)) else {
                 break;
             };
-            let mut parts: Vec<(usize, i64, u32)> = self
-                .buffers
-                .keys()
-                .filter(|k| (k.0, k.1) == (t, day))
-                .copied()
-                .collect();
-            parts.sort_unstable();
-            due.extend(parts.into_iter().map(|k| self.take(k)));
+            due.extend(self.take_days(&[day]));
         }
         Ok(due)
+    }
+
+    /// What each (table, day) holds, all its parts together.
+    fn days_held(&self) -> HashMap<(usize, i64), Held> {
+        let mut held: HashMap<(usize, i64), Held> = HashMap::new();
+        for (&(t, day, _), b) in &self.buffers {
+            let h = held.entry((t, day)).or_default();
+            h.bytes += b.bytes;
+            h.last = h.last.max(b.last);
+        }
+        held
+    }
+
+    /// Every part of the (table, day)s `days` (sorted) as files, in key order.
+    fn take_days(&mut self, days: &[(usize, i64)]) -> Vec<FlushJob> {
+        let mut keys: Vec<(usize, i64, u32)> = self
+            .buffers
+            .keys()
+            .filter(|k| days.binary_search(&(k.0, k.1)).is_ok())
+            .copied()
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|k| self.take(k)).collect()
     }
 
     /// Mark the end of one unit of input (the ingest calls it once per parsed chunk) and
@@ -470,31 +491,19 @@ impl PartitionedWriter {
     /// one after the other) does not split small days into several files.
     pub fn tick(&mut self) -> Vec<FlushJob> {
         self.ticks += 1;
-        let mut held: HashMap<(usize, i64), (usize, u64)> = HashMap::new();
-        for (&(t, day, _), b) in &self.buffers {
-            let h = held.entry((t, day)).or_default();
-            h.0 += b.bytes;
-            h.1 = h.1.max(b.last);
-        }
         let min_bytes = self.cfg.memory_budget / 8;
-        let mut cold: Vec<(usize, i64)> = held
+        let mut cold: Vec<(usize, i64)> = self
+            .days_held()
             .into_iter()
-            .filter(|&((t, day), (bytes, last))| {
-                bytes >= min_bytes
-                    && last + COLD_TICKS <= self.ticks
+            .filter(|&((t, day), h)| {
+                h.bytes >= min_bytes
+                    && h.last + COLD_TICKS <= self.ticks
                     && self.newest.get(&t).is_some_and(|&n| n > day)
             })
             .map(|(k, _)| k)
             .collect();
         cold.sort_unstable();
-        let mut keys: Vec<(usize, i64, u32)> = self
-            .buffers
-            .keys()
-            .filter(|k| cold.binary_search(&(k.0, k.1)).is_ok())
-            .copied()
-            .collect();
-        keys.sort_unstable();
-        keys.into_iter().map(|k| self.take(k)).collect()
+        self.take_days(&cold)
     }
 
     /// All remaining buffers as files.

@@ -256,8 +256,8 @@ fn sort_time(line: &[u8], day: &mut super::time::ClfDay) -> TimeAt {
 /// Sort a chunk's (time, position) keys; unreadable times (`i64::MIN`) first. Access-log times
 /// are whole seconds and a chunk spans minutes to hours of them, so the keys are counted into
 /// one slot per second (positions ascend within a slot) when the seconds span at most a few
-/// times as many slots as keys: a few linear passes instead of a comparison sort. Other keys (finer
-/// times, a chunk spanning years) are sorted by comparison; the order is the same.
+/// times as many slots as keys: a few linear passes instead of a comparison sort. Other keys
+/// (finer times, a chunk spanning years) are sorted by comparison; the order is the same.
 fn sort_keys(keys: &mut Vec<(i64, u32)>) {
     const SECOND: i64 = 1_000_000;
     let (mut lo, mut hi, mut whole) = (i64::MAX, i64::MIN, true);
@@ -266,10 +266,13 @@ fn sort_keys(keys: &mut Vec<(i64, u32)>) {
         hi = hi.max(t);
         whole &= t.rem_euclid(SECOND) == 0;
     }
-    if lo > hi || !whole || (hi - lo) / SECOND > 4 * keys.len() as i64 + 1024 {
+    if lo > hi || !whole {
         return keys.sort_unstable();
     }
     let span = (hi - lo) / SECOND;
+    if span > 4 * keys.len() as i64 + 1024 {
+        return keys.sort_unstable();
+    }
     // Slot 0 holds the unreadable times, slot 1 + s the times `lo + s` seconds.
     let slot = |t: i64| {
         if t == i64::MIN {
