@@ -20,12 +20,14 @@ use super::{Ctx, Outcome};
   seclake --lake s3://security-lake/prod ingest s3://access-logs/test-public-bucket/
   seclake ingest 's3://access-logs/test-public-bucket/2020-05-12-*'
   seclake ingest --compact ./new-deliveries/            # then merge small files
+  seclake ingest --rule AWS.S3.ServerAccess.IPWhitelist ./access-logs/   # a disabled rule too
 
 Each file's log type is detected from its content (S3 access log lines, CloudTrail records,
 or a custom JSON type's detect keys). Files already ingested (same path, size and
 modification time; for S3 objects the same bucket, key and ETag, checked from the listing
 without downloading) are skipped. Lines that do not
-parse are kept in panther_quarantine.<table> with the reason. Enabled rules run on every event;
+parse are kept in panther_quarantine.<table> with the reason. Enabled rules (or the --rule ones)
+run on every event;
 matches go to panther_rule_matches.<table>, alerts to panther_views.alerts and the
 destinations in seclake.yml.")]
 pub struct Args {
@@ -48,8 +50,12 @@ pub struct Args {
     pub no_progress: bool,
 
     /// Do not run detection rules.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rules")]
     pub no_rules: bool,
+
+    /// Only these rules (repeatable) instead of the enabled ones; disabled rules run when named.
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
 
     /// Afterwards, merge the small files of the tables written to (as `seclake compact` does):
     /// for a cron that ingests each new delivery.
@@ -74,7 +80,10 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
         opts.threads = t.max(1);
     }
     if !args.no_rules {
-        opts.rules = ctx.rules(&[])?.into_iter().filter(|r| r.enabled).collect();
+        opts.rules = ctx.rules(&args.rules)?;
+        if args.rules.is_empty() {
+            opts.rules.retain(|r| r.enabled);
+        }
         opts.config = ctx.config.clone();
     }
     let summary = ingest(&ctx.lake, &ctx.registry, &args.paths, &opts).await?;

@@ -380,6 +380,50 @@ fn rule_tests_and_eval_through_the_binary() {
 }
 
 #[test]
+fn configuration_required_rules_are_off_unless_named() {
+    // As in panther-analysis, IPWhitelist, UnknownRequester and Unauthenticated ship disabled:
+    // plain ingest runs the others; `--rule` runs exactly the rules named, disabled or not.
+    let t = TestLake::new();
+    let list = t.ok(&["rules", "list"]);
+    for id in [
+        "AWS.S3.ServerAccess.IPWhitelist",
+        "AWS.S3.ServerAccess.UnknownRequester",
+        "AWS.S3.ServerAccess.Unauthenticated",
+    ] {
+        let row = list
+            .lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("{list}"));
+        assert!(row.contains(" no "), "{row}");
+    }
+    let sample = sample_dir();
+    t.ok(&["ingest", "--no-progress", sample.to_str().unwrap()]);
+    let per_rule = "SELECT p_rule_id, count(*) > 0 AS hit FROM \
+                    panther_rule_matches.aws_s3serveraccess GROUP BY 1 ORDER BY 1";
+    assert_eq!(
+        t.csv(per_rule),
+        "p_rule_id,hit\nAWS.S3.ServerAccess.Error,true\nAWS.S3.ServerAccess.Insecure,true\n"
+    );
+
+    let named = TestLake::new();
+    named.ok(&[
+        "ingest",
+        "--no-progress",
+        "--rule",
+        "AWS.S3.ServerAccess.IPWhitelist",
+        sample.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        named.csv(per_rule),
+        "p_rule_id,hit\nAWS.S3.ServerAccess.IPWhitelist,true\n"
+    );
+    let out = named.run(&["ingest", "--rule", "No.Such.Rule", "x.log"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No.Such.Rule"), "{err}");
+}
+
+#[test]
 fn alert_version_files_are_merged_without_losing_a_version() {
     // Every ingest that changes alerts adds a version file; past SECLAKE_ALERTS_COMPACT_AT of
     // them the next ingest merges them into one. Alerts and their history read the same as on
@@ -441,7 +485,16 @@ fn alert_version_files_are_merged_without_losing_a_version() {
 fn alerts_list_most_severe_first_with_limits() {
     let t = TestLake::new();
     let sample = crate::util::sample_dir();
-    t.ok(&["ingest", "--no-progress", sample.to_str().unwrap()]);
+    // Two severities: IPWhitelist (medium, shipped disabled, so named) and Insecure (low).
+    t.ok(&[
+        "ingest",
+        "--no-progress",
+        "--rule",
+        "AWS.S3.ServerAccess.IPWhitelist",
+        "--rule",
+        "AWS.S3.ServerAccess.Insecure",
+        sample.to_str().unwrap(),
+    ]);
     let rank = |s: &str| {
         ["INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
             .iter()
