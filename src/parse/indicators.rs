@@ -132,7 +132,15 @@ pub fn collect<'a>(raw: &'a str, kind: Indicator, column: &str, values: &mut Vec
 
 /// The indicator value `raw` yields for `kind` in list `column`, if it is one.
 pub fn classify<'a>(raw: &'a str, kind: Indicator, column: &str) -> Option<&'a str> {
-    let raw = raw.trim();
+    // Values rarely have surrounding whitespace: `str::trim` (Unicode-aware) only when an end
+    // byte could be whitespace (ASCII space or control, or the start of a multi-byte char).
+    let plain = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x80);
+    let bytes = raw.as_bytes();
+    let raw = if plain(bytes.first()) && plain(bytes.last()) {
+        raw
+    } else {
+        raw.trim()
+    };
     match kind {
         Indicator::AwsArn if column == ACCOUNTS => arn_account(raw),
         Indicator::Ip => super::ip::parse_ip(raw).is_some().then_some(raw),
@@ -268,5 +276,17 @@ mod tests {
         assert!(!is_instance_id("i-xyz"));
         assert!(is_domain("s3.amazonaws.com"));
         assert!(!is_domain("10.0.0.1"));
+    }
+
+    #[test]
+    fn values_are_trimmed_of_any_whitespace() {
+        let ip = |raw| classify(raw, Indicator::Ip, "p_any_ip_addresses");
+        assert_eq!(ip("10.0.0.1"), Some("10.0.0.1"));
+        assert_eq!(ip(" 10.0.0.1\t"), Some("10.0.0.1"));
+        assert_eq!(ip("\u{a0}10.0.0.1\u{2003}"), Some("10.0.0.1"));
+        assert_eq!(ip("10.0.0.1\n"), Some("10.0.0.1"));
+        assert_eq!(ip("é10.0.0.1"), None);
+        assert_eq!(ip(""), None);
+        assert_eq!(ip(" "), None);
     }
 }
