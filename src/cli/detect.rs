@@ -31,10 +31,7 @@ pub struct Args {
 
 pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     let now = chrono::Utc::now().timestamp_micros();
-    let mut rules = ctx.rules(&args.rules)?;
-    if args.rules.is_empty() {
-        rules.retain(|r| r.enabled);
-    }
+    let rules = ctx.rules_to_run(&args.rules)?;
     let rule_count = rules.len();
     let opts = ReplayOptions {
         since: parse_time_arg(&args.since, now)?,

@@ -79,10 +79,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
         opts.threads = t.max(1);
     }
     if !args.no_rules {
-        opts.rules = ctx.rules(&args.rules)?;
-        if args.rules.is_empty() {
-            opts.rules.retain(|r| r.enabled);
-        }
+        opts.rules = ctx.rules_to_run(&args.rules)?;
         opts.config = ctx.config.clone();
     }
     let summary = ingest(&ctx.lake, &ctx.registry, &args.paths, &opts).await?;

@@ -179,6 +179,16 @@ impl Ctx {
         Ok(rules)
     }
 
+    /// The rules a command runs: those named in `named` (disabled ones included), or every
+    /// enabled rule when none is named.
+    pub fn rules_to_run(&self, named: &[String]) -> Result<Vec<Arc<Rule>>> {
+        let mut rules = self.rules(named)?;
+        if named.is_empty() {
+            rules.retain(|r| r.enabled);
+        }
+        Ok(rules)
+    }
+
     /// Scheduled and saved queries: shipped, the config's `queries_dirs`, then `--queries`.
     pub fn queries(&self) -> Result<Vec<Arc<crate::detect::schedule::SavedQuery>>> {
         crate::detect::schedule::load(&content_dirs(

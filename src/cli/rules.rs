@@ -94,10 +94,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
             log_type,
             rules,
         } => {
-            let mut selected = ctx.rules(&rules)?;
-            if rules.is_empty() {
-                selected.retain(|r| r.enabled);
-            }
+            let selected = ctx.rules_to_run(&rules)?;
             let mut text = String::new();
             if file == "-" {
                 std::io::stdin()
