@@ -471,12 +471,17 @@ impl PartitionedWriter {
 
     /// Every part of the (table, day)s `days` (sorted) as files, in key order.
     fn take_days(&mut self, days: &[(usize, i64)]) -> Vec<FlushJob> {
-        let mut keys: Vec<(usize, i64, u32)> = self
+        let keys = self
             .buffers
             .keys()
             .filter(|k| days.binary_search(&(k.0, k.1)).is_ok())
             .copied()
             .collect();
+        self.take_all(keys)
+    }
+
+    /// The buffers `keys` as files, in key order.
+    fn take_all(&mut self, mut keys: Vec<(usize, i64, u32)>) -> Vec<FlushJob> {
         keys.sort_unstable();
         keys.into_iter().map(|k| self.take(k)).collect()
     }
@@ -508,9 +513,8 @@ impl PartitionedWriter {
 
     /// All remaining buffers as files.
     pub fn finish(&mut self) -> Vec<FlushJob> {
-        let mut keys: Vec<_> = self.buffers.keys().copied().collect();
-        keys.sort();
-        keys.into_iter().map(|k| self.take(k)).collect()
+        let keys = self.buffers.keys().copied().collect();
+        self.take_all(keys)
     }
 
     fn take(&mut self, key: (usize, i64, u32)) -> FlushJob {
