@@ -7,8 +7,8 @@
 //!    written whole in one step). It lists every staged file with its final key, and every
 //!    source with its counts. Its existence is the commit point.
 //! 2. **Finalize** (roll forward): each staged file is renamed to its final key inside the
-//!    table, and the files it replaces (compaction, [`super::compact`]) are deleted; a ledger
-//!    entry is written for each source; the `.done` marker is written; the
+//!    table, and the files it replaces (compaction, [`super::compact`]) are deleted; the
+//!    ledger file of the transaction's sources is written; the `.done` marker is written; the
 //!    staging folder is removed.
 //!
 //! Invariants:
@@ -26,7 +26,8 @@
 //!   staging of every uncommitted one, so a crash at any moment followed by a re-run leaves
 //!   each source in the lake exactly once.
 //! - A source is skipped as already ingested only once its ledger entry exists, and the ledger
-//!   entry exists only after its transaction committed.
+//!   entry (a line of its transaction's ledger file) exists only after its transaction
+//!   committed.
 //! - Finalize is idempotent: renaming a file that is already in place is skipped.
 //!
 //! Recovery must run under the ingest lock ([`super::lock`]), so that it never mistakes another
@@ -153,12 +154,18 @@ pub async fn finalize(lake: &Lake, record: &CommitRecord) -> Result<()> {
             lake.delete_opt(&Path::from(old.as_str())).await?;
         }
     }
-    for s in &record.sources {
-        let body = serde_json::to_vec(s).map_err(|source| Error::Json {
-            context: format!("ledger entry {}", s.source_id),
-            source,
-        })?;
-        lake.put(&paths::ledger_entry(&s.source_id), body).await?;
+    // One object for all the transaction's sources: an ingest of many small files (S3 access
+    // logs arrive as thousands) would otherwise create a file, or send a PUT, per source.
+    if !record.sources.is_empty() {
+        let mut body = Vec::new();
+        for s in &record.sources {
+            serde_json::to_writer(&mut body, s).map_err(|source| Error::Json {
+                context: format!("ledger entry {}", s.source_id),
+                source,
+            })?;
+            body.push(b'\n');
+        }
+        lake.put(&paths::ledger_batch(&record.txn), body).await?;
     }
     lake.put(&paths::commit_done(&record.txn), b"done\n".to_vec())
         .await?;
@@ -241,32 +248,77 @@ pub async fn recover(lake: &Lake) -> Result<Recovery> {
     Ok(out)
 }
 
-/// Loose ledger entries that make an ingest compact the ledger first (one listing page);
-/// `SECLAKE_LEDGER_COMPACT_AT` changes it, for tests.
+/// Loose ledger entries that make an ingest compact the ledger first; `SECLAKE_LEDGER_COMPACT_AT`
+/// changes it, for tests.
 fn compact_at() -> usize {
     super::count_from_env("SECLAKE_LEDGER_COMPACT_AT", 1000)
 }
 
-/// The ledger as read: every ingested source id, and where they came from.
+/// Loose ledger files that make an ingest compact the ledger first, whatever they hold: each is
+/// read by every ingest (a GET on S3), so a cron job ingesting a few objects a run keeps the
+/// ledger a few requests.
+const COMPACT_FILES_AT: usize = 64;
+
+/// Ledger files read at once.
+const LOAD_CONCURRENCY: usize = 16;
+
+/// The ledger as read: every ingested source id.
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub ids: HashSet<String>,
-    /// One object per source, written by commits since the last compaction.
+    /// Objects written by commits since the last compaction: one per transaction
+    /// (`<txn>.jsonl`), or one per source in lakes written by earlier versions.
     loose: Vec<Path>,
+    /// Ids in the loose objects.
+    loose_ids: usize,
     /// Compacted indexes (normally one; more after an interrupted compaction).
     indexes: Vec<Path>,
 }
 
+/// The one field of a ledger line the ledger needs.
+#[derive(Deserialize)]
+struct SourceId {
+    source_id: String,
+}
+
 impl Ledger {
     /// Read the ledger: the newest compacted index plus the loose entries. Listing costs a
-    /// request per 1000 loose entries, which compaction keeps few, so a cron re-run over a
-    /// prefix of many ingested objects stays cheap.
+    /// request per 1000 loose objects and each transaction's file one more; compaction keeps
+    /// both few, so a cron re-run over a prefix of many ingested objects stays cheap.
     pub async fn load(lake: &Lake) -> Result<Self> {
+        use futures::{StreamExt, TryStreamExt};
         let mut out = Ledger::default();
+        let mut batches = Vec::new();
         for m in lake.list(&paths::ledger_dir()).await? {
-            if let Some(id) = m.location.filename().and_then(|f| f.strip_suffix(".json")) {
+            let Some(name) = m.location.filename() else {
+                continue;
+            };
+            if let Some(id) = name.strip_suffix(".json") {
                 out.ids.insert(id.to_string());
-                out.loose.push(m.location);
+                out.loose_ids += 1;
+            } else if name.ends_with(".jsonl") {
+                batches.push(m.location.clone());
+            } else {
+                continue;
+            }
+            out.loose.push(m.location);
+        }
+        let bodies: Vec<(Path, bytes::Bytes)> = futures::stream::iter(batches)
+            .map(|p| async move {
+                let body = lake.get_opt(&p).await?.unwrap_or_default();
+                Ok::<_, Error>((p, body))
+            })
+            .buffer_unordered(LOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (p, body) in bodies {
+            for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let e: SourceId = serde_json::from_slice(line).map_err(|source| Error::Json {
+                    context: format!("ledger file {p}"),
+                    source,
+                })?;
+                out.ids.insert(e.source_id);
+                out.loose_ids += 1;
             }
         }
         let mut indexes: Vec<Path> = lake
@@ -291,7 +343,7 @@ impl Ledger {
 
     /// Whether compaction is due.
     pub fn needs_compaction(&self) -> bool {
-        self.loose.len() >= compact_at()
+        self.loose_ids >= compact_at() || self.loose.len() >= COMPACT_FILES_AT
     }
 
     /// Fold the loose entries into a new index, then delete them and the older indexes. Call
@@ -309,6 +361,7 @@ impl Ledger {
         lake.put(&index, body.into_bytes()).await?;
         let gone = self.loose.drain(..).chain(self.indexes.drain(..)).collect();
         lake.delete_all(gone).await?;
+        self.loose_ids = 0;
         self.indexes.push(index);
         Ok(())
     }
@@ -362,6 +415,97 @@ mod tests {
             1
         );
         assert_eq!(Ledger::load(&lake).await.unwrap().ids.len(), 4);
+    }
+
+    fn record(txn: &str, ids: &[&str]) -> CommitRecord {
+        CommitRecord {
+            txn: txn.into(),
+            created_at: String::new(),
+            files: vec![],
+            sources: ids
+                .iter()
+                .map(|id| LedgerEntry {
+                    source_id: id.to_string(),
+                    label: format!("logs/{id}"),
+                    log_type: "AWS.S3ServerAccess".into(),
+                    bytes: 1,
+                    lines: 1,
+                    rows: 1,
+                    quarantined: 0,
+                    txn: txn.into(),
+                    ingested_at: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_writes_one_ledger_file_for_all_its_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let ids: Vec<String> = (0..500).map(|i| format!("s{i:03}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        commit(&lake, &record("t1", &ids)).await.unwrap();
+        // A transaction without sources (a compaction) writes no ledger file.
+        commit(&lake, &record("t2", &[])).await.unwrap();
+        let listed = lake.list(&paths::ledger_dir()).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].location, paths::ledger_batch("t1"));
+        let l = Ledger::load(&lake).await.unwrap();
+        assert_eq!(l.ids.len(), 500);
+        assert!(l.ids.contains("s499"));
+        assert!(!l.needs_compaction());
+    }
+
+    #[tokio::test]
+    async fn older_per_source_entries_are_read_and_compacted_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        lake.put(&paths::ledger_entry("old1"), b"{}".to_vec())
+            .await
+            .unwrap();
+        commit(&lake, &record("t1", &["new1", "new2"]))
+            .await
+            .unwrap();
+        let mut l = Ledger::load(&lake).await.unwrap();
+        let mut ids: Vec<_> = l.ids.iter().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, ["new1", "new2", "old1"]);
+        l.compact(&lake).await.unwrap();
+        assert!(lake.list(&paths::ledger_dir()).await.unwrap().is_empty());
+        assert_eq!(Ledger::load(&lake).await.unwrap().ids.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn many_small_transactions_make_the_ledger_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        for i in 0..COMPACT_FILES_AT {
+            let id = format!("s{i}");
+            commit(&lake, &record(&format!("t{i:03}"), &[&id]))
+                .await
+                .unwrap();
+        }
+        let mut l = Ledger::load(&lake).await.unwrap();
+        assert!(l.needs_compaction());
+        l.compact(&lake).await.unwrap();
+        let l = Ledger::load(&lake).await.unwrap();
+        assert!(!l.needs_compaction());
+        assert_eq!(l.ids.len(), COMPACT_FILES_AT);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_ledger_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        lake.put(
+            &paths::ledger_batch("t9"),
+            b"{\"source_id\":\"a\"}\nnot json\n".to_vec(),
+        )
+        .await
+        .unwrap();
+        let e = Ledger::load(&lake).await.unwrap_err().to_string();
+        assert!(e.contains("_seclake/ledger/t9.jsonl"), "{e}");
     }
 
     #[tokio::test]

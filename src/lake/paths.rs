@@ -5,7 +5,8 @@
 //! _seclake/staging/<txn>/<seq>.parquet                           files of an open transaction
 //! _seclake/commits/<txn>.json                                    a committed transaction
 //! _seclake/commits/<txn>.done                                    ... whose files are all in place
-//! _seclake/ledger/<source id>.json                               an input ingested once
+//! _seclake/ledger/<txn>.jsonl                                    the inputs a txn ingested
+//! _seclake/ledger/<source id>.json                               an input (older lakes; read)
 //! _seclake/ledger-index/<txn>.txt                                ids of compacted ledger entries
 //! _seclake/alerts/<txn>.parquet                                  alert versions a txn wrote
 //! _seclake/outbox/<alert id>.json                                an alert not yet delivered
@@ -95,9 +96,15 @@ pub fn ledger_index(name: &str) -> Path {
     Path::from(format!("{STATE}/ledger-index/{name}.txt"))
 }
 
-/// Ledger entry of one ingested source.
+/// Ledger entry of one ingested source, as commits wrote them before the per-transaction
+/// ledger file: still read, no longer written.
 pub fn ledger_entry(source_id: &str) -> Path {
     Path::from(format!("{STATE}/ledger/{source_id}.json"))
+}
+
+/// Ledger entries of the sources transaction `txn` ingested, one JSON object per line.
+pub fn ledger_batch(txn: &str) -> Path {
+    Path::from(format!("{STATE}/ledger/{txn}.jsonl"))
 }
 
 /// Folder of alert versions, one Parquet file per transaction that changed alerts.
@@ -186,6 +193,7 @@ mod tests {
         assert_eq!(commit_done("t1").as_ref(), "_seclake/commits/t1.done");
         assert_eq!(ledger_dir().as_ref(), "_seclake/ledger");
         assert_eq!(ledger_entry("ab").as_ref(), "_seclake/ledger/ab.json");
+        assert_eq!(ledger_batch("t1").as_ref(), "_seclake/ledger/t1.jsonl");
         assert_eq!(ledger_index("t1").as_ref(), "_seclake/ledger-index/t1.txt");
         assert_eq!(alerts_file("t1").as_ref(), "_seclake/alerts/t1.parquet");
         assert_eq!(outbox_item("a1").as_ref(), "_seclake/outbox/a1.json");
