@@ -772,24 +772,31 @@ pub(super) fn encode_groups(
                 .then_some(leaf)
         })
         .collect();
+    // How each selection is gathered, for the columns parquet-rs writes (worked out on first
+    // use, once for all of them).
+    let plans: Vec<Vec<std::sync::OnceLock<Gather>>> = groups
+        .iter()
+        .map(|sels| sels.iter().map(|_| std::sync::OnceLock::new()).collect())
+        .collect();
     let mut tasks = Vec::with_capacity(groups.len() * leaves.len());
-    for (g, sels) in groups.iter().enumerate() {
+    for g in 0..groups.len() {
         let mut writers = factory.create_column_writers(g)?.into_iter();
         for (f, &n) in leaves.iter().enumerate() {
-            tasks.push((sels, f, writers.by_ref().take(n).collect::<Vec<_>>()));
+            tasks.push((g, f, writers.by_ref().take(n).collect::<Vec<_>>()));
         }
     }
     let chunks: Vec<Vec<Encoded>> = tasks
         .into_par_iter()
-        .map(|(sels, f, mut writers)| -> Result<Vec<Encoded>> {
+        .map(|(g, f, mut writers)| -> Result<Vec<Encoded>> {
+            let sels = &groups[g];
             if let Some(descr) = own[f]
                 && let Some(chunk) = dict_column::encode(batches, sels, f, descr, &props)?
             {
                 return Ok(vec![Encoded::Own(chunk)]);
             }
             let field = schema.field(f);
-            for sel in sels {
-                let column = gather_column(batches, sel, f)?;
+            for (sel, plan) in sels.iter().zip(&plans[g]) {
+                let column = plan.get_or_init(|| Gather::new(sel)).column(batches, f)?;
                 let leaves = compute_leaves(field, &column)?;
                 debug_assert_eq!(leaves.len(), writers.len());
                 for (leaf, w) in leaves.iter().zip(writers.iter_mut()) {
@@ -902,49 +909,85 @@ pub fn gather(batches: &[&RecordBatch], sel: &Selection) -> Result<RecordBatch> 
             "gather needs rows and batches to take them from",
         ));
     };
-    if let [(b, start, end)] = sel.runs[..] {
-        return Ok(batches[b].slice(start, end - start));
-    }
+    let plan = Gather::new(sel);
     let schema = first.schema();
     let columns = (0..schema.fields().len())
-        .map(|c| gather_column(batches, sel, c))
+        .map(|c| plan.column(batches, c))
         .collect::<Result<_>>()?;
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Column `c` of the rows `sel` selects from `batches` (see [`gather`]).
 pub fn gather_column(batches: &[&RecordBatch], sel: &Selection, c: usize) -> Result<ArrayRef> {
-    let runs = &sel.runs;
-    if let [(b, start, end)] = runs[..] {
-        return Ok(batches[b].column(c).slice(start, end - start));
-    }
-    // Only the batches the runs read, renumbered.
-    let mut used: Vec<usize> = runs.iter().map(|r| r.0).collect();
-    used.sort_unstable();
-    used.dedup();
-    let local = |b: usize| used.binary_search(&b).expect("a used batch");
-    // Below a few rows a run, copying run by run costs more than one row at a time.
-    if runs.len() * MIN_RUN > sel.rows {
-        let arrays: Vec<&dyn Array> = used
-            .iter()
-            .map(|&b| batches[b].column(c).as_ref())
-            .collect();
-        let mut idx: Vec<(usize, usize)> = Vec::with_capacity(sel.rows);
-        for &(b, start, end) in runs {
-            let b = local(b);
-            idx.extend((start..end).map(|r| (b, r)));
+    Gather::new(sel).column(batches, c)
+}
+
+/// How the rows of a [`Selection`] are gathered, worked out once for all its columns: many
+/// small inputs (S3 access logs arrive as thousands of files of overlapping times) make
+/// selections of tens of thousands of one-row runs, and every column of a file reads the
+/// same ones.
+pub(super) enum Gather {
+    /// One run: a zero-copy slice.
+    Slice(usize, usize, usize),
+    /// Runs long enough to copy whole: the batches used, and the runs over them.
+    Runs(Vec<usize>, Vec<(usize, usize, usize)>),
+    /// Rows one by one: the batches used, and (batch among them, row) for each row.
+    Rows(Vec<usize>, Vec<(usize, usize)>),
+}
+
+impl Gather {
+    pub(super) fn new(sel: &Selection) -> Self {
+        let runs = &sel.runs;
+        if let [(b, start, end)] = runs[..] {
+            return Gather::Slice(b, start, end);
         }
-        return Ok(interleave(&arrays, &idx)?);
+        // Only the batches the runs read, renumbered.
+        let mut used: Vec<usize> = runs.iter().map(|r| r.0).collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut local = vec![usize::MAX; used.last().map_or(0, |&b| b + 1)];
+        for (i, &b) in used.iter().enumerate() {
+            local[b] = i;
+        }
+        // Below a few rows a run, copying run by run costs more than one row at a time.
+        if runs.len() * MIN_RUN > sel.rows {
+            let mut idx: Vec<(usize, usize)> = Vec::with_capacity(sel.rows);
+            for &(b, start, end) in runs {
+                let b = local[b];
+                idx.extend((start..end).map(|r| (b, r)));
+            }
+            Gather::Rows(used, idx)
+        } else {
+            let runs = runs.iter().map(|&(b, s, e)| (local[b], s, e)).collect();
+            Gather::Runs(used, runs)
+        }
     }
-    let data: Vec<ArrayData> = used
-        .iter()
-        .map(|&b| batches[b].column(c).to_data())
-        .collect();
-    let mut out = MutableArrayData::new(data.iter().collect(), false, sel.rows);
-    for &(b, start, end) in runs {
-        out.try_extend(local(b), start, end)?;
+
+    /// Column `c` of the selected rows of `batches`.
+    pub(super) fn column(&self, batches: &[&RecordBatch], c: usize) -> Result<ArrayRef> {
+        Ok(match self {
+            Gather::Slice(b, start, end) => batches[*b].column(c).slice(*start, end - start),
+            Gather::Rows(used, idx) => {
+                let arrays: Vec<&dyn Array> = used
+                    .iter()
+                    .map(|&b| batches[b].column(c).as_ref())
+                    .collect();
+                interleave(&arrays, idx)?
+            }
+            Gather::Runs(used, runs) => {
+                let data: Vec<ArrayData> = used
+                    .iter()
+                    .map(|&b| batches[b].column(c).to_data())
+                    .collect();
+                let rows = runs.iter().map(|r| r.2 - r.1).sum();
+                let mut out = MutableArrayData::new(data.iter().collect(), false, rows);
+                for &(b, start, end) in runs {
+                    out.try_extend(b, start, end)?;
+                }
+                make_array(out.freeze())
+            }
+        })
     }
-    Ok(make_array(out.freeze()))
 }
 
 /// Rows in time order that one batch holds consecutively from which [`encode`] writes them as
