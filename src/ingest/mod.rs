@@ -64,6 +64,9 @@ pub use source::Source;
 /// so they are not fetched twice (beyond it, they are fetched again when parsed).
 const SNIFF_KEEP_BYTES: u64 = 256 << 20;
 
+/// Bytes of a file read first to tell its log type (see [`TypeDetector::settled_by_first_line`]).
+const QUICK_HEAD: usize = 8 << 10;
+
 /// How to ingest.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -221,7 +224,28 @@ pub async fn ingest(
             todo.extend(fresh.into_iter().map(|s| (s, schema.clone())));
         } else {
             let types = TypeDetector::new(registry)?;
-            for (src, head) in source::sniff_all(fresh, SNIFF_KEEP_BYTES).await {
+            // A first line tells an access log: read a few KiB of each file first, and the
+            // whole head only of files that this does not settle (JSON records can be long).
+            // Thousands of small files would otherwise be read half again to be sniffed.
+            let mut sniffed = Vec::with_capacity(fresh.len());
+            let mut again = Vec::new();
+            for (i, (src, head)) in source::sniff_all(fresh, SNIFF_KEEP_BYTES, QUICK_HEAD)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                match head {
+                    Ok(h) if h.len() == QUICK_HEAD && !types.settled_by_first_line(&h) => {
+                        again.push((i, src))
+                    }
+                    head => sniffed.push((i, src, head)),
+                }
+            }
+            let (at, srcs): (Vec<usize>, Vec<Source>) = again.into_iter().unzip();
+            let heads = source::sniff_all(srcs, SNIFF_KEEP_BYTES, source::HEAD_BYTES).await;
+            sniffed.extend(at.into_iter().zip(heads).map(|(i, (s, h))| (i, s, h)));
+            sniffed.sort_by_key(|(i, _, _)| *i);
+            for (_, src, head) in sniffed {
                 // `None`: bucket configurations in a folder of logs. Say where they go instead
                 // of failing the ingest; not ledgered, so each run says it again.
                 let detected = head.and_then(|h| match types.detect(&h) {
@@ -451,6 +475,21 @@ impl TypeDetector {
             })
             .collect::<Result<_>>()?;
         Ok(TypeDetector { types })
+    }
+
+    /// Whether `head`, a prefix of a file, settles its type: its first line is complete and an
+    /// access log's (which [`TypeDetector::detect`] prefers to any JSON type).
+    pub fn settled_by_first_line(&self, head: &[u8]) -> bool {
+        let Some(end) = head.iter().position(|&b| b == b'\n') else {
+            return false;
+        };
+        let line = crate::parse::lines(&head[..=end], 1)
+            .map(|(_, l)| l)
+            .find(|l| !crate::parse::is_blank(l));
+        line.is_some_and(|l| {
+            self.types.iter().any(|(_, json)| json.is_none())
+                && crate::parse::s3_access::looks_like(l)
+        })
     }
 
     /// Detect a file's log type: an S3 access log line, or a JSON record (or envelope of

@@ -130,20 +130,12 @@ impl Source {
         }
     }
 
-    /// The first [`HEAD_BYTES`] of the decompressed content, to tell the log type. Small
+    /// The first `max` bytes of a file's decompressed content, to tell the log type; of an
+    /// object's, the first [`HEAD_BYTES`] whatever `max` (each read is a request). Small
     /// objects are fetched whole and kept in [`Source::fetched`] when `keep` allows.
-    pub async fn sniff(&mut self, keep: bool) -> Result<Vec<u8>> {
+    pub async fn sniff(&mut self, keep: bool, max: usize) -> Result<Vec<u8>> {
         let stored = match &self.origin {
-            Origin::File(path) => {
-                let f = File::open(path).map_err(|e| Error::io(path, e))?;
-                let mut head = Vec::with_capacity(HEAD_BYTES);
-                gunzipping(f)
-                    .map_err(|e| Error::io(path, e))?
-                    .take(HEAD_BYTES as u64)
-                    .read_to_end(&mut head)
-                    .map_err(|e| self.io_error(e))?;
-                return Ok(head);
-            }
+            Origin::File(path) => return self.file_head(path, max),
             Origin::Object { .. } if self.fetched.is_some() => self.fetched.clone().expect("some"),
             Origin::Object { store, key } if self.size <= (1 << 20) => {
                 let all = store.get(key).await?.bytes().await?;
@@ -168,6 +160,28 @@ impl Source {
                 Err(e) => return Err(self.io_error(e)),
             }
         }
+        Ok(head)
+    }
+}
+
+impl Source {
+    /// The first `max` bytes of file `path`'s decompressed content (blocking).
+    fn file_head(&self, path: &Path, max: usize) -> Result<Vec<u8>> {
+        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut r = gunzipping(f).map_err(|e| Error::io(path, e))?;
+        // Read into a buffer of the final size: `read_to_end` would grow it (a copy) to look
+        // for more.
+        let mut head = vec![0u8; max];
+        let mut len = 0;
+        while len < max {
+            match r.read(&mut head[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
+        head.truncate(len);
         Ok(head)
     }
 }
@@ -295,9 +309,13 @@ pub fn source_id(identity: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(identity.as_bytes()))
 }
 
-/// Fill in the first [`HEAD_BYTES`] of each source, `SNIFF_CONCURRENCY` objects at a time;
-/// small objects are kept whole while the kept bytes stay under `keep_budget`.
-pub async fn sniff_all(sources: Vec<Source>, keep_budget: u64) -> Vec<(Source, Result<Vec<u8>>)> {
+/// [`Source::sniff`] each source (up to `max` bytes of a file), `SNIFF_CONCURRENCY` objects at
+/// a time; small objects are kept whole while the kept bytes stay under `keep_budget`.
+pub async fn sniff_all(
+    sources: Vec<Source>,
+    keep_budget: u64,
+    max: usize,
+) -> Vec<(Source, Result<Vec<u8>>)> {
     let mut kept = 0u64;
     let plan: Vec<(Source, bool)> = sources
         .into_iter()
@@ -313,7 +331,17 @@ pub async fn sniff_all(sources: Vec<Source>, keep_budget: u64) -> Vec<(Source, R
         .collect();
     futures::stream::iter(plan)
         .map(|(mut s, keep)| async move {
-            let head = s.sniff(keep).await;
+            // Files on blocking threads, so that many small ones are read on every core.
+            if let Origin::File(path) = &s.origin {
+                let path = path.clone();
+                return tokio::task::spawn_blocking(move || {
+                    let head = s.file_head(&path, max);
+                    (s, head)
+                })
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            }
+            let head = s.sniff(keep, max).await;
             (s, head)
         })
         .buffered(SNIFF_CONCURRENCY)
