@@ -64,6 +64,9 @@ pub use source::Source;
 /// so they are not fetched twice (beyond it, they are fetched again when parsed).
 const SNIFF_KEEP_BYTES: u64 = 256 << 20;
 
+/// Bytes a chunk buffer holds beyond a chunk, for the partial line carried into it.
+const CARRY_ROOM: usize = 64 << 10;
+
 /// Bytes of a file read first to tell its log type (see [`TypeDetector::settled_by_first_line`]).
 const QUICK_HEAD: usize = 8 << 10;
 
@@ -808,7 +811,9 @@ fn read_sources(
             let mut buf = spare.try_recv().unwrap_or_default();
             let have = carry.len();
             if buf.len() < have + chunk_bytes {
-                buf.resize(have + chunk_bytes, 0);
+                // Room for a line carried over as well, so that a recycled buffer is not grown
+                // (a copy into fresh pages) by the next chunk's carry.
+                buf.resize((have + chunk_bytes).max(chunk_bytes + CARRY_ROOM), 0);
             }
             buf[..have].copy_from_slice(&carry);
             let n = source::read_full(&mut reader, &mut buf[have..have + chunk_bytes])

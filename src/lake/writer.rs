@@ -637,7 +637,10 @@ pub fn encode(job: &FlushJob) -> Result<(Vec<u8>, usize)> {
         write_order(&batches, job.table.time_idx)?,
         props.max_row_group_row_count().unwrap_or(usize::MAX),
     );
-    let mut buf = Vec::with_capacity(rows * 64);
+    // About what the file will take, so that the buffer is not grown (a copy) as it fills:
+    // encoded files run at a sixth to a tenth of their rows' Arrow memory.
+    let arrow: usize = job.batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let mut buf = Vec::with_capacity((rows * 64).max(arrow / 6));
     encode_groups(&mut buf, &job.table.schema, props, &batches, &groups)?;
     Ok((buf, rows))
 }

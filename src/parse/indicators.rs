@@ -69,8 +69,6 @@ enum Feed<'a> {
 }
 
 fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
-    let mut builder =
-        ListBuilder::with_capacity(StringBuilder::with_capacity(rows, rows * 16), rows);
     let feeds: Vec<(Feed, Indicator)> = out
         .sources
         .iter()
@@ -87,6 +85,16 @@ fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
             Some((feed, kind))
         })
         .collect();
+    // Every value is part of a value of a feed, once per row: the feeds' bytes bound the list's,
+    // so its buffer is never grown (a copy into fresh pages).
+    let bound: usize = feeds
+        .iter()
+        .map(|(f, _)| match f {
+            Feed::Str(a) => a.value_data().len(),
+            Feed::List(_, s) => s.value_data().len(),
+        })
+        .sum();
+    let mut builder = ListBuilder::with_capacity(StringBuilder::with_capacity(rows, bound), rows);
     let mut values: Vec<&str> = Vec::with_capacity(8);
     for row in 0..rows {
         values.clear();

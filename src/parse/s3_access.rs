@@ -681,10 +681,12 @@ impl Parser for S3AccessParser {
         // by time, finds long runs of consecutive rows to copy whole (see `lake::writer::gather`).
         // Lines come close to time order but not in it (S3 delivers best-effort).
         let mut day = super::time::ClfDay::default();
-        let order: Vec<(TimeAt, u64, &[u8])> = lines(chunk, first_line)
-            .filter(|(_, line)| !is_blank(line))
-            .map(|(n, line)| (sort_time(line, &mut day), n, line))
-            .collect();
+        let mut order: Vec<(TimeAt, u64, &[u8])> = Vec::with_capacity(est_rows);
+        order.extend(
+            lines(chunk, first_line)
+                .filter(|(_, line)| !is_blank(line))
+                .map(|(n, line)| (sort_time(line, &mut day), n, line)),
+        );
         // Sorted as (time, position) pairs, which move cheaper than the lines' entries (line
         // numbers grow with position, so ties keep line order); a chunk in order is left as is.
         let mut keys: Vec<(i64, u32)> = order
