@@ -25,13 +25,14 @@ use bytes::Bytes;
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
+use parquet::basic::Compression;
 use parquet::basic::{
     BoundaryOrder, Encoding, EncodingMask, LogicalType, PageType, Type as PhysicalType,
 };
 use parquet::column::page::PageWriter;
 use parquet::column::page::{CompressedPage, Page};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::compression::{CodecOptionsBuilder, create_codec};
+use parquet::compression::{Codec, CodecOptionsBuilder, create_codec};
 use parquet::data_type::ByteArray;
 use parquet::encodings::levels::LevelEncoder;
 use parquet::encodings::rle::RleEncoder;
@@ -43,6 +44,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::hash::BuildHasher;
 
 use super::writer::Selection;
@@ -247,6 +249,55 @@ pub fn encode(
     write_chunk(descr, props, &dict, &keys, &levels, &pages).map(Some)
 }
 
+/// A codec from this thread's cache, put back when dropped. A codec made per column chunk
+/// cost more than its pages' compression in small files (rule matches): parquet-rs's zstd
+/// codec creates a compression and a decompression context, zstd allocates its workspace
+/// (through `malloc`, not the Rust allocator) on the first page, and all of it is freed with
+/// the chunk.
+struct CachedCodec {
+    kind: Compression,
+    codec: Option<Box<dyn Codec>>,
+}
+
+thread_local! {
+    static CODECS: RefCell<Vec<(Compression, Box<dyn Codec>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Codecs each thread keeps (one per compression it met; tables use one or two).
+const CODECS_KEPT: usize = 4;
+
+impl CachedCodec {
+    fn take(kind: Compression) -> Result<Self> {
+        let cached = CODECS.with_borrow_mut(|cache| {
+            let i = cache.iter().position(|(k, _)| *k == kind)?;
+            Some(cache.swap_remove(i).1)
+        });
+        let codec = match cached {
+            Some(c) => Some(c),
+            None => create_codec(kind, &CodecOptionsBuilder::default().build())?,
+        };
+        Ok(CachedCodec { kind, codec })
+    }
+
+    fn as_mut(&mut self) -> Option<&mut (dyn Codec + 'static)> {
+        self.codec.as_deref_mut()
+    }
+}
+
+impl Drop for CachedCodec {
+    fn drop(&mut self) {
+        if let Some(codec) = self.codec.take() {
+            // `try_with`: a thread being torn down just drops it.
+            let _ = CODECS.try_with(|cache| {
+                let mut cache = cache.borrow_mut();
+                if cache.len() < CODECS_KEPT {
+                    cache.push((self.kind, codec));
+                }
+            });
+        }
+    }
+}
+
 /// At least `ZSTD_compressBound(len)`: `len + len / 256`, plus up to 64 for inputs under
 /// 128 KiB.
 fn compress_bound(len: usize) -> usize {
@@ -289,7 +340,7 @@ fn write_chunk(
 ) -> Result<Chunk> {
     let path = descr.path();
     let codec = props.compression(path);
-    let mut compressor = create_codec(codec, &CodecOptionsBuilder::default().build())?;
+    let mut compressor = CachedCodec::take(codec)?;
     // Borrowed input is copied only when there is no codec (the dictionary page, still read
     // for page statistics); owned input (a data page) is then moved.
     let mut compress = |buf: Cow<'_, [u8]>| -> Result<Vec<u8>> {
@@ -689,6 +740,41 @@ mod tests {
             );
             assert!(got == want, "nullable {nullable}: files differ");
         }
+    }
+
+    #[test]
+    fn a_codec_is_reused_by_the_next_chunk_and_writes_the_same_bytes() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let values: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..3000).map(|i| (i % 5 != 0).then(|| format!("value-{}", i % 37))),
+        ));
+        let batch = RecordBatch::try_new(schema.clone(), vec![values]).unwrap();
+        let descr = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&schema)
+            .unwrap()
+            .column(0);
+        let props = props(1000, true, None, None, None);
+        let mut sel = Selection::default();
+        sel.push(0, 0, 3000);
+        let chunk = || {
+            let c = encode(&[&batch], std::slice::from_ref(&sel), 0, &descr, &props);
+            c.unwrap()
+                .expect("eligible and under the dictionary limit")
+                .bytes
+        };
+        let first = chunk();
+        assert_eq!(
+            CODECS.with_borrow(Vec::len),
+            1,
+            "the codec went back to the cache"
+        );
+        let second = chunk();
+        assert_eq!(
+            CODECS.with_borrow(Vec::len),
+            1,
+            "and was taken again, not a new one"
+        );
+        assert_eq!(first, second);
     }
 
     fn value() -> impl Strategy<Value = Option<String>> {
