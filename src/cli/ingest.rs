@@ -143,7 +143,9 @@ pub fn print_summary(w: &mut impl Write, s: &Summary) -> Result<()> {
             "lines: {} read = {} rows written + {} quarantined",
             s.lines, s.rows, s.quarantined
         )?;
-        for (table, c) in &s.tables {
+        // A table only empty files went to (they are recorded under the first log type, with
+        // nothing to write) is not worth a line.
+        for (table, c) in s.tables.iter().filter(|(_, c)| c.rows + c.quarantined > 0) {
             writeln!(
                 w,
                 "  {table}: {} rows, {} quarantined",

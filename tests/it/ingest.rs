@@ -217,6 +217,44 @@ fn an_empty_folder_is_nothing_to_do_and_says_so() {
 }
 
 #[test]
+fn an_empty_file_is_ingested_once_and_names_no_table() {
+    let t = TestLake::new();
+    let dir = t.path("in");
+    copy_sample(&dir);
+    std::fs::write(dir.join("empty.log"), "").unwrap();
+    let out = t.ok(&[
+        "ingest",
+        "--no-progress",
+        "--no-rules",
+        dir.to_str().unwrap(),
+    ]);
+    let found = std::fs::read_dir(sample_dir()).unwrap().count() + 1;
+    assert!(
+        out.contains(&format!(
+            "files: {found} found, {found} ingested, 0 skipped"
+        )),
+        "{out}"
+    );
+    // Only the table rows went to: the empty file is recorded, not given a table line.
+    let tables: Vec<&str> = out.lines().filter(|l| l.contains(" rows, ")).collect();
+    assert_eq!(tables.len(), 1, "{out}");
+    assert!(
+        tables[0].contains("panther_logs.aws_s3serveraccess"),
+        "{out}"
+    );
+    let again = t.ok(&[
+        "ingest",
+        "--no-progress",
+        "--no-rules",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        again.contains(&format!("0 ingested, {found} skipped (already ingested)")),
+        "{again}"
+    );
+}
+
+#[test]
 fn missing_input_is_a_clear_error() {
     let t = TestLake::new();
     let out = t.run(&["ingest", "/no/such/file.log"]);
