@@ -327,11 +327,77 @@ impl Engine {
             SQLOptions::new()
         };
         let sql = macros::expand(sql, chrono::Utc::now())?;
-        self.ctx
-            .sql_with_options(&sql, options)
-            .await
-            .map_err(|e| read_only_message(e, self.opts.read_only))
+        match self.ctx.sql_with_options(&sql, options).await {
+            Ok(df) => Ok(df),
+            Err(e) => Err(match self.missing_table(&e) {
+                Some(message) => Error::invalid(message),
+                None => read_only_message(short_fields(e), self.opts.read_only),
+            }),
+        }
     }
+
+    /// For a query naming a table the lake does not have: the error, with the tables of its
+    /// database (or the databases, when that is not one either).
+    fn missing_table(&self, e: &datafusion::error::DataFusionError) -> Option<String> {
+        let root = e.find_root().to_string();
+        let name = root.split_once("table '")?.1.split_once("' not found")?.0;
+        let name = name.strip_prefix("datafusion.").unwrap_or(name);
+        let catalog = self.ctx.catalog("datafusion")?;
+        let see = "`seclake tables` lists every table";
+        let db = name.rsplit_once('.').map_or("", |(db, _)| db);
+        Some(match catalog.schema(db) {
+            Some(schema) => {
+                let mut tables = schema.table_names();
+                tables.sort();
+                format!(
+                    "table {name} not found; {db} has {} ({see})",
+                    tables.join(", ")
+                )
+            }
+            None => {
+                let mut dbs = catalog.schema_names();
+                dbs.retain(|d| d != "information_schema");
+                dbs.sort();
+                format!(
+                    "table {name} not found: no database {db:?}; the databases are {} ({see})",
+                    dbs.join(", ")
+                )
+            }
+        })
+    }
+}
+
+/// A query naming a column its table does not have: DataFusion lists the valid columns each
+/// with its table's full name (`panther_logs.aws_s3serveraccess.bucketowner`, forty times
+/// over); when they all belong to one table they are listed by their names alone.
+fn short_fields(e: datafusion::error::DataFusionError) -> datafusion::error::DataFusionError {
+    use datafusion::common::{Column, SchemaError};
+    use datafusion::error::DataFusionError;
+    let DataFusionError::SchemaError(inner, _) = e.find_root() else {
+        return e;
+    };
+    let SchemaError::FieldNotFound {
+        field,
+        valid_fields,
+    } = inner.as_ref()
+    else {
+        return e;
+    };
+    if valid_fields.is_empty()
+        || valid_fields
+            .iter()
+            .any(|c| c.relation != valid_fields[0].relation)
+    {
+        return e;
+    }
+    let short = SchemaError::FieldNotFound {
+        field: field.clone(),
+        valid_fields: valid_fields
+            .iter()
+            .map(|c| Column::new_unqualified(c.name()))
+            .collect(),
+    };
+    DataFusionError::SchemaError(Box::new(short), Box::new(None))
 }
 
 fn read_only_message(e: datafusion::error::DataFusionError, read_only: bool) -> Error {

@@ -582,3 +582,31 @@ fn files_are_pruned_by_statistics_at_planning_then_scanned_without_them() {
         );
     });
 }
+
+#[test]
+fn unknown_tables_and_columns_name_what_the_lake_has() {
+    let t = sample_lake();
+    let err = |sql: &str| {
+        let out = t.run(&["query", sql]);
+        assert_eq!(out.status.code(), Some(2), "{sql}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = err("SELECT * FROM panther_logs.aws_s3serveracess");
+    assert!(
+        e.contains("table panther_logs.aws_s3serveracess not found")
+            && e.contains("panther_logs has aws_cloudtrail, aws_s3serveraccess"),
+        "{e}"
+    );
+    let e = err("SELECT * FROM panther.aws_s3serveraccess");
+    assert!(
+        e.contains("no database \"panther\"") && e.contains("panther_logs, panther_quarantine"),
+        "{e}"
+    );
+    // One table: its columns by name, not each prefixed with the table's full name.
+    let e = err("SELECT requestr FROM panther_logs.aws_s3serveraccess");
+    assert!(
+        e.contains("Did you mean 'requester'?") && e.contains("are bucketowner, bucket, time"),
+        "{e}"
+    );
+    assert!(!e.contains("aws_s3serveraccess.bucket"), "{e}");
+}
