@@ -25,9 +25,8 @@ use bytes::Bytes;
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
-use parquet::basic::Compression;
 use parquet::basic::{
-    BoundaryOrder, Encoding, EncodingMask, LogicalType, PageType, Type as PhysicalType,
+    BoundaryOrder, Compression, Encoding, EncodingMask, LogicalType, PageType, Type as PhysicalType,
 };
 use parquet::column::page::PageWriter;
 use parquet::column::page::{CompressedPage, Page};
