@@ -8,8 +8,9 @@
 //! Inside a transaction the work is a pipeline of threads with bounded queues (memory does not
 //! grow with input size): one reader splits input into chunks of whole lines (or, for a file
 //! the parser reads as one document, such as CloudTrail's `{"Records": [...]}`, passes the
-//! file as stored, to be gunzipped on a parser thread), `threads` parsers turn chunks into
-//! Arrow batches, one writer takes them in the order the chunks were read (so the same input
+//! file as stored, to be gunzipped on a parser thread; files under 1 MiB (`SMALL_FILE`) are read
+//! whole and several go out in one chunk, each parsed on its own, their rows merged into one
+//! time-ordered batch), `threads` parsers turn chunks into Arrow batches, one writer takes them in the order the chunks were read (so the same input
 //! gives the same files, row for row, and the same alerts on every run) and groups rows by
 //! table and day, handing over each day as soon as the input has moved past it
 //! ([`PartitionedWriter::tick`]), and `threads` encoders write Parquet files to staging. Files
@@ -66,6 +67,10 @@ const SNIFF_KEEP_BYTES: u64 = 256 << 20;
 
 /// Bytes a chunk buffer holds beyond a chunk, for the partial line carried into it.
 const CARRY_ROOM: usize = 64 << 10;
+
+/// Files whose text is smaller than this are read whole and packed with other small files
+/// into one chunk (see `read_sources`).
+const SMALL_FILE: usize = 1 << 20;
 
 /// Bytes of a file read first to tell its log type (see [`TypeDetector::settled_by_first_line`]).
 const QUICK_HEAD: usize = 8 << 10;
@@ -608,21 +613,34 @@ impl From<Error> for TxnError {
 struct Chunk {
     /// Position in the order chunks were read (see [`InOrder`]).
     seq: u64,
-    src: usize,
-    first_line: u64,
-    /// The chunk is `data[..len]` (a reused buffer may be longer).
-    len: usize,
+    /// What `data` holds: part of one file, or several small files of one log type whole
+    /// (see [`SMALL_FILE`]), each parsed on its own and their rows then sorted together.
+    parts: Vec<Part>,
     data: Vec<u8>,
     /// `data` is a whole file as stored (maybe gzip), for [`Parser::parse_document`]: the
     /// parser thread decompresses it, so files are decompressed in parallel.
     whole: bool,
 }
 
+/// Lines of one source in a chunk: `data[start..end]`, its first line numbered `first_line`.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    src: usize,
+    first_line: u64,
+    start: usize,
+    end: usize,
+}
+
 struct ParsedMsg {
     /// The parsed chunk's [`Chunk::seq`].
     seq: u64,
+    /// The first part's source (all parts of a chunk share its log type).
     src: usize,
-    result: Result<crate::parse::Parsed, TxnError>,
+    /// Each part's source and what parsed from it, its rows moved to `batch` (counted in
+    /// the `u64`).
+    result: Result<Vec<(usize, crate::parse::Parsed, u64)>, TxnError>,
+    /// The chunk's rows, sorted by time.
+    batch: Option<RecordBatch>,
     /// Rules that matched rows of the parsed batch: (rule index in the log type's set, rows).
     hits: Vec<(usize, RuleMatches)>,
 }
@@ -754,22 +772,23 @@ fn read_sources(
     // Every chunk goes out with the next read position, once the writer has room for one more
     // (a credit, see `InOrder`); false when the pipeline has stopped.
     let mut seq = 0u64;
-    let mut send = |src: usize, first_line: u64, len: usize, data: Vec<u8>, whole: bool| {
+    let mut send = |parts: Vec<Part>, data: Vec<u8>, whole: bool| {
         if credits.recv().is_err() {
             return false;
         }
         let chunk = Chunk {
             seq,
-            src,
-            first_line,
-            len,
+            parts,
             data,
             whole,
         };
         seq += 1;
         tx.send(chunk).is_ok()
     };
-    for (i, (src, _)) in group.iter().enumerate() {
+    // Small files read whole, waiting to go out together in one chunk.
+    let mut pack: Vec<Part> = Vec::new();
+    let mut pack_data: Vec<u8> = Vec::new();
+    for (i, (src, schema)) in group.iter().enumerate() {
         let source_err = |e: std::io::Error| TxnError::Source(i, src.io_error(e));
         let input = prefetch.open(i).map_err(|e| TxnError::Source(i, e))?;
         let stored = match &input {
@@ -782,6 +801,16 @@ fn read_sources(
             .take(source::HEAD_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(source_err)?;
+        // A pack holds files of one log type: another type sends it first.
+        let same_type = pack
+            .first()
+            .is_none_or(|p| group[p.src].1.log_type == schema.log_type);
+        if !same_type && !pack.is_empty() {
+            let data = std::mem::take(&mut pack_data);
+            if !send(std::mem::take(&mut pack), data, false) {
+                return Ok(());
+            }
+        }
         if parsers[i].whole_document(&head) {
             drop(reader);
             let data = match stored {
@@ -792,13 +821,53 @@ fn read_sources(
                 ),
             };
             pb.inc(data.len() as u64);
-            if !send(i, 1, data.len(), data, true) {
+            let part = Part {
+                src: i,
+                first_line: 1,
+                start: 0,
+                end: data.len(),
+            };
+            if !send(vec![part], data, true) {
                 return Ok(());
             }
             continue;
         }
-        let reader = std::io::Cursor::new(head).chain(reader);
-        let mut reader = Counting { inner: reader, pb };
+        // A small file is read whole and packed with its neighbours: as a chunk of its own
+        // its few rows would be a batch of their own, and a day of small files whose times
+        // overlap (as AWS delivers access logs) a merge of runs of a row or two.
+        let mut first = head;
+        if first.len() == source::HEAD_BYTES {
+            (&mut reader)
+                .take((SMALL_FILE - source::HEAD_BYTES) as u64)
+                .read_to_end(&mut first)
+                .map_err(source_err)?;
+        }
+        if first.len() < SMALL_FILE {
+            pb.inc(first.len() as u64);
+            if pack_data.capacity() == 0 {
+                // Room for the last file that fits and one more, so that it is not grown.
+                pack_data = spare.try_recv().unwrap_or_default();
+                pack_data.clear();
+                pack_data.reserve(chunk_bytes + SMALL_FILE);
+            }
+            let start = pack_data.len();
+            pack_data.extend_from_slice(&first);
+            pack.push(Part {
+                src: i,
+                first_line: 1,
+                start,
+                end: pack_data.len(),
+            });
+            if pack_data.len() >= chunk_bytes {
+                let data = std::mem::take(&mut pack_data);
+                if !send(std::mem::take(&mut pack), data, false) {
+                    return Ok(());
+                }
+            }
+            continue;
+        }
+        pb.inc(first.len() as u64);
+        let mut reader = std::io::Cursor::new(first).chain(Counting { inner: reader, pb });
         let mut carry: Vec<u8> = Vec::new();
         let mut line = 1u64;
         loop {
@@ -839,13 +908,22 @@ fn read_sources(
             let lines_in = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
             let first = line;
             line += lines_in;
-            if !send(i, first, cut, buf, false) {
+            let part = Part {
+                src: i,
+                first_line: first,
+                start: 0,
+                end: cut,
+            };
+            if !send(vec![part], buf, false) {
                 return Ok(());
             }
             if eof {
                 break;
             }
         }
+    }
+    if !pack.is_empty() {
+        send(pack, pack_data, false);
     }
     Ok(())
 }
@@ -874,57 +952,132 @@ fn parse_worker(
     parse_time: i64,
 ) {
     for chunk in rx {
-        let (source, _) = &group[chunk.src];
-        let parser = &parsers[chunk.src];
-        let mut result = if chunk.whole {
-            match source::decompress(chunk.data) {
-                Ok(doc) => parser
-                    .parse_document(&doc, &source.info, parse_time)
-                    .map_err(TxnError::Other),
-                Err(e) => Err(TxnError::Source(chunk.src, source.io_error(e))),
+        let first_src = chunk.parts[0].src;
+        let seq = chunk.seq;
+        let (parts, batch) = parse_parts(chunk, parsers, group, parse_time, &spare);
+        let mut result = parts;
+        let batch = match batch.map(crate::lake::writer::sort_by_time) {
+            Some(Ok(sorted)) => Some(sorted),
+            Some(Err(e)) => {
+                result = Err(e.into());
+                None
             }
-        } else {
-            let parsed = parser
-                .parse_chunk(
-                    &chunk.data[..chunk.len],
-                    chunk.first_line,
-                    &source.info,
-                    parse_time,
-                )
-                .map_err(TxnError::Other);
-            // Parsed rows own their values: the buffer can be filled again.
-            let _ = spare.try_send(chunk.data);
-            parsed
+            None => None,
         };
-        if let Ok(parsed) = &mut result
-            && let Some(batch) = parsed.batch.take()
-        {
-            match crate::lake::writer::sort_by_time(batch) {
-                Ok(sorted) => parsed.batch = Some(sorted),
-                Err(e) => result = Err(e.into()),
-            }
-        }
         let mut hits = Vec::new();
-        if let (Ok(parsed), Some(set)) = (&result, &sets[chunk.src])
-            && let Some(batch) = &parsed.batch
-        {
+        if let (Ok(_), Some(set), Some(batch)) = (&result, &sets[first_src], &batch) {
             match set.eval(batch) {
                 Ok(h) => hits = h,
                 Err(e) => result = Err(e.into()),
             }
         }
-        if tx
-            .send(ParsedMsg {
-                seq: chunk.seq,
-                src: chunk.src,
-                result,
-                hits,
-            })
-            .is_err()
-        {
+        let msg = ParsedMsg {
+            seq,
+            src: first_src,
+            result,
+            batch,
+            hits,
+        };
+        if tx.send(msg).is_err() {
             return;
         }
     }
+}
+
+/// Parse each part of `chunk` (a whole document, part of a file, or small files of one log
+/// type): what each part gave, its rows moved into one batch for the chunk (unsorted). The
+/// chunk's buffer goes back to the reader (`spare`) once parsed rows own their values.
+#[allow(clippy::type_complexity)]
+fn parse_parts(
+    chunk: Chunk,
+    parsers: &[Arc<dyn Parser>],
+    group: &[(Source, Arc<LogSchema>)],
+    parse_time: i64,
+    spare: &Sender<Vec<u8>>,
+) -> (
+    Result<Vec<(usize, crate::parse::Parsed, u64)>, TxnError>,
+    Option<RecordBatch>,
+) {
+    let Chunk {
+        parts: chunk_parts,
+        data,
+        whole,
+        ..
+    } = chunk;
+    let mut data = Some(data);
+    let mut parts = Vec::with_capacity(chunk_parts.len());
+    let mut batches = Vec::with_capacity(chunk_parts.len());
+    for part in &chunk_parts {
+        let (source, _) = &group[part.src];
+        let parser = &parsers[part.src];
+        let parsed = match data.take_if(|_| whole) {
+            // A whole document is one part: its stored bytes are decompressed in place.
+            Some(doc) => match source::decompress(doc) {
+                Ok(doc) => parser
+                    .parse_document(&doc, &source.info, parse_time)
+                    .map_err(TxnError::Other),
+                Err(e) => Err(TxnError::Source(part.src, source.io_error(e))),
+            },
+            None => {
+                let text = data
+                    .as_deref()
+                    .map_or(&[][..], |d| &d[part.start..part.end]);
+                parser
+                    .parse_chunk(text, part.first_line, &source.info, parse_time)
+                    .map_err(TxnError::Other)
+            }
+        };
+        let mut parsed = match parsed {
+            Ok(p) => p,
+            Err(e) => return (Err(e), None),
+        };
+        let batch = parsed.batch.take();
+        let rows = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
+        batches.extend(batch);
+        parts.push((part.src, parsed, rows));
+    }
+    if let Some(buf) = data {
+        let _ = spare.try_send(buf);
+    }
+    let batch = match batches.len() {
+        0 => None,
+        1 => batches.pop(),
+        _ => match merge_by_time(&batches) {
+            Ok(b) => Some(b),
+            Err(e) => return (Err(e.into()), None),
+        },
+    };
+    (Ok(parts), batch)
+}
+
+/// The rows of `batches` (one schema) as one batch in time order, copied once: small files
+/// of a chunk overlap in time, and a concatenation sorted afterwards copied every row twice.
+/// Rows of the same time keep their batch, then row, order.
+fn merge_by_time(batches: &[RecordBatch]) -> Result<RecordBatch> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+    let schema = batches[0].schema();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut keys: Vec<(i64, u32, u32)> = Vec::with_capacity(rows);
+    let time = schema.index_of(crate::lake::writer::TIME_COLUMN).ok();
+    for (b, batch) in batches.iter().enumerate() {
+        let times = time.and_then(|i| {
+            (batch
+                .column(i)
+                .as_primitive_opt::<TimestampMicrosecondType>())
+            .map(|t| t.values())
+        });
+        keys.extend((0..batch.num_rows()).map(|r| {
+            let t = times.map_or(0, |t| t[r]);
+            (t, b as u32, r as u32)
+        }));
+    }
+    keys.sort_unstable();
+    let indices: Vec<(usize, usize)> = (keys.iter())
+        .map(|&(_, b, r)| (b as usize, r as usize))
+        .collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    Ok(arrow::compute::interleave_record_batch(&refs, &indices)?)
 }
 
 /// Parsed chunks in the order they were read, whichever parser thread finishes first: which
@@ -1018,8 +1171,8 @@ fn write_loop(
         Ok(())
     };
     for msg in rx {
-        let parsed = msg.result?;
-        let (src, schema) = &group[msg.src];
+        let parts = msg.result?;
+        let (_, schema) = &group[msg.src];
         let (data_t, quarantine_t) = match tables.get(&schema.log_type) {
             Some(t) => *t,
             None => {
@@ -1030,17 +1183,20 @@ fn write_loop(
             }
         };
         send(writer.tick())?;
-        let c = &mut counts[msg.src];
-        c.notes.extend(parsed.notes);
-        c.lines += parsed.lines;
-        c.quarantined += parsed.quarantined.len() as u64;
-        if let Some(batch) = parsed.batch {
-            c.rows += batch.num_rows() as u64;
+        if let Some(batch) = msg.batch {
             send(writer.push(data_t, batch)?)?;
         }
-        if !parsed.quarantined.is_empty() {
-            let q = quarantine_batch(&schema.log_type, &src.info, &parsed.quarantined, parse_time)?;
-            send(writer.push(quarantine_t, q)?)?;
+        for (i, parsed, rows) in parts {
+            let c = &mut counts[i];
+            c.notes.extend(parsed.notes);
+            c.lines += parsed.lines;
+            c.rows += rows;
+            c.quarantined += parsed.quarantined.len() as u64;
+            if !parsed.quarantined.is_empty() {
+                let info = &group[i].0.info;
+                let q = quarantine_batch(&schema.log_type, info, &parsed.quarantined, parse_time)?;
+                send(writer.push(quarantine_t, q)?)?;
+            }
         }
         if msg.hits.is_empty() {
             continue;

@@ -636,3 +636,63 @@ fn parser_threads_do_not_change_the_order_rows_land_in() {
         assert!(got == want, "round {round}: rows out of input order");
     }
 }
+
+/// Small files are parsed in chunks of several files (`read_sources`): each row and each
+/// quarantined line must still name its own file and line, and rows of files whose times
+/// overlap come out in time order.
+#[test]
+fn small_files_read_together_keep_their_own_sources_lines_and_time_order() {
+    let t = TestLake::new();
+    let dir = t.path("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base =
+        std::fs::read_to_string(sample_dir().join("2020-05-05-23-59-59-80F5636AD37F0125")).unwrap();
+    let lines: Vec<&str> = base.lines().collect();
+    // Five files of 100 lines, taken round-robin so their times overlap; file k has a bad
+    // line at line k + 2.
+    for k in 0..5 {
+        let mut text = String::new();
+        for (n, l) in lines.iter().skip(k).step_by(5).enumerate() {
+            if n == k + 1 {
+                text.push_str("not an access log line\n");
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("part-{k}")), text).unwrap();
+    }
+    let out = t.ok(&[
+        "ingest",
+        "--no-progress",
+        "--no-rules",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("lines: 505 read = 500 rows written + 5 quarantined"),
+        "{out}"
+    );
+    let q = t.csv(
+        "SELECT p_source_label, line FROM panther_quarantine.aws_s3serveraccess \
+         ORDER BY p_source_label",
+    );
+    let want: String = (0..5)
+        .map(|k| format!("{},{}\n", dir.join(format!("part-{k}")).display(), k + 2))
+        .collect();
+    assert_eq!(q, format!("p_source_label,line\n{want}"));
+    let per_file = t.csv(
+        "SELECT count(*) AS n, count(DISTINCT p_row_id) AS ids FROM panther_logs.aws_s3serveraccess \
+         GROUP BY p_source_label ORDER BY p_source_label",
+    );
+    assert_eq!(per_file, format!("n,ids\n{}", "100,100\n".repeat(5)));
+    for f in t.files("panther_logs/aws_s3serveraccess/", ".parquet") {
+        let mut last = i64::MIN;
+        for b in read_parquet(&t.lake().join(&f)) {
+            let times = b.column_by_name("p_event_time").unwrap();
+            let times = times.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            for &v in times.values() {
+                assert!(v >= last, "{f}: rows out of time order");
+                last = v;
+            }
+        }
+    }
+}
