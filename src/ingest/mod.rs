@@ -801,17 +801,21 @@ fn read_sources(
             .take(source::HEAD_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(source_err)?;
-        // A pack holds files of one log type: another type sends it first.
+        // The pack so far goes out before a file not packed, so that chunks keep the files'
+        // order, and before a file of another log type (a pack holds one).
+        let mut flush_pack = |pack: &mut Vec<Part>, pack_data: &mut Vec<u8>| {
+            pack.is_empty() || send(std::mem::take(pack), std::mem::take(pack_data), false)
+        };
         let same_type = pack
             .first()
             .is_none_or(|p| group[p.src].1.log_type == schema.log_type);
-        if !same_type && !pack.is_empty() {
-            let data = std::mem::take(&mut pack_data);
-            if !send(std::mem::take(&mut pack), data, false) {
-                return Ok(());
-            }
+        if !same_type && !flush_pack(&mut pack, &mut pack_data) {
+            return Ok(());
         }
         if parsers[i].whole_document(&head) {
+            if !flush_pack(&mut pack, &mut pack_data) {
+                return Ok(());
+            }
             drop(reader);
             let data = match stored {
                 Some(b) => Vec::from(b),
@@ -865,6 +869,9 @@ fn read_sources(
                 }
             }
             continue;
+        }
+        if !flush_pack(&mut pack, &mut pack_data) {
+            return Ok(());
         }
         pb.inc(first.len() as u64);
         let mut reader = std::io::Cursor::new(first).chain(Counting { inner: reader, pb });
