@@ -172,15 +172,7 @@ impl Source {
         // Read into a buffer of the final size: `read_to_end` would grow it (a copy) to look
         // for more.
         let mut head = vec![0u8; max];
-        let mut len = 0;
-        while len < max {
-            match r.read(&mut head[len..]) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.io_error(e)),
-            }
-        }
+        let len = read_full(&mut r, &mut head).map_err(|e| self.io_error(e))?;
         head.truncate(len);
         Ok(head)
     }
