@@ -8,10 +8,10 @@
 //! Inside a transaction the work is a pipeline of threads with bounded queues (memory does not
 //! grow with input size): one reader splits input into chunks of whole lines (or, for a file
 //! the parser reads as one document, such as CloudTrail's `{"Records": [...]}`, passes the
-//! file as stored, to be gunzipped on a parser thread; files under 1 MiB (`SMALL_FILE`) are read
-//! whole and several go out in one chunk, each parsed on its own, their rows merged into one
-//! time-ordered batch), `threads` parsers turn chunks into Arrow batches, one writer takes them in the order the chunks were read (so the same input
-//! gives the same files, row for row, and the same alerts on every run) and groups rows by
+//! file as stored, to be gunzipped on a parser thread; files under 1 MiB (`SMALL_FILE`) are
+//! read whole and several go out in one chunk, each parsed on its own, their rows merged into
+//! one time-ordered batch), `threads` parsers turn chunks into Arrow batches, one writer takes
+//! them in the order the chunks were read (so the same input gives the same files, row for row, and the same alerts on every run) and groups rows by
 //! table and day, handing over each day as soon as the input has moved past it
 //! ([`PartitionedWriter::tick`]), and `threads` encoders write Parquet files to staging. Files
 //! are encoded one at a time, each on every core (its columns are tasks on the rayon pool), and
@@ -862,11 +862,8 @@ fn read_sources(
                 start,
                 end: pack_data.len(),
             });
-            if pack_data.len() >= chunk_bytes {
-                let data = std::mem::take(&mut pack_data);
-                if !send(std::mem::take(&mut pack), data, false) {
-                    return Ok(());
-                }
+            if pack_data.len() >= chunk_bytes && !flush_pack(&mut pack, &mut pack_data) {
+                return Ok(());
             }
             continue;
         }
@@ -961,8 +958,7 @@ fn parse_worker(
     for chunk in rx {
         let first_src = chunk.parts[0].src;
         let seq = chunk.seq;
-        let (parts, batch) = parse_parts(chunk, parsers, group, parse_time, &spare);
-        let mut result = parts;
+        let (mut result, batch) = parse_parts(chunk, parsers, group, parse_time, &spare);
         let batch = match batch.map(crate::lake::writer::sort_by_time) {
             Some(Ok(sorted)) => Some(sorted),
             Some(Err(e)) => {
@@ -1011,29 +1007,30 @@ fn parse_parts(
         whole,
         ..
     } = chunk;
-    let mut data = Some(data);
+    let parsed: Vec<Result<crate::parse::Parsed, TxnError>> = if whole {
+        // A whole document is one part: its stored bytes are decompressed in place.
+        let part = &chunk_parts[0];
+        let (source, _) = &group[part.src];
+        vec![match source::decompress(data) {
+            Ok(doc) => (parsers[part.src].parse_document(&doc, &source.info, parse_time))
+                .map_err(TxnError::Other),
+            Err(e) => Err(TxnError::Source(part.src, source.io_error(e))),
+        }]
+    } else {
+        let parsed = (chunk_parts.iter())
+            .map(|part| {
+                let text = &data[part.start..part.end];
+                let info = &group[part.src].0.info;
+                (parsers[part.src].parse_chunk(text, part.first_line, info, parse_time))
+                    .map_err(TxnError::Other)
+            })
+            .collect();
+        let _ = spare.try_send(data);
+        parsed
+    };
     let mut parts = Vec::with_capacity(chunk_parts.len());
     let mut batches = Vec::with_capacity(chunk_parts.len());
-    for part in &chunk_parts {
-        let (source, _) = &group[part.src];
-        let parser = &parsers[part.src];
-        let parsed = match data.take_if(|_| whole) {
-            // A whole document is one part: its stored bytes are decompressed in place.
-            Some(doc) => match source::decompress(doc) {
-                Ok(doc) => parser
-                    .parse_document(&doc, &source.info, parse_time)
-                    .map_err(TxnError::Other),
-                Err(e) => Err(TxnError::Source(part.src, source.io_error(e))),
-            },
-            None => {
-                let text = data
-                    .as_deref()
-                    .map_or(&[][..], |d| &d[part.start..part.end]);
-                parser
-                    .parse_chunk(text, part.first_line, &source.info, parse_time)
-                    .map_err(TxnError::Other)
-            }
-        };
+    for (part, parsed) in chunk_parts.iter().zip(parsed) {
         let mut parsed = match parsed {
             Ok(p) => p,
             Err(e) => return (Err(e), None),
@@ -1043,48 +1040,15 @@ fn parse_parts(
         batches.extend(batch);
         parts.push((part.src, parsed, rows));
     }
-    if let Some(buf) = data {
-        let _ = spare.try_send(buf);
-    }
     let batch = match batches.len() {
         0 => None,
         1 => batches.pop(),
-        _ => match merge_by_time(&batches) {
+        _ => match crate::lake::writer::merge_by_time(&batches) {
             Ok(b) => Some(b),
             Err(e) => return (Err(e.into()), None),
         },
     };
     (Ok(parts), batch)
-}
-
-/// The rows of `batches` (one schema) as one batch in time order, copied once: small files
-/// of a chunk overlap in time, and a concatenation sorted afterwards copied every row twice.
-/// Rows of the same time keep their batch, then row, order.
-fn merge_by_time(batches: &[RecordBatch]) -> Result<RecordBatch> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::TimestampMicrosecondType;
-    let schema = batches[0].schema();
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut keys: Vec<(i64, u32, u32)> = Vec::with_capacity(rows);
-    let time = schema.index_of(crate::lake::writer::TIME_COLUMN).ok();
-    for (b, batch) in batches.iter().enumerate() {
-        let times = time.and_then(|i| {
-            (batch
-                .column(i)
-                .as_primitive_opt::<TimestampMicrosecondType>())
-            .map(|t| t.values())
-        });
-        keys.extend((0..batch.num_rows()).map(|r| {
-            let t = times.map_or(0, |t| t[r]);
-            (t, b as u32, r as u32)
-        }));
-    }
-    keys.sort_unstable();
-    let indices: Vec<(usize, usize)> = (keys.iter())
-        .map(|&(_, b, r)| (b as usize, r as usize))
-        .collect();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    Ok(arrow::compute::interleave_record_batch(&refs, &indices)?)
 }
 
 /// Parsed chunks in the order they were read, whichever parser thread finishes first: which
