@@ -376,10 +376,16 @@ pub async fn ledger_ids(lake: &Lake) -> Result<HashSet<String>> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn recover_removes_staging_holding_only_a_killed_writers_temp_file() {
+    /// A lake in a fresh temporary folder (kept while the guard lives).
+    fn temp_lake() -> (tempfile::TempDir, Lake) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        (dir, lake)
+    }
+
+    #[tokio::test]
+    async fn recover_removes_staging_holding_only_a_killed_writers_temp_file() {
+        let (dir, lake) = temp_lake();
         let staged = dir.path().join(paths::staging_dir("t1").as_ref());
         std::fs::create_dir_all(&staged).unwrap();
         // object_store's local store writes `<key>#<n>` and renames; a kill leaves it behind.
@@ -391,8 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn compaction_keeps_every_id_and_leaves_few_objects() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, lake) = temp_lake();
         let entry = |id: &str| (paths::ledger_entry(id), b"{}".to_vec());
         for id in ["a1", "b2", "c3"] {
             let (k, v) = entry(id);
@@ -441,8 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_writes_one_ledger_file_for_all_its_sources() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, lake) = temp_lake();
         let ids: Vec<String> = (0..500).map(|i| format!("s{i:03}")).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         commit(&lake, &record("t1", &ids)).await.unwrap();
@@ -459,8 +463,7 @@ mod tests {
 
     #[tokio::test]
     async fn older_per_source_entries_are_read_and_compacted_with_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, lake) = temp_lake();
         lake.put(&paths::ledger_entry("old1"), b"{}".to_vec())
             .await
             .unwrap();
@@ -478,8 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_small_transactions_make_the_ledger_compact() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, lake) = temp_lake();
         for i in 0..COMPACT_FILES_AT {
             let id = format!("s{i}");
             commit(&lake, &record(&format!("t{i:03}"), &[&id]))
@@ -496,8 +498,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_damaged_ledger_file_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, lake) = temp_lake();
         lake.put(
             &paths::ledger_batch("t9"),
             b"{\"source_id\":\"a\"}\nnot json\n".to_vec(),
@@ -510,8 +511,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_interrupted_compaction_loses_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, lake) = temp_lake();
         lake.put(&paths::ledger_index("t1"), b"a1\nb2\n".to_vec())
             .await
             .unwrap();
