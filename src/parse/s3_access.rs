@@ -697,7 +697,12 @@ impl Parser for S3AccessParser {
         if !keys.is_sorted() {
             sort_keys(&mut keys);
         }
-        for &(_, i) in &keys {
+        for (j, &(_, i)) in keys.iter().enumerate() {
+            // In time order the lines are visited out of place (a jitter of minutes is hundreds
+            // of lines), each a cache miss: ask for the one `PREFETCH_AHEAD` steps on now.
+            if let Some(&(_, ahead)) = keys.get(j + PREFETCH_AHEAD) {
+                prefetch(order[ahead as usize].2);
+            }
             let (known, n, line) = order[i as usize];
             out.lines += 1;
             let text: Cow<str> = if chunk_utf8 {
@@ -733,6 +738,27 @@ impl Parser for S3AccessParser {
         }
         Ok(out)
     }
+}
+
+/// Lines between a line's prefetch and its parse (perf, 1M lines: tokenizing and parsing
+/// 1,440 → 1,100 samples at 4-16, the same from 4 on).
+const PREFETCH_AHEAD: usize = 8;
+
+/// Ask the CPU to bring `bytes` into its cache (a hint: no effect on results).
+#[inline(always)]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let mut off = 0;
+        while off < bytes.len() {
+            // SAFETY: a prefetch never faults or changes memory; the address is inside `bytes`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(off).cast()) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 #[cfg(test)]
