@@ -658,9 +658,19 @@ fn run_txn(
     detector: Option<&Detector>,
 ) -> Result<TxnOutput, TxnError> {
     let threads = opts.threads.max(1);
+    // One parser per log type, shared by its sources: a parser sizes its builders from what
+    // it parsed before, which a parser per file never learns.
+    let mut by_type: HashMap<&str, Arc<dyn Parser>> = HashMap::new();
     let parsers: Vec<Arc<dyn Parser>> = group
         .iter()
-        .map(|(_, s)| parser_for(s.clone()))
+        .map(|(_, s)| match by_type.get(s.log_type.as_str()) {
+            Some(p) => Ok(p.clone()),
+            None => {
+                let p = parser_for(s.clone())?;
+                by_type.insert(&s.log_type, p.clone());
+                Ok(p)
+            }
+        })
         .collect::<Result<_>>()?;
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(threads * 2);
     // Chunk buffers the parsers are done with, for the reader to fill again.
