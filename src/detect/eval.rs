@@ -551,7 +551,7 @@ pub fn events_to_batch(
         batch.columns().to_vec(),
         event_times,
         &lines,
-        &source,
+        crate::parse::RowSources::One(&source),
         now,
     )
 }

@@ -29,7 +29,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 use crate::schema::{LogSchema, ParserKind};
-pub use standard::StandardFields;
+pub use standard::{RowSources, StandardFields};
 
 /// Identity of one input (a file or object), shared by every row parsed from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,16 @@ pub struct Parsed {
     pub notes: Vec<String>,
 }
 
+/// One source's lines among several parsed together ([`Parser::parse_parts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    /// Whole lines.
+    pub text: &'a [u8],
+    /// Physical line number of the first.
+    pub first_line: u64,
+    pub source: &'a SourceInfo,
+}
+
 /// A parser for one log type.
 pub trait Parser: Send + Sync {
     /// The log type this parser produces rows of.
@@ -77,6 +87,18 @@ pub trait Parser: Send + Sync {
         source: &SourceInfo,
         parse_time: i64,
     ) -> Result<Parsed>;
+
+    /// Parse several sources' lines together (small files of this log type read into one
+    /// chunk): one [`Parsed`] per part, in order, with that part's lines, quarantined lines
+    /// and notes. Rows come either in each part's own batch, or all in the first part's,
+    /// in time order, each with its own source's `p_source_*` and `p_row_id` (one parse
+    /// instead of many small batches merged afterwards). Either way a part's rows number
+    /// its lines less its quarantined lines.
+    fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        (parts.iter())
+            .map(|p| self.parse_chunk(p.text, p.first_line, p.source, parse_time))
+            .collect()
+    }
 
     /// Whether a file whose first bytes are `head` must be parsed as one document (handed to
     /// [`Parser::parse_document`] whole) rather than in chunks of lines.

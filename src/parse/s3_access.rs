@@ -27,8 +27,12 @@ use arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::record_batch::RecordBatch;
 
-use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines, utf8};
+use super::{
+    Parsed, Parser, Part, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines,
+    utf8,
+};
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, LogSchema};
 
@@ -671,42 +675,77 @@ impl Parser for S3AccessParser {
         source: &SourceInfo,
         parse_time: i64,
     ) -> Result<Parsed> {
+        let part = Part {
+            text: chunk,
+            first_line,
+            source,
+        };
+        let (mut out, batch) = self.parse_sources(&[part], parse_time)?;
+        let mut out = out.pop().expect("one part");
+        out.batch = batch;
+        Ok(out)
+    }
+
+    fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        let (mut out, batch) = self.parse_sources(parts, parse_time)?;
+        if let Some(first) = out.first_mut() {
+            first.batch = batch;
+        }
+        Ok(out)
+    }
+}
+
+impl S3AccessParser {
+    /// Parse the lines of `parts` (a chunk of one file, or several small files) into one batch
+    /// in time order, and say per part what it held and what was quarantined.
+    fn parse_sources(
+        &self,
+        parts: &[Part<'_>],
+        parse_time: i64,
+    ) -> Result<(Vec<Parsed>, Option<RecordBatch>)> {
+        let bytes: usize = parts.iter().map(|p| p.text.len()).sum();
         // Typical lines are 300-500 bytes.
-        let est_rows = chunk.len() / 300 + 16;
-        let mut b = Builders::new(est_rows, chunk.len(), &self.hints);
-        let mut out = Parsed::default();
+        let est_rows = bytes / 300 + 16;
+        let mut b = Builders::new(est_rows, bytes, &self.hints);
+        let mut out: Vec<Parsed> = parts.iter().map(|_| Parsed::default()).collect();
         let mut toks = Vec::with_capacity(40);
-        let chunk_utf8 = utf8(chunk).is_some();
+        let valid_utf8: Vec<bool> = parts.iter().map(|p| utf8(p.text).is_some()).collect();
         // Rows go into the batch in time order, so that the writer, which sorts a file's rows
         // by time, finds long runs of consecutive rows to copy whole (see `lake::writer::gather`).
-        // Lines come close to time order but not in it (S3 delivers best-effort).
+        // Lines come close to time order but not in it (S3 delivers best-effort), and the
+        // small files of a day overlap in time.
         let mut day = super::time::ClfDay::default();
-        let mut order: Vec<(TimeAt, u64, &[u8])> = Vec::with_capacity(est_rows);
-        order.extend(
-            lines(chunk, first_line)
-                .filter(|(_, line)| !is_blank(line))
-                .map(|(n, line)| (sort_time(line, &mut day), n, line)),
-        );
+        let mut order: Vec<(TimeAt, u64, &[u8], u32)> = Vec::with_capacity(est_rows);
+        for (p, part) in parts.iter().enumerate() {
+            order.extend(
+                lines(part.text, part.first_line)
+                    .filter(|(_, line)| !is_blank(line))
+                    .map(|(n, line)| (sort_time(line, &mut day), n, line, p as u32)),
+            );
+        }
         // Sorted as (time, position) pairs, which move cheaper than the lines' entries (line
         // numbers grow with position, so ties keep line order); a chunk in order is left as is.
         let mut keys: Vec<(i64, u32)> = order
             .iter()
             .enumerate()
-            .map(|(i, (t, _, _))| (t.map_or(i64::MIN, |(_, t)| t), i as u32))
+            .map(|(i, (t, ..))| (t.map_or(i64::MIN, |(_, t)| t), i as u32))
             .collect();
         if !keys.is_sorted() {
             sort_keys(&mut keys);
         }
+        // Which part each row came from, when there are several.
+        let mut of_row: Vec<u32> = Vec::with_capacity(if parts.len() > 1 { est_rows } else { 0 });
         for (j, &(_, i)) in keys.iter().enumerate() {
             // In time order the lines are visited out of place (a jitter of minutes is hundreds
             // of lines), each a cache miss: ask for the one `PREFETCH_AHEAD` steps on now.
             if let Some(&(_, ahead)) = keys.get(j + PREFETCH_AHEAD) {
                 prefetch(order[ahead as usize].2);
             }
-            let (known, n, line) = order[i as usize];
-            out.lines += 1;
-            let text: Cow<str> = if chunk_utf8 {
-                // SAFETY: the whole chunk is valid UTF-8 (checked above) and `line` is a slice
+            let (known, n, line, p) = order[i as usize];
+            let part = &mut out[p as usize];
+            part.lines += 1;
+            let text: Cow<str> = if valid_utf8[p as usize] {
+                // SAFETY: the whole part is valid UTF-8 (checked above) and `line` is a slice
                 // of it cut at `\n` or `\r`, ASCII bytes, so at character boundaries.
                 Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(line) })
             } else {
@@ -718,25 +757,38 @@ impl Parser for S3AccessParser {
                 Cow::Owned(s) => (s.as_bytes(), None),
             };
             match self.parse_line(bytes, &text, known, &mut toks, &mut b) {
-                Ok(()) => b.lines.push(n),
-                Err(reason) => out.quarantined.push(Quarantined {
+                Ok(()) => {
+                    b.lines.push(n);
+                    if parts.len() > 1 {
+                        of_row.push(p);
+                    }
+                }
+                Err(reason) => part.quarantined.push(Quarantined {
                     line: n,
                     raw: text.into_owned(),
                     reason,
                 }),
             }
         }
-        out.quarantined.sort_unstable_by_key(|q| q.line);
-        self.hints
-            .learn(chunk.len(), b.strings.iter().map(StrCol::value_bytes));
-        if !b.lines.is_empty() {
-            let (columns, times, lines) = b.finish();
-            out.batch = Some(
-                self.standard
-                    .finish(columns, times, &lines, source, parse_time)?,
-            );
+        for part in &mut out {
+            part.quarantined.sort_unstable_by_key(|q| q.line);
         }
-        Ok(out)
+        self.hints
+            .learn(bytes, b.strings.iter().map(StrCol::value_bytes));
+        if b.lines.is_empty() {
+            return Ok((out, None));
+        }
+        let sources: Vec<&SourceInfo> = parts.iter().map(|p| p.source).collect();
+        let sources = match parts.len() {
+            1 => RowSources::One(parts[0].source),
+            _ => RowSources::PerRow {
+                sources: &sources,
+                of_row: &of_row,
+            },
+        };
+        let (columns, times, lines) = b.finish();
+        let batch = (self.standard).finish(columns, times, &lines, sources, parse_time)?;
+        Ok((out, Some(batch)))
     }
 }
 

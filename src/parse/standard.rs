@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, StringArray, StringBuilder, TimestampMicrosecondArray};
 use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -39,11 +39,11 @@ impl StandardFields {
         columns: Vec<ArrayRef>,
         event_times: Vec<i64>,
         lines: &[u64],
-        source: &SourceInfo,
+        sources: RowSources<'_>,
         parse_time: i64,
     ) -> Result<RecordBatch> {
         let indicators = self.indicators.build(&columns, event_times.len());
-        self.assemble(columns, indicators, event_times, lines, source, parse_time)
+        self.assemble(columns, indicators, event_times, lines, sources, parse_time)
     }
 
     /// Assemble the final batch from the declared `columns` and `indicators` (the `p_any_*`
@@ -54,21 +54,68 @@ impl StandardFields {
         indicators: Vec<ArrayRef>,
         event_times: Vec<i64>,
         lines: &[u64],
-        source: &SourceInfo,
+        sources: RowSources<'_>,
         parse_time: i64,
     ) -> Result<RecordBatch> {
         let rows = event_times.len();
         columns.push(repeat(&self.schema.log_type, rows));
-        columns.push(row_ids(&source.id, lines));
+        let (ids, labels) = match sources.single() {
+            Some(source) => (
+                row_ids(&source.id, lines),
+                [repeat(&source.id, rows), repeat(&source.label, rows)],
+            ),
+            None => {
+                let RowSources::PerRow { sources, of_row } = sources else {
+                    unreachable!("one source is `single`")
+                };
+                let of = |r: usize| sources[of_row[r] as usize];
+                // Sized exactly: a growing buffer would be copied into fresh pages (faults).
+                let per_row = |value: fn(&SourceInfo) -> &str| -> ArrayRef {
+                    let bytes = (0..rows).map(|r| value(of(r)).len()).sum();
+                    let mut b = StringBuilder::with_capacity(rows, bytes);
+                    (0..rows).for_each(|r| b.append_value(value(of(r))));
+                    Arc::new(b.finish())
+                };
+                (
+                    row_ids_by(|r| &of(r).id, lines),
+                    [per_row(|s| &s.id), per_row(|s| &s.label)],
+                )
+            }
+        };
+        columns.push(ids);
         columns.push(Arc::new(TimestampMicrosecondArray::from(event_times)));
         columns.push(Arc::new(TimestampMicrosecondArray::from(vec![
             parse_time;
             rows
         ])));
-        columns.push(repeat(&source.id, rows));
-        columns.push(repeat(&source.label, rows));
+        columns.extend(labels);
         columns.extend(indicators);
         Ok(RecordBatch::try_new(self.arrow.clone(), columns)?)
+    }
+}
+
+/// Which source each row of a batch came from.
+#[derive(Debug, Clone, Copy)]
+pub enum RowSources<'a> {
+    /// Every row from this one.
+    One(&'a SourceInfo),
+    /// Row `r` from `sources[of_row[r]]` (small files parsed together).
+    PerRow {
+        sources: &'a [&'a SourceInfo],
+        of_row: &'a [u32],
+    },
+}
+
+impl<'a> RowSources<'a> {
+    /// The source of every row, when there is one.
+    fn single(self) -> Option<&'a SourceInfo> {
+        match self {
+            RowSources::One(s) => Some(s),
+            RowSources::PerRow { sources, of_row } => {
+                let first = *of_row.first()?;
+                (of_row.iter().all(|&s| s == first)).then(|| sources[first as usize])
+            }
+        }
     }
 }
 
@@ -116,12 +163,18 @@ fn repeated(value: &str, rows: usize) -> StringArray {
 /// `p_row_id`: the first 16 hex digits of the source id, then the line number in hex. Unique
 /// per (source, line), the same on every re-parse, and compresses well (shared prefix).
 pub fn row_ids(source_id: &str, lines: &[u64]) -> ArrayRef {
-    let prefix = source_id.get(..16).unwrap_or(source_id).as_bytes();
-    let mut bytes = Vec::with_capacity(lines.len() * (prefix.len() + 16));
+    row_ids_by(|_| source_id, lines)
+}
+
+/// [`row_ids`] with row `r`'s source id `source_id(r)`.
+fn row_ids_by<'a>(source_id: impl Fn(usize) -> &'a str, lines: &[u64]) -> ArrayRef {
+    let prefix = |id: &'a str| id.get(..16).unwrap_or(id).as_bytes();
+    // Source ids are 32 hex digits: 16 of them and up to 16 of the line.
+    let mut bytes = Vec::with_capacity(lines.len() * 32);
     let mut offsets = Vec::with_capacity(lines.len() + 1);
     offsets.push(0i32);
-    for &line in lines {
-        bytes.extend_from_slice(prefix);
+    for (r, &line) in lines.iter().enumerate() {
+        bytes.extend_from_slice(prefix(source_id(r)));
         push_hex(&mut bytes, line);
         offsets.push(i32::try_from(bytes.len()).expect("a batch's row ids hold under 2 GiB"));
     }

@@ -44,7 +44,9 @@ use serde_json::value::RawValue;
 
 use super::indicators::{classify, feeds, key_feeds};
 use super::time::TimeFormat;
-use super::{Parsed, Parser, Quarantined, SourceInfo, StandardFields, is_blank, lines, utf8};
+use super::{
+    Parsed, Parser, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines, utf8,
+};
 use crate::error::{Error, Result};
 use crate::schema::{Column, ColumnType, Indicator, LogSchema};
 
@@ -1105,7 +1107,7 @@ impl JsonParser {
                 indicators,
                 event_times,
                 &rows,
-                source,
+                RowSources::One(source),
                 parse_time,
             )?)
         };

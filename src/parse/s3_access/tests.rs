@@ -428,3 +428,65 @@ proptest::proptest! {
         proptest::prop_assert_eq!(find(&line, from, b']'), naive(b']', b']'));
     }
 }
+
+proptest::proptest! {
+    /// Small files parsed together give what parsing each alone and merging by time gives:
+    /// the same rows (each with its own source's id, label and row id), ties in file then line
+    /// order, and per file the same lines and quarantined lines (invalid UTF-8 in some files).
+    #[test]
+    fn parts_parsed_together_are_parts_parsed_alone_merged_by_time(
+        files in proptest::collection::vec(
+            proptest::collection::vec((0u8..6, 0u8..4), 0..12),
+            1..5,
+        ),
+    ) {
+        let line = |(t, kind): (u8, u8)| -> Vec<u8> {
+            let at = DOC_LINE.replace("00:00:38", &format!("00:00:3{t}"));
+            match kind {
+                0 => b"not a log line".to_vec(),
+                1 => at.replace("DOC-EXAMPLE-BUCKET1 ", "DOC-\u{e9}-BUCKET1 ").into_bytes(),
+                2 => at.replace("S3Console", "S3\u{ff}").into_bytes().iter().map(|&b| if b == 0xc3 { 0xff } else { b }).collect(),
+                _ => at.into_bytes(),
+            }
+        };
+        let texts: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| f.iter().flat_map(|&l| [line(l), b"\n".to_vec()].concat()).collect())
+            .collect();
+        let sources: Vec<SourceInfo> = (0..texts.len())
+            .map(|i| SourceInfo { id: format!("{i:x}").repeat(32), label: format!("file-{i}.log") })
+            .collect();
+        let parts: Vec<Part<'_>> = texts
+            .iter()
+            .zip(&sources)
+            .map(|(text, source)| Part { text, first_line: 1, source })
+            .collect();
+        let p = parser();
+        let together = p.parse_parts(&parts, 7).unwrap();
+        let alone: Vec<Parsed> = parts
+            .iter()
+            .map(|part| p.parse_chunk(part.text, 1, part.source, 7).unwrap())
+            .collect();
+        proptest::prop_assert_eq!(together.len(), alone.len());
+        for (t, a) in together.iter().zip(&alone) {
+            proptest::prop_assert_eq!(t.lines, a.lines);
+            proptest::prop_assert_eq!(&t.quarantined, &a.quarantined);
+        }
+        proptest::prop_assert!(together.iter().skip(1).all(|t| t.batch.is_none()));
+        let batches: Vec<&RecordBatch> = alone.iter().filter_map(|a| a.batch.as_ref()).collect();
+        let Some(first) = batches.first() else {
+            proptest::prop_assert!(together[0].batch.is_none());
+            return Ok(());
+        };
+        let all = arrow::compute::concat_batches(&first.schema(), batches.iter().copied()).unwrap();
+        let times = all
+            .column_by_name("p_event_time")
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>();
+        let mut idx: Vec<u32> = (0..all.num_rows() as u32).collect();
+        idx.sort_by_key(|&r| times.value(r as usize));
+        let want =
+            arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(idx)).unwrap();
+        proptest::prop_assert_eq!(together[0].batch.as_ref(), Some(&want));
+    }
+}
