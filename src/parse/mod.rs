@@ -3,7 +3,8 @@
 //! A parser is handed a chunk of whole lines (the reader splits input at newlines) with the
 //! physical line number of its first line, and returns one [`Parsed`]: a batch of rows in the
 //! log type's Arrow schema (declared columns, standard `p_` fields, indicator lists) and the
-//! lines it could not parse, each with its line number and the reason.
+//! lines it could not parse, each with its line number and the reason. Small files are handed
+//! over several at a time ([`Parser::parse_parts`]), each with its own source and line numbers.
 //!
 //! Guarantees every parser keeps:
 //! - Every non-blank line of the chunk becomes exactly one row or one quarantined line

@@ -723,8 +723,8 @@ impl S3AccessParser {
                     .map(|(n, line)| (sort_time(line, &mut day), n, line, p as u32)),
             );
         }
-        // Sorted as (time, position) pairs, which move cheaper than the lines' entries (line
-        // numbers grow with position, so ties keep line order); a chunk in order is left as is.
+        // Sorted as (time, position) pairs, which move cheaper than the lines' entries (ties
+        // keep part, then line order); a chunk in order is left as is.
         let mut keys: Vec<(i64, u32)> = order
             .iter()
             .enumerate()
