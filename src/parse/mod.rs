@@ -92,9 +92,9 @@ pub trait Parser: Send + Sync {
     /// Parse several sources' lines together (small files of this log type read into one
     /// chunk): one [`Parsed`] per part, in order, with that part's lines, quarantined lines
     /// and notes. Rows come either in each part's own batch, or all in the first part's,
-    /// in time order, each with its own source's `p_source_*` and `p_row_id` (one parse
-    /// instead of many small batches merged afterwards). Either way a part's rows number
-    /// its lines less its quarantined lines.
+    /// each with its own source's `p_source_*` and `p_row_id` (one parse instead of many
+    /// small batches merged afterwards). Either way a part's rows number its lines less its
+    /// quarantined lines.
     fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
         (parts.iter())
             .map(|p| self.parse_chunk(p.text, p.first_line, p.source, parse_time))

@@ -45,7 +45,8 @@ use serde_json::value::RawValue;
 use super::indicators::{classify, feeds, key_feeds};
 use super::time::TimeFormat;
 use super::{
-    Parsed, Parser, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines, utf8,
+    Parsed, Parser, Part, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines,
+    utf8,
 };
 use crate::error::{Error, Result};
 use crate::schema::{Column, ColumnType, Indicator, LogSchema};
@@ -907,7 +908,7 @@ impl JsonParser {
                 }
             }
         }
-        self.finish(out, doc.len(), source, parse_time)
+        self.finish(out, doc.len(), RowSources::One(source), parse_time)
     }
 
     /// Append the record's `p_any_*` lists. Values go straight into the list builders;
@@ -1058,11 +1059,31 @@ impl JsonParser {
         });
     }
 
+    /// Append the records of `chunk`'s lines (whole lines, the first numbered `first_line`).
+    fn lines_into(&self, chunk: &[u8], first_line: u64, out: &mut Batch) {
+        out.utf8 = utf8(chunk).is_some();
+        let mut st = State::new(&self.plan);
+        for (n, line) in lines(chunk, first_line) {
+            if is_blank(line) {
+                continue;
+            }
+            let start = line.as_ptr() as usize - chunk.as_ptr() as usize;
+            let s = start + split::skip_ws(line, 0);
+            self.value(
+                chunk,
+                (s, start + line.len()),
+                Numbering::Line(n),
+                &mut st,
+                out,
+            );
+        }
+    }
+
     fn finish(
         &self,
         out: Batch,
         bytes: usize,
-        source: &SourceInfo,
+        sources: RowSources<'_>,
         parse_time: i64,
     ) -> Result<Parsed> {
         if let Some(n) = std::num::NonZeroUsize::new(out.event_times.len()) {
@@ -1107,7 +1128,7 @@ impl JsonParser {
                 indicators,
                 event_times,
                 &rows,
-                RowSources::One(source),
+                sources,
                 parse_time,
             )?)
         };
@@ -1342,29 +1363,53 @@ impl Parser for JsonParser {
         source: &SourceInfo,
         parse_time: i64,
     ) -> Result<Parsed> {
-        let mut out = self.batch(chunk.len());
-        out.utf8 = utf8(chunk).is_some();
-        let mut st = State::new(&self.plan);
-        for (n, line) in lines(chunk, first_line) {
-            if is_blank(line) {
-                continue;
+        let part = Part {
+            text: chunk,
+            first_line,
+            source,
+        };
+        let mut out = self.parse_parts(&[part], parse_time)?;
+        Ok(out.pop().expect("one part"))
+    }
+
+    /// The parts' records go into one set of builders (for small files, one each would be
+    /// hundreds of builders per file), in the first part's batch, in input order.
+    fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        let bytes = parts.iter().map(|p| p.text.len()).sum();
+        let mut out = self.batch(bytes);
+        let mut parsed = Vec::with_capacity(parts.len());
+        let mut of_row: Vec<u32> = Vec::new();
+        for (p, part) in parts.iter().enumerate() {
+            let lines_before = out.lines;
+            self.lines_into(part.text, part.first_line, &mut out);
+            if parts.len() > 1 {
+                of_row.resize(out.rows.len(), p as u32);
             }
-            let start = line.as_ptr() as usize - chunk.as_ptr() as usize;
-            let s = start + split::skip_ws(line, 0);
-            self.value(
-                chunk,
-                (s, start + line.len()),
-                Numbering::Line(n),
-                &mut st,
-                &mut out,
-            );
+            parsed.push(Parsed {
+                batch: None,
+                quarantined: std::mem::take(&mut out.quarantined),
+                lines: out.lines - lines_before,
+                notes: std::mem::take(&mut out.notes),
+            });
         }
-        self.finish(out, chunk.len(), source, parse_time)
+        let sources: Vec<&SourceInfo> = parts.iter().map(|p| p.source).collect();
+        let sources = match parts {
+            [one] => RowSources::One(one.source),
+            _ => RowSources::PerRow {
+                sources: &sources,
+                of_row: &of_row,
+            },
+        };
+        let all = self.finish(out, bytes, sources, parse_time)?;
+        if let Some(first) = parsed.first_mut() {
+            first.batch = all.batch;
+        }
+        Ok(parsed)
     }
 
     fn parse_document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
         match self.envelope(doc) {
-            Some(out) => self.finish(out, doc.len(), source, parse_time),
+            Some(out) => self.finish(out, doc.len(), RowSources::One(source), parse_time),
             None => self.careful(doc, source, parse_time),
         }
     }

@@ -186,7 +186,9 @@ fn envelopes_read_in_one_pass_as_the_careful_path_reads_them() {
     ];
     for doc in &docs {
         let fast = p.envelope(doc.as_bytes()).expect("read in one pass");
-        let fast = p.finish(fast, doc.len(), &src(), 7).unwrap();
+        let fast = p
+            .finish(fast, doc.len(), RowSources::One(&src()), 7)
+            .unwrap();
         let careful = p.careful(doc.as_bytes(), &src(), 7).unwrap();
         assert_eq!(fast.batch, careful.batch, "{doc}");
         assert_eq!(fast.lines, careful.lines);
@@ -397,11 +399,66 @@ mod one_pass {
             let p = parser();
             let fast = p.envelope(text.as_bytes());
             prop_assert!(fast.is_some(), "{}", text);
-            let fast = p.finish(fast.unwrap(), text.len(), &src(), 7).unwrap();
+            let fast = p.finish(fast.unwrap(), text.len(), RowSources::One(&src()), 7).unwrap();
             let careful = p.careful(text.as_bytes(), &src(), 7).unwrap();
             prop_assert_eq!(fast.lines, careful.lines);
             prop_assert!(careful.quarantined.is_empty(), "{:?}", careful.quarantined);
             prop_assert_eq!(fast.batch, careful.batch);
+        }
+    }
+}
+
+proptest::proptest! {
+    /// JSON-lines files parsed together give what parsing each alone gives, in input order:
+    /// the same rows with their own source's id, label and row id, and per file the same
+    /// lines, quarantined lines and notes (a malformed line, an array of records, a digest
+    /// document on a line, a line of invalid UTF-8).
+    #[test]
+    fn json_lines_parsed_together_are_parsed_alone_one_after_another(
+        files in proptest::collection::vec(proptest::collection::vec(0u8..6, 0..8), 1..5),
+    ) {
+        let line = |kind: u8| -> Vec<u8> {
+            match kind {
+                0 => b"{\"eventTime\": oops".to_vec(),
+                1 => format!("[{MGMT},{DATA}]").into_bytes(),
+                2 => b"{\"Digest\":{\"x\":1},\"digestS3Object\":\"d\"}".to_vec(),
+                3 => DATA.replace("a.gif", "\u{e9}.gif").into_bytes().iter().map(|&b| if b == 0xc3 { 0xfe } else { b }).collect(),
+                4 => DATA.as_bytes().to_vec(),
+                _ => MGMT.as_bytes().to_vec(),
+            }
+        };
+        let texts: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| f.iter().flat_map(|&k| [line(k), b"\n".to_vec()].concat()).collect())
+            .collect();
+        let sources: Vec<SourceInfo> = (0..texts.len())
+            .map(|i| SourceInfo { id: format!("{i:x}").repeat(32), label: format!("file-{i}.json") })
+            .collect();
+        let parts: Vec<Part<'_>> = texts
+            .iter()
+            .zip(&sources)
+            .map(|(text, source)| Part { text, first_line: 1, source })
+            .collect();
+        let p = parser();
+        let together = p.parse_parts(&parts, 7).unwrap();
+        let alone: Vec<Parsed> = parts
+            .iter()
+            .map(|part| p.parse_chunk(part.text, 1, part.source, 7).unwrap())
+            .collect();
+        proptest::prop_assert_eq!(together.len(), alone.len());
+        for (t, a) in together.iter().zip(&alone) {
+            proptest::prop_assert_eq!(t.lines, a.lines);
+            proptest::prop_assert_eq!(&t.quarantined, &a.quarantined);
+            proptest::prop_assert_eq!(&t.notes, &a.notes);
+        }
+        proptest::prop_assert!(together.iter().skip(1).all(|t| t.batch.is_none()));
+        let batches: Vec<&RecordBatch> = alone.iter().filter_map(|a| a.batch.as_ref()).collect();
+        match batches.first() {
+            None => proptest::prop_assert!(together[0].batch.is_none()),
+            Some(first) => {
+                let want = arrow::compute::concat_batches(&first.schema(), batches.iter().copied()).unwrap();
+                proptest::prop_assert_eq!(together[0].batch.as_ref(), Some(&want));
+            }
         }
     }
 }
