@@ -9,7 +9,7 @@
 //! grow with input size): one reader splits input into chunks of whole lines (or, for a file
 //! the parser reads as one document, such as CloudTrail's `{"Records": [...]}`, passes the
 //! file as stored, to be gunzipped on a parser thread; files under 1 MiB (`SMALL_FILE`) are
-//! read whole and several go out in one chunk, parsed together into one time-ordered batch
+//! read whole and several go out in one chunk, parsed together into one batch
 //! ([`Parser::parse_parts`]), `threads` parsers turn chunks into Arrow batches, one writer
 //! takes them in the order the chunks were read (so the same input gives the same files, row
 //! for row, and the same alerts on every run) and groups rows by
