@@ -22,6 +22,8 @@ pub mod ip;
 pub mod json;
 pub mod s3_access;
 pub mod standard;
+#[cfg(test)]
+mod tests;
 pub mod time;
 
 use std::sync::Arc;

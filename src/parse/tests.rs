@@ -1,1 +1,42 @@
+//! Helpers shared by the parsers' tests.
 
+use arrow::record_batch::RecordBatch;
+
+use super::{Parsed, Parser, Part, SourceInfo};
+
+/// Parse `texts` as small files (sources `file-0`, `file-1`, …) together
+/// ([`Parser::parse_parts`]) and each alone ([`Parser::parse_chunk`]); checks that each file
+/// counts the same lines, quarantined lines and notes both ways and that the rows of the
+/// files parsed together are all in the first file's batch. Returns that batch and the
+/// batches of the files parsed alone, for the caller to compare the rows.
+pub(crate) fn together_and_alone(
+    parser: &dyn Parser,
+    texts: &[Vec<u8>],
+) -> (Option<RecordBatch>, Vec<RecordBatch>) {
+    let sources: Vec<SourceInfo> = (0..texts.len())
+        .map(|i| SourceInfo {
+            id: format!("{i:x}").repeat(32),
+            label: format!("file-{i}"),
+        })
+        .collect();
+    let parts: Vec<Part<'_>> = (texts.iter().zip(&sources))
+        .map(|(text, source)| Part {
+            text,
+            first_line: 1,
+            source,
+        })
+        .collect();
+    let mut together = parser.parse_parts(&parts, 7).unwrap();
+    let alone: Vec<Parsed> = (parts.iter())
+        .map(|part| parser.parse_chunk(part.text, 1, part.source, 7).unwrap())
+        .collect();
+    assert_eq!(together.len(), alone.len());
+    for (t, a) in together.iter().zip(&alone) {
+        assert_eq!(t.lines, a.lines);
+        assert_eq!(t.quarantined, a.quarantined);
+        assert_eq!(t.notes, a.notes);
+    }
+    assert!(together.iter().skip(1).all(|t| t.batch.is_none()));
+    let batch = together.first_mut().and_then(|t| t.batch.take());
+    (batch, alone.into_iter().filter_map(|a| a.batch).collect())
+}

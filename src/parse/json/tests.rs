@@ -431,33 +431,12 @@ proptest::proptest! {
             .iter()
             .map(|f| f.iter().flat_map(|&k| [line(k), b"\n".to_vec()].concat()).collect())
             .collect();
-        let sources: Vec<SourceInfo> = (0..texts.len())
-            .map(|i| SourceInfo { id: format!("{i:x}").repeat(32), label: format!("file-{i}.json") })
-            .collect();
-        let parts: Vec<Part<'_>> = texts
-            .iter()
-            .zip(&sources)
-            .map(|(text, source)| Part { text, first_line: 1, source })
-            .collect();
-        let p = parser();
-        let together = p.parse_parts(&parts, 7).unwrap();
-        let alone: Vec<Parsed> = parts
-            .iter()
-            .map(|part| p.parse_chunk(part.text, 1, part.source, 7).unwrap())
-            .collect();
-        proptest::prop_assert_eq!(together.len(), alone.len());
-        for (t, a) in together.iter().zip(&alone) {
-            proptest::prop_assert_eq!(t.lines, a.lines);
-            proptest::prop_assert_eq!(&t.quarantined, &a.quarantined);
-            proptest::prop_assert_eq!(&t.notes, &a.notes);
-        }
-        proptest::prop_assert!(together.iter().skip(1).all(|t| t.batch.is_none()));
-        let batches: Vec<&RecordBatch> = alone.iter().filter_map(|a| a.batch.as_ref()).collect();
+        let (together, batches) = crate::parse::tests::together_and_alone(&parser(), &texts);
         match batches.first() {
-            None => proptest::prop_assert!(together[0].batch.is_none()),
+            None => proptest::prop_assert!(together.is_none()),
             Some(first) => {
-                let want = arrow::compute::concat_batches(&first.schema(), batches.iter().copied()).unwrap();
-                proptest::prop_assert_eq!(together[0].batch.as_ref(), Some(&want));
+                let want = arrow::compute::concat_batches(&first.schema(), &batches).unwrap();
+                proptest::prop_assert_eq!(together, Some(want));
             }
         }
     }

@@ -453,32 +453,12 @@ proptest::proptest! {
             .iter()
             .map(|f| f.iter().flat_map(|&l| [line(l), b"\n".to_vec()].concat()).collect())
             .collect();
-        let sources: Vec<SourceInfo> = (0..texts.len())
-            .map(|i| SourceInfo { id: format!("{i:x}").repeat(32), label: format!("file-{i}.log") })
-            .collect();
-        let parts: Vec<Part<'_>> = texts
-            .iter()
-            .zip(&sources)
-            .map(|(text, source)| Part { text, first_line: 1, source })
-            .collect();
-        let p = parser();
-        let together = p.parse_parts(&parts, 7).unwrap();
-        let alone: Vec<Parsed> = parts
-            .iter()
-            .map(|part| p.parse_chunk(part.text, 1, part.source, 7).unwrap())
-            .collect();
-        proptest::prop_assert_eq!(together.len(), alone.len());
-        for (t, a) in together.iter().zip(&alone) {
-            proptest::prop_assert_eq!(t.lines, a.lines);
-            proptest::prop_assert_eq!(&t.quarantined, &a.quarantined);
-        }
-        proptest::prop_assert!(together.iter().skip(1).all(|t| t.batch.is_none()));
-        let batches: Vec<&RecordBatch> = alone.iter().filter_map(|a| a.batch.as_ref()).collect();
+        let (together, batches) = crate::parse::tests::together_and_alone(&parser(), &texts);
         let Some(first) = batches.first() else {
-            proptest::prop_assert!(together[0].batch.is_none());
+            proptest::prop_assert!(together.is_none());
             return Ok(());
         };
-        let all = arrow::compute::concat_batches(&first.schema(), batches.iter().copied()).unwrap();
+        let all = arrow::compute::concat_batches(&first.schema(), &batches).unwrap();
         let times = all
             .column_by_name("p_event_time")
             .unwrap()
@@ -487,6 +467,6 @@ proptest::proptest! {
         idx.sort_by_key(|&r| times.value(r as usize));
         let want =
             arrow::compute::take_record_batch(&all, &arrow::array::UInt32Array::from(idx)).unwrap();
-        proptest::prop_assert_eq!(together[0].batch.as_ref(), Some(&want));
+        proptest::prop_assert_eq!(together, Some(want));
     }
 }
