@@ -631,14 +631,6 @@ enum Whole {
     Decompressed,
 }
 
-/// A file's bytes kept from opening it.
-enum Stored {
-    /// As stored (maybe gzip).
-    AsStored(bytes::Bytes),
-    /// Decompressed.
-    Decompressed(bytes::Bytes),
-}
-
 /// Lines of one source in a chunk: `data[start..end]`, its first line numbered `first_line`.
 #[derive(Debug, Clone, Copy)]
 struct Part {
@@ -828,7 +820,8 @@ fn read_sources(
             source::Input::Fetched(b) => b.len() as u64,
             source::Input::Reader(_) => src.size,
         };
-        let (stored, mut reader): (Option<Stored>, Box<dyn Read + Send>) =
+        // The file's bytes kept from opening it, and how.
+        let (stored, mut reader): (Option<(bytes::Bytes, Whole)>, Box<dyn Read + Send>) =
             if stored_len <= source::HEAD_BYTES as u64 {
                 let bytes = match input {
                     source::Input::Fetched(b) => Vec::from(b),
@@ -840,10 +833,10 @@ fn read_sources(
                 };
                 let text = bytes::Bytes::from(source::decompress(bytes).map_err(source_err)?);
                 let reader = Box::new(std::io::Cursor::new(text.clone()));
-                (Some(Stored::Decompressed(text)), reader)
+                (Some((text, Whole::Decompressed)), reader)
             } else {
                 let stored = match &input {
-                    source::Input::Fetched(b) => Some(Stored::AsStored(b.clone())),
+                    source::Input::Fetched(b) => Some((b.clone(), Whole::AsStored)),
                     source::Input::Reader(_) => None,
                 };
                 (stored, input.decompressed().map_err(source_err)?)
@@ -870,8 +863,7 @@ fn read_sources(
             }
             drop(reader);
             let (data, whole) = match stored {
-                Some(Stored::AsStored(b)) => (Vec::from(b), Whole::AsStored),
-                Some(Stored::Decompressed(b)) => (Vec::from(b), Whole::Decompressed),
+                Some((b, whole)) => (Vec::from(b), whole),
                 None => (
                     Vec::from(
                         rt.block_on(src.read_all())
@@ -1044,7 +1036,7 @@ fn parse_worker(
 }
 
 /// Parse each part of `chunk` (a whole document, part of a file, or small files of one log
-/// type): what each part gave, its rows moved into one batch for the chunk (unsorted). The
+/// type): what each part gave, and the chunk's rows (unsorted). The
 /// chunk's buffer goes back to the reader (`spare`) once parsed rows own their values.
 #[allow(clippy::type_complexity)]
 fn parse_parts(
@@ -1093,30 +1085,25 @@ fn parse_parts(
         parsed
     };
     let mut parts = Vec::with_capacity(chunk_parts.len());
-    let mut batches = Vec::with_capacity(chunk_parts.len());
+    let mut batch = None;
     for (part, parsed) in chunk_parts.iter().zip(parsed) {
         let mut parsed = match parsed {
             Ok(p) => p,
             Err(e) => return (Err(e), None),
         };
-        batches.extend(parsed.batch.take());
-        // A part's rows may be in another part's batch (`Parser::parse_parts`).
+        // All the parts' rows are in the first part's batch (`Parser::parse_parts`).
+        debug_assert!(batch.is_none() || parsed.batch.is_none());
+        batch = batch.or(parsed.batch.take());
         let rows = parsed.lines - parsed.quarantined.len() as u64;
         parts.push((part.src, parsed, rows));
     }
     debug_assert_eq!(
         parts.iter().map(|(_, _, rows)| rows).sum::<u64>(),
-        batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(),
+        batch
+            .as_ref()
+            .map_or(0, |b: &RecordBatch| b.num_rows() as u64),
         "every line is a row or quarantined"
     );
-    let batch = match batches.len() {
-        0 => None,
-        1 => batches.pop(),
-        _ => match crate::lake::writer::merge_by_time(&batches) {
-            Ok(b) => Some(b),
-            Err(e) => return (Err(e.into()), None),
-        },
-    };
     (Ok(parts), batch)
 }
 

@@ -586,28 +586,6 @@ fn event_times(batch: &RecordBatch) -> Option<&[i64]> {
     Some(times.values())
 }
 
-/// The rows of `batches` (one schema) as one batch in time order, copied once: a chunk's small
-/// files overlap in time, and their concatenation sorted afterwards copied every row twice.
-/// Rows of the same time keep their batch, then row, order; batches without event times keep
-/// theirs.
-pub fn merge_by_time(batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut keys: Vec<(i64, u32, u32)> = Vec::with_capacity(rows);
-    for (b, batch) in batches.iter().enumerate() {
-        let times = event_times(batch);
-        keys.extend((0..batch.num_rows()).map(|r| {
-            let t = times.map_or(0, |t| t[r]);
-            (t, b as u32, r as u32)
-        }));
-    }
-    keys.sort_unstable();
-    let indices: Vec<(usize, usize)> = (keys.iter())
-        .map(|&(_, b, r)| (b as usize, r as usize))
-        .collect();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    Ok(arrow::compute::interleave_record_batch(&refs, &indices)?)
-}
-
 /// Stage an encoded file ([`encode_job`]) from a thread outside the runtime `rt`. Returns
 /// the move that places it in its table at commit.
 pub fn stage(

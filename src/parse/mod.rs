@@ -82,6 +82,14 @@ pub trait Parser: Send + Sync {
     /// The log type this parser produces rows of.
     fn schema(&self) -> &Arc<LogSchema>;
 
+    /// Parse several sources' lines together (one chunk of a file, or small files of this log
+    /// type read into one chunk): one [`Parsed`] per part, in order, with that part's lines,
+    /// quarantined lines and notes, and the rows of all parts in the first part's batch,
+    /// each with its own source's `p_source_*` and `p_row_id` (one parse instead of many
+    /// small batches merged afterwards). A part's rows number its lines less its
+    /// quarantined lines.
+    fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>>;
+
     /// Parse a chunk of whole lines whose first line has physical number `first_line`.
     fn parse_chunk(
         &self,
@@ -89,18 +97,14 @@ pub trait Parser: Send + Sync {
         first_line: u64,
         source: &SourceInfo,
         parse_time: i64,
-    ) -> Result<Parsed>;
-
-    /// Parse several sources' lines together (small files of this log type read into one
-    /// chunk): one [`Parsed`] per part, in order, with that part's lines, quarantined lines
-    /// and notes. Rows come either in each part's own batch, or all in the first part's,
-    /// each with its own source's `p_source_*` and `p_row_id` (one parse instead of many
-    /// small batches merged afterwards). Either way a part's rows number its lines less its
-    /// quarantined lines.
-    fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
-        (parts.iter())
-            .map(|p| self.parse_chunk(p.text, p.first_line, p.source, parse_time))
-            .collect()
+    ) -> Result<Parsed> {
+        let part = Part {
+            text: chunk,
+            first_line,
+            source,
+        };
+        let mut out = self.parse_parts(&[part], parse_time)?;
+        Ok(out.pop().expect("one part"))
     }
 
     /// Whether a file whose first bytes are `head` must be parsed as one document (handed to

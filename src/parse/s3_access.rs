@@ -27,7 +27,6 @@ use arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow::record_batch::RecordBatch;
 
 use super::{
     Parsed, Parser, Part, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines,
@@ -668,41 +667,8 @@ impl Parser for S3AccessParser {
         &self.schema
     }
 
-    fn parse_chunk(
-        &self,
-        chunk: &[u8],
-        first_line: u64,
-        source: &SourceInfo,
-        parse_time: i64,
-    ) -> Result<Parsed> {
-        let part = Part {
-            text: chunk,
-            first_line,
-            source,
-        };
-        let (mut out, batch) = self.parse_sources(&[part], parse_time)?;
-        let mut out = out.pop().expect("one part");
-        out.batch = batch;
-        Ok(out)
-    }
-
+    /// The parts' lines, all in time order, go into one set of builders.
     fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
-        let (mut out, batch) = self.parse_sources(parts, parse_time)?;
-        if let Some(first) = out.first_mut() {
-            first.batch = batch;
-        }
-        Ok(out)
-    }
-}
-
-impl S3AccessParser {
-    /// Parse the lines of `parts` (a chunk of one file, or several small files) into one batch
-    /// in time order, and say per part what it held and what was quarantined.
-    fn parse_sources(
-        &self,
-        parts: &[Part<'_>],
-        parse_time: i64,
-    ) -> Result<(Vec<Parsed>, Option<RecordBatch>)> {
         let bytes: usize = parts.iter().map(|p| p.text.len()).sum();
         // Typical lines are 300-500 bytes.
         let est_rows = bytes / 300 + 16;
@@ -776,7 +742,7 @@ impl S3AccessParser {
         self.hints
             .learn(bytes, b.strings.iter().map(StrCol::value_bytes));
         if b.lines.is_empty() {
-            return Ok((out, None));
+            return Ok(out);
         }
         let sources: Vec<&SourceInfo> = parts.iter().map(|p| p.source).collect();
         let sources = match parts.len() {
@@ -787,8 +753,8 @@ impl S3AccessParser {
             },
         };
         let (columns, times, lines) = b.finish();
-        let batch = (self.standard).finish(columns, times, &lines, sources, parse_time)?;
-        Ok((out, Some(batch)))
+        out[0].batch = Some((self.standard).finish(columns, times, &lines, sources, parse_time)?);
+        Ok(out)
     }
 }
 

@@ -1356,22 +1356,6 @@ impl Parser for JsonParser {
         self.is_document(head)
     }
 
-    fn parse_chunk(
-        &self,
-        chunk: &[u8],
-        first_line: u64,
-        source: &SourceInfo,
-        parse_time: i64,
-    ) -> Result<Parsed> {
-        let part = Part {
-            text: chunk,
-            first_line,
-            source,
-        };
-        let mut out = self.parse_parts(&[part], parse_time)?;
-        Ok(out.pop().expect("one part"))
-    }
-
     /// The parts' records go into one set of builders (for small files, one each would be
     /// hundreds of builders per file), in the first part's batch, in input order.
     fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
