@@ -1145,17 +1145,19 @@ impl JsonParser {
     /// record per line.
     fn is_document(&self, head: &[u8]) -> bool {
         let start = split::skip_ws(head, 0);
+        // A JSON array of records (an export), an envelope, or a document to skip. Asked
+        // first: it stops at the envelope's key, where the test below would scan a one-line
+        // document (a CloudTrail delivery) whole.
+        let f = self.framing(head, start);
+        if f.records.is_some() || f.skip.is_some() {
+            return true;
+        }
         // A first record spread over several lines (pretty-printed) is not JSON lines.
         let line_end =
             memchr::memchr(b'\n', &head[start.min(head.len())..]).map_or(head.len(), |i| start + i);
         let first_line_whole = split::skip_value(&head[..line_end], start)
             .is_ok_and(|e| split::skip_ws(&head[..line_end], e) == line_end);
-        if !first_line_whole && line_end < head.len() {
-            return true;
-        }
-        // A JSON array of records (an export), an envelope, or a document to skip.
-        let f = self.framing(head, start);
-        f.records.is_some() || f.skip.is_some()
+        !first_line_whole && line_end < head.len()
     }
 
     /// How the top-level value at `start` of `b` holds records. `b` may end before the value
@@ -1196,12 +1198,13 @@ impl JsonParser {
         }
         let start = split::skip_ws(head, 0);
         let framing = self.framing(head, start);
-        let mut first: Option<(usize, usize)> = None;
-        if let Some(vs) = framing.records {
-            let _ = split::elements(head, vs, |s, e| {
-                first.get_or_insert((s, e));
-            });
-        }
+        // The first record only: walking the rest would scan the whole head.
+        let first = framing.records.and_then(|vs| {
+            let s = split::skip_ws(head, vs + 1);
+            (head.get(s) != Some(&b']'))
+                .then(|| split::skip_value(head, s).ok().map(|e| (s, e)))
+                .flatten()
+        });
         if framing.skip.is_some() && first.is_none() {
             return Some(self.plan.detect.len());
         }
