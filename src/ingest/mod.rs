@@ -232,39 +232,50 @@ pub async fn ingest(
         if let Some(schema) = &forced {
             todo.extend(fresh.into_iter().map(|s| (s, schema.clone())));
         } else {
-            let types = TypeDetector::new(registry)?;
+            let types = Arc::new(TypeDetector::new(registry)?);
             // A first line tells an access log: read a few KiB of each file first, and the
             // whole head only of files that this does not settle (JSON records can be long).
             // Thousands of small files would otherwise be read half again to be sniffed.
+            let judge = |quick: bool| {
+                let types = types.clone();
+                move |head: &[u8]| {
+                    if quick && head.len() == QUICK_HEAD && !types.settled_by_first_line(head) {
+                        return Ok(Sniffed::NeedsMore);
+                    }
+                    match types.detect(head) {
+                        Ok(schema) => Ok(Sniffed::Log(schema)),
+                        Err(_) if crate::policy::resource::looks_like_snapshot(head) => {
+                            Ok(Sniffed::Snapshot)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
             let mut sniffed = Vec::with_capacity(fresh.len());
             let mut again = Vec::new();
-            for (i, (src, head)) in source::sniff_all(fresh, SNIFF_KEEP_BYTES, QUICK_HEAD)
-                .await
-                .into_iter()
-                .enumerate()
+            for (i, (src, verdict)) in
+                source::sniff_all(fresh, SNIFF_KEEP_BYTES, QUICK_HEAD, judge(true))
+                    .await
+                    .into_iter()
+                    .enumerate()
             {
-                match head {
-                    Ok(h) if h.len() == QUICK_HEAD && !types.settled_by_first_line(&h) => {
-                        again.push((i, src))
-                    }
-                    head => sniffed.push((i, src, head)),
+                match verdict {
+                    Ok(Sniffed::NeedsMore) => again.push((i, src)),
+                    verdict => sniffed.push((i, src, verdict)),
                 }
             }
             let (at, srcs): (Vec<usize>, Vec<Source>) = again.into_iter().unzip();
-            let heads = source::sniff_all(srcs, SNIFF_KEEP_BYTES, source::HEAD_BYTES).await;
-            sniffed.extend(at.into_iter().zip(heads).map(|(i, (s, h))| (i, s, h)));
+            let verdicts =
+                source::sniff_all(srcs, SNIFF_KEEP_BYTES, source::HEAD_BYTES, judge(false)).await;
+            sniffed.extend(at.into_iter().zip(verdicts).map(|(i, (s, v))| (i, s, v)));
             sniffed.sort_by_key(|(i, _, _)| *i);
-            for (_, src, head) in sniffed {
-                // `None`: bucket configurations in a folder of logs. Say where they go instead
-                // of failing the ingest; not ledgered, so each run says it again.
-                let detected = head.and_then(|h| match types.detect(&h) {
-                    Err(_) if crate::policy::resource::looks_like_snapshot(&h) => Ok(None),
-                    other => other.map(Some),
-                });
+            for (_, src, verdict) in sniffed {
                 let label = src.info.label.clone();
-                match detected {
-                    Ok(Some(schema)) => todo.push((src, schema)),
-                    Ok(None) => {
+                match verdict {
+                    Ok(Sniffed::Log(schema)) => todo.push((src, schema)),
+                    // Bucket configurations in a folder of logs: say where they go instead of
+                    // failing the ingest; not ledgered, so each run says it again.
+                    Ok(Sniffed::Snapshot) => {
                         summary.not_logs += 1;
                         summary.notes.push((
                             label,
@@ -273,6 +284,7 @@ pub async fn ingest(
                                 .into(),
                         ));
                     }
+                    Ok(Sniffed::NeedsMore) => unreachable!("a whole head is always judged"),
                     Err(e) => summary.failed.push((label, e.to_string())),
                 }
             }
@@ -462,6 +474,16 @@ fn groups(todo: Vec<(Source, Arc<LogSchema>)>, limit: u64) -> Vec<Vec<(Source, A
         out.last_mut().expect("pushed").push(item);
     }
     out
+}
+
+/// What a file's head says it is.
+enum Sniffed {
+    /// A log of this type.
+    Log(Arc<LogSchema>),
+    /// A resource snapshot (S3 bucket configurations), not a log.
+    Snapshot,
+    /// A quick head that does not settle the type: read the whole head.
+    NeedsMore,
 }
 
 /// Tells a file's log type from its first bytes. Built once per ingest: each JSON log type's

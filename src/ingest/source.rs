@@ -131,7 +131,8 @@ impl Source {
     }
 
     /// The first `max` bytes of a file's decompressed content, to tell the log type; of an
-    /// object's, the first [`HEAD_BYTES`] whatever `max` (each read is a request). Small
+    /// object's or a small file's, the first [`HEAD_BYTES`] whatever `max` (each read of an
+    /// object is a request; a small file is inflated whole anyway, see [`small_head`]). Small
     /// objects are fetched whole and kept in [`Source::fetched`] when `keep` allows.
     pub async fn sniff(&mut self, keep: bool, max: usize) -> Result<Vec<u8>> {
         let stored = match &self.origin {
@@ -146,6 +147,11 @@ impl Source {
             }
             Origin::Object { store, key } => store.get_range(key, 0..256 << 10).await?,
         };
+        if stored.len() <= HEAD_BYTES
+            && let Some(head) = small_head(Ok(stored.to_vec()))
+        {
+            return Ok(head);
+        }
         // A prefix of a gzip stream: keep what decompressed before the cut.
         let mut head = Vec::with_capacity(HEAD_BYTES);
         let mut r = gunzipping(std::io::Cursor::new(stored))
@@ -167,15 +173,10 @@ impl Source {
 impl Source {
     /// The first `max` bytes of file `path`'s decompressed content (blocking).
     fn file_head(&self, path: &Path, max: usize) -> Result<Vec<u8>> {
-        // A small file is inflated whole in one call (libdeflate): a streaming gunzip of its
-        // head cost more, on many small CloudTrail deliveries, than parsing them. A file that
-        // does not inflate whole (cut short, damaged) is read as below, which keeps what
-        // decompresses before the damage.
         if self.size <= HEAD_BYTES as u64
-            && let Ok(mut text) = std::fs::read(path).and_then(decompress)
+            && let Some(head) = small_head(std::fs::read(path))
         {
-            text.truncate(max);
-            return Ok(text);
+            return Ok(head);
         }
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut r = gunzipping(f).map_err(|e| Error::io(path, e))?;
@@ -186,6 +187,18 @@ impl Source {
         head.truncate(len);
         Ok(head)
     }
+}
+
+/// The head of a source of at most [`HEAD_BYTES`] as stored, from its bytes inflated whole in
+/// one call (libdeflate): a streaming gunzip of its head cost more, on many small CloudTrail
+/// deliveries, than parsing them. Up to [`HEAD_BYTES`] of it whatever head was asked for,
+/// since the inflate is paid: asking again for a longer head would inflate the file again.
+/// `None` when the bytes do not inflate whole (cut short, damaged): a streaming read keeps
+/// what decompresses before the damage.
+fn small_head(stored: std::io::Result<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut text = stored.and_then(decompress).ok()?;
+    text.truncate(HEAD_BYTES);
+    Some(text)
 }
 
 /// `r`, gunzipped when it starts with gzip's magic bytes.
@@ -312,12 +325,16 @@ pub fn source_id(identity: &str) -> String {
 }
 
 /// [`Source::sniff`] each source (up to `max` bytes of a file), `SNIFF_CONCURRENCY` objects at
-/// a time; small objects are kept whole while the kept bytes stay under `keep_budget`.
-pub async fn sniff_all(
+/// a time, and `judge` its head where it was read: files on blocking threads (every core
+/// reads and judges), so that only the verdicts are held, not thousands of heads. Small
+/// objects are kept whole while the kept bytes stay under `keep_budget`.
+pub async fn sniff_all<T: Send + 'static>(
     sources: Vec<Source>,
     keep_budget: u64,
     max: usize,
-) -> Vec<(Source, Result<Vec<u8>>)> {
+    judge: impl Fn(&[u8]) -> Result<T> + Send + Sync + 'static,
+) -> Vec<(Source, Result<T>)> {
+    let judge = Arc::new(judge);
     let mut kept = 0u64;
     let plan: Vec<(Source, bool)> = sources
         .into_iter()
@@ -332,19 +349,21 @@ pub async fn sniff_all(
         })
         .collect();
     futures::stream::iter(plan)
-        .map(|(mut s, keep)| async move {
-            // Files on blocking threads, so that many small ones are read on every core.
-            if let Origin::File(path) = &s.origin {
-                let path = path.clone();
-                return tokio::task::spawn_blocking(move || {
-                    let head = s.file_head(&path, max);
-                    (s, head)
-                })
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        .map(|(mut s, keep)| {
+            let judge = judge.clone();
+            async move {
+                if let Origin::File(path) = &s.origin {
+                    let path = path.clone();
+                    return tokio::task::spawn_blocking(move || {
+                        let verdict = s.file_head(&path, max).and_then(|h| judge(&h));
+                        (s, verdict)
+                    })
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                }
+                let verdict = s.sniff(keep, max).await.and_then(|h| judge(&h));
+                (s, verdict)
             }
-            let head = s.sniff(keep, max).await;
-            (s, head)
         })
         .buffered(SNIFF_CONCURRENCY)
         .collect()

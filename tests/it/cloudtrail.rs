@@ -137,11 +137,28 @@ fn a_mixed_folder_goes_to_the_right_tables_and_log_type_overrides() {
         "{\"eventVersion\":\"1.08\",\"eventTime\":\"2020-05-12T11:00:00Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\",\"sourceIPAddress\":\"192.0.2.1\"}\n",
     )
     .unwrap();
+    // A plain delivery larger than a head as stored whose first record is longer than the
+    // quick first read (a long request parameter): told from the whole head.
+    let record = |key: &str| {
+        format!(
+            "{{\"eventVersion\":\"1.08\",\"eventTime\":\"2020-05-12T12:00:00Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"PutObject\",\"sourceIPAddress\":\"192.0.2.2\",\"requestParameters\":{{\"key\":\"{key}\"}}}}"
+        )
+    };
+    let mut records = vec![record(&"k".repeat(20_000))];
+    records.extend((0..400).map(|i| record(&format!("short-{i}"))));
+    let long = format!("{{\"Records\":[{}]}}", records.join(","));
+    assert!(long.len() > 64 << 10);
+    std::fs::write(dir.join("ct/long-first-record.json"), long).unwrap();
     let out = t.ok(&["ingest", "--no-progress", dir.to_str().unwrap()]);
     assert!(
         line(&out, "panther_logs.aws_cloudtrail:").contains(" 0 quarantined"),
         "{out}"
     );
+    let n = t.csv(
+        "SELECT count(*), max(length(json_get_str(requestparameters, 'key'))) \
+         FROM panther_logs.aws_cloudtrail WHERE sourceipaddress = '192.0.2.2'",
+    );
+    assert_eq!(n.lines().nth(1), Some("401,20000"), "{n}");
     assert!(
         line(&out, "panther_logs.aws_s3serveraccess:").contains("rows"),
         "{out}"
