@@ -8,9 +8,11 @@
 //! Inside a transaction the work is a pipeline of threads with bounded queues (memory does not
 //! grow with input size): one reader splits input into chunks of whole lines (or, for a file
 //! the parser reads as one document, such as CloudTrail's `{"Records": [...]}`, passes the
-//! file as stored, to be gunzipped on a parser thread; files under 1 MiB (`SMALL_FILE`) are
+//! file as stored, to be gunzipped on a parser thread); files under 1 MiB (`SMALL_FILE`) are
 //! read whole and several go out in one chunk, parsed together into one batch
-//! ([`Parser::parse_parts`]), `threads` parsers turn chunks into Arrow batches, one writer
+//! ([`Parser::parse_parts`]), and so do documents of at most 64 KiB as stored (a CloudTrail
+//! delivery of a few dozen records), inflated on the reader ([`Parser::parse_documents`]);
+//! `threads` parsers turn chunks into Arrow batches, one writer
 //! takes them in the order the chunks were read (so the same input gives the same files, row
 //! for row, and the same alerts on every run) and groups rows by
 //! table and day, handing over each day as soon as the input has moved past it
@@ -640,14 +642,14 @@ struct Chunk {
     /// (see [`SMALL_FILE`]), parsed together ([`Parser::parse_parts`]).
     parts: Vec<Part>,
     data: Vec<u8>,
-    /// `data` is a whole file, for [`Parser::parse_document`]: as stored (maybe gzip), for
-    /// the parser thread to decompress (so files are decompressed in parallel), or already
-    /// decompressed (a small file, read whole).
+    /// The parts are whole documents, for [`Parser::parse_documents`]: one file as stored
+    /// (maybe gzip), for the parser thread to decompress (so files are decompressed in
+    /// parallel), or small files already decompressed on the reader.
     whole: Option<Whole>,
 }
 
-/// How a whole file is in a [`Chunk`].
-#[derive(Debug, Clone, Copy)]
+/// How whole files are in a [`Chunk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Whole {
     AsStored,
     Decompressed,
@@ -827,9 +829,11 @@ fn read_sources(
         seq += 1;
         tx.send(chunk).is_ok()
     };
-    // Small files read whole, waiting to go out together in one chunk.
+    // Small files read whole, waiting to go out together in one chunk: lines, or (when
+    // `pack_docs`) whole documents.
     let mut pack: Vec<Part> = Vec::new();
     let mut pack_data: Vec<u8> = Vec::new();
+    let mut pack_docs = false;
     for (i, (src, schema)) in group.iter().enumerate() {
         let source_err = |e: std::io::Error| TxnError::Source(i, src.io_error(e));
         let input = prefetch.open(i).map_err(|e| TxnError::Source(i, e))?;
@@ -870,28 +874,61 @@ fn read_sources(
             .map_err(source_err)?;
         // The pack so far goes out before a file not packed, so that chunks keep the files'
         // order, and before a file of another log type (a pack holds one).
-        let mut flush_pack = |pack: &mut Vec<Part>, pack_data: &mut Vec<u8>| {
-            pack.is_empty() || send(std::mem::take(pack), std::mem::take(pack_data), None)
+        let mut flush_pack = |pack: &mut Vec<Part>, pack_data: &mut Vec<u8>, docs: bool| {
+            let whole = docs.then_some(Whole::Decompressed);
+            pack.is_empty() || send(std::mem::take(pack), std::mem::take(pack_data), whole)
         };
         let same_type = pack
             .first()
             .is_none_or(|p| group[p.src].1.log_type == schema.log_type);
-        if !same_type && !flush_pack(&mut pack, &mut pack_data) {
+        if !same_type && !flush_pack(&mut pack, &mut pack_data, pack_docs) {
             return Ok(());
         }
+        // A pack holds small files of one log type, all documents or all lines.
+        let mut into_pack = |text: &[u8],
+                             docs: bool,
+                             pack: &mut Vec<Part>,
+                             pack_data: &mut Vec<u8>,
+                             pack_docs: &mut bool| {
+            if *pack_docs != docs && !flush_pack(pack, pack_data, *pack_docs) {
+                return false;
+            }
+            *pack_docs = docs;
+            pb.inc(text.len() as u64);
+            if pack_data.capacity() == 0 {
+                // Room for the last file that fits and one more, so that it is not grown.
+                *pack_data = spare.try_recv().unwrap_or_default();
+                pack_data.clear();
+                pack_data.reserve(chunk_bytes + SMALL_FILE);
+            }
+            let start = pack_data.len();
+            pack_data.extend_from_slice(text);
+            pack.push(Part {
+                src: i,
+                first_line: 1,
+                start,
+                end: pack_data.len(),
+            });
+            pack_data.len() < chunk_bytes || flush_pack(pack, pack_data, docs)
+        };
         if parsers[i].whole_document(&head) {
-            if !flush_pack(&mut pack, &mut pack_data) {
+            drop(reader);
+            // A small file, decompressed here: its records go into one batch with its
+            // neighbours' (`Parser::parse_documents`), like small files' lines.
+            if let Some((text, Whole::Decompressed)) = &stored {
+                if !into_pack(text, true, &mut pack, &mut pack_data, &mut pack_docs) {
+                    return Ok(());
+                }
+                continue;
+            }
+            if !flush_pack(&mut pack, &mut pack_data, pack_docs) {
                 return Ok(());
             }
-            drop(reader);
-            let (data, whole) = match stored {
-                Some((b, whole)) => (Vec::from(b), whole),
-                None => (
-                    Vec::from(
-                        rt.block_on(src.read_all())
-                            .map_err(|e| TxnError::Source(i, e))?,
-                    ),
-                    Whole::AsStored,
+            let data = match stored {
+                Some((b, _)) => Vec::from(b),
+                None => Vec::from(
+                    rt.block_on(src.read_all())
+                        .map_err(|e| TxnError::Source(i, e))?,
                 ),
             };
             pb.inc(data.len() as u64);
@@ -901,7 +938,7 @@ fn read_sources(
                 start: 0,
                 end: data.len(),
             };
-            if !send(vec![part], data, Some(whole)) {
+            if !send(vec![part], data, Some(Whole::AsStored)) {
                 return Ok(());
             }
             continue;
@@ -917,27 +954,12 @@ fn read_sources(
                 .map_err(source_err)?;
         }
         if first.len() < SMALL_FILE {
-            pb.inc(first.len() as u64);
-            if pack_data.capacity() == 0 {
-                // Room for the last file that fits and one more, so that it is not grown.
-                pack_data = spare.try_recv().unwrap_or_default();
-                pack_data.clear();
-                pack_data.reserve(chunk_bytes + SMALL_FILE);
-            }
-            let start = pack_data.len();
-            pack_data.extend_from_slice(&first);
-            pack.push(Part {
-                src: i,
-                first_line: 1,
-                start,
-                end: pack_data.len(),
-            });
-            if pack_data.len() >= chunk_bytes && !flush_pack(&mut pack, &mut pack_data) {
+            if !into_pack(&first, false, &mut pack, &mut pack_data, &mut pack_docs) {
                 return Ok(());
             }
             continue;
         }
-        if !flush_pack(&mut pack, &mut pack_data) {
+        if !flush_pack(&mut pack, &mut pack_data, pack_docs) {
             return Ok(());
         }
         pb.inc(first.len() as u64);
@@ -997,7 +1019,7 @@ fn read_sources(
         }
     }
     if !pack.is_empty() {
-        send(pack, pack_data, None);
+        send(pack, pack_data, pack_docs.then_some(Whole::Decompressed));
     }
     Ok(())
 }
@@ -1077,17 +1099,15 @@ fn parse_parts(
         whole,
         ..
     } = chunk;
-    let parsed: Vec<Result<crate::parse::Parsed, TxnError>> = if let Some(whole) = whole {
-        // A whole document is one part: its stored bytes are decompressed in place.
+    let parser = &parsers[chunk_parts[0].src];
+    let parsed: Vec<Result<crate::parse::Parsed, TxnError>> = if whole == Some(Whole::AsStored) {
+        // One whole document as stored: decompressed in place.
         let part = &chunk_parts[0];
         let (source, _) = &group[part.src];
-        let doc = match whole {
-            Whole::AsStored => source::decompress(data),
-            Whole::Decompressed => Ok(data),
-        };
-        vec![match doc {
-            Ok(doc) => (parsers[part.src].parse_document(&doc, &source.info, parse_time))
-                .map_err(TxnError::Other),
+        vec![match source::decompress(data) {
+            Ok(doc) => {
+                (parser.parse_document(&doc, &source.info, parse_time)).map_err(TxnError::Other)
+            }
             Err(e) => Err(TxnError::Source(part.src, source.io_error(e))),
         }]
     } else {
@@ -1098,7 +1118,11 @@ fn parse_parts(
                 source: &group[part.src].0.info,
             })
             .collect();
-        let parsed = match parsers[chunk_parts[0].src].parse_parts(&parts, parse_time) {
+        let parsed = match whole {
+            Some(_) => parser.parse_documents(&parts, parse_time),
+            None => parser.parse_parts(&parts, parse_time),
+        };
+        let parsed = match parsed {
             Ok(parsed) => parsed.into_iter().map(Ok).collect(),
             Err(e) => vec![Err(TxnError::Other(e))],
         };

@@ -132,7 +132,7 @@ impl Source {
 
     /// The first `max` bytes of a file's decompressed content, to tell the log type; of an
     /// object's or a small file's, the first [`HEAD_BYTES`] whatever `max` (each read of an
-    /// object is a request; a small file is inflated whole anyway, see [`small_head`]). Small
+    /// object is a request; a small file is inflated whole anyway, see `small_head`). Small
     /// objects are fetched whole and kept in [`Source::fetched`] when `keep` allows.
     pub async fn sniff(&mut self, keep: bool, max: usize) -> Result<Vec<u8>> {
         let stored = match &self.origin {

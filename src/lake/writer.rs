@@ -487,7 +487,7 @@ impl PartitionedWriter {
     }
 
     /// Mark the end of one unit of input (the ingest calls it once per parsed chunk) and
-    /// return the days now finished: a table's day that has had no rows for [`COLD_TICKS`]
+    /// return the days now finished: a table's day that has had no rows for `COLD_TICKS`
     /// ticks while the table has had rows of a later day, holding at least an eighth of the
     /// memory budget (all its parts at once). Logs arrive close to time order, so this hands
     /// each day over as the input moves past it, instead of when the budget is full: less

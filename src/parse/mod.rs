@@ -67,7 +67,8 @@ pub struct Parsed {
     pub notes: Vec<String>,
 }
 
-/// One source's lines among several parsed together ([`Parser::parse_parts`]).
+/// One source's lines among several parsed together ([`Parser::parse_parts`]), or one whole
+/// document among several ([`Parser::parse_documents`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Part<'a> {
     /// Whole lines.
@@ -108,14 +109,28 @@ pub trait Parser: Send + Sync {
     }
 
     /// Whether a file whose first bytes are `head` must be parsed as one document (handed to
-    /// [`Parser::parse_document`] whole) rather than in chunks of lines.
+    /// [`Parser::parse_documents`] whole) rather than in chunks of lines.
     fn whole_document(&self, _head: &[u8]) -> bool {
         false
     }
 
+    /// Parse whole files' decompressed bytes together (one large file, or small files of this
+    /// log type read into one chunk), with the contract of [`Parser::parse_parts`]: one
+    /// [`Parsed`] per document, the rows of all in the first one's batch. By default a
+    /// document is parsed as lines.
+    fn parse_documents(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        self.parse_parts(docs, parse_time)
+    }
+
     /// Parse a whole file's decompressed bytes.
     fn parse_document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
-        self.parse_chunk(doc, 1, source, parse_time)
+        let part = Part {
+            text: doc,
+            first_line: 1,
+            source,
+        };
+        let mut out = self.parse_documents(&[part], parse_time)?;
+        Ok(out.pop().expect("one document"))
     }
 }
 

@@ -13,6 +13,16 @@ pub(crate) fn together_and_alone(
     parser: &dyn Parser,
     texts: &[Vec<u8>],
 ) -> (Option<RecordBatch>, Vec<RecordBatch>) {
+    together_and_alone_as(parser, texts, false)
+}
+
+/// [`together_and_alone`] with `texts` as whole documents ([`Parser::parse_documents`] and
+/// [`Parser::parse_document`]) when `documents`.
+pub(crate) fn together_and_alone_as(
+    parser: &dyn Parser,
+    texts: &[Vec<u8>],
+    documents: bool,
+) -> (Option<RecordBatch>, Vec<RecordBatch>) {
     let sources: Vec<SourceInfo> = (0..texts.len())
         .map(|i| SourceInfo {
             id: format!("{i:x}").repeat(32),
@@ -26,10 +36,23 @@ pub(crate) fn together_and_alone(
             source,
         })
         .collect();
-    let mut together = parser.parse_parts(&parts, 7).unwrap();
-    let alone: Vec<Parsed> = (parts.iter())
-        .map(|part| parser.parse_chunk(part.text, 1, part.source, 7).unwrap())
-        .collect();
+    let (mut together, alone): (Vec<Parsed>, Vec<Parsed>) = if documents {
+        let alone = parts
+            .iter()
+            .map(|p| parser.parse_document(p.text, p.source, 7));
+        (
+            parser.parse_documents(&parts, 7).unwrap(),
+            alone.map(Result::unwrap).collect(),
+        )
+    } else {
+        let alone = parts
+            .iter()
+            .map(|p| parser.parse_chunk(p.text, 1, p.source, 7));
+        (
+            parser.parse_parts(&parts, 7).unwrap(),
+            alone.map(Result::unwrap).collect(),
+        )
+    };
     assert_eq!(together.len(), alone.len());
     for (t, a) in together.iter().zip(&alone) {
         assert_eq!(t.lines, a.lines);

@@ -11,16 +11,21 @@ fn repo(rel: &str) -> PathBuf {
 
 /// Records in the bundled CloudTrail sample (the digest file holds none).
 fn sample_records() -> u64 {
-    let mut n = 0;
+    records_per_file().iter().sum()
+}
+
+/// Records in each file of the bundled CloudTrail sample that holds any.
+fn records_per_file() -> Vec<u64> {
+    let mut counts = Vec::new();
     for f in walk(&repo("data/cloudtrail")) {
         let gz = std::fs::read(&f).unwrap();
         let mut text = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
             .unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        n += v["Records"].as_array().map_or(0, |r| r.len() as u64);
+        counts.extend(v["Records"].as_array().map(|r| r.len() as u64));
     }
-    n
+    counts
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -110,6 +115,22 @@ fn cloudtrail_sample_lands_with_structs_blocks_indicators_and_the_digest_noted()
                    AND recipientaccountid = '123456789012'",
     );
     assert!(extra.contains("identitystore"), "{extra}");
+    // Small deliveries are parsed several to a batch, each record keeping its own file's
+    // row id: the file's id prefix and the record's number in it, from 1 (a file parsed as
+    // lines would number its records `1 << 20 | k`).
+    let ids = q(
+        "SELECT count(DISTINCT p_row_id), min(substr(p_row_id, 17)), \
+                 max(substr(p_row_id, 17)), count(DISTINCT p_source_id), \
+                 bool_and(starts_with(p_source_id, substr(p_row_id, 1, 16))) \
+                 FROM panther_logs.aws_cloudtrail",
+    );
+    let per_file = records_per_file();
+    let (files, most) = (per_file.len(), per_file.iter().max().unwrap());
+    assert_eq!(
+        ids.lines().nth(1).unwrap(),
+        format!("{n},00000001,{most:08x},{files},true"),
+        "{ids}"
+    );
     // The indicator search across all logs covers the new table.
     let all = q("SELECT count(*) FROM panther_views.all_logs \
                  WHERE array_has(p_any_aws_instance_ids, 'i-0a1b2c3d4e5f60718')");

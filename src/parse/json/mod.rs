@@ -318,6 +318,8 @@ struct EnvelopeSeed<'p, 's, 'a> {
     parser: &'p JsonParser,
     records: &'p str,
     st: &'s mut State<'a>,
+    /// `out.lines` before this document: its records are numbered from 1 after it.
+    first: u64,
     out: &'s mut Batch,
 }
 
@@ -333,6 +335,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_, 'de> {
             parser,
             records,
             st,
+            first,
             out,
         } = self;
         let mut found = false;
@@ -347,6 +350,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_, 'de> {
                 map.next_value_seed(RecordsSeed {
                     parser,
                     st: &mut *st,
+                    first,
                     out: &mut *out,
                 })?;
             }
@@ -359,6 +363,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_, 'de> {
 struct RecordsSeed<'p, 's, 'a> {
     parser: &'p JsonParser,
     st: &'s mut State<'a>,
+    first: u64,
     out: &'s mut Batch,
 }
 
@@ -377,7 +382,12 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_, 'de> {
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        let RecordsSeed { parser, st, out } = self;
+        let RecordsSeed {
+            parser,
+            st,
+            first,
+            out,
+        } = self;
         let plan = &parser.plan;
         loop {
             st.reset();
@@ -392,7 +402,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_, 'de> {
             parser.append(st, out).map_err(de::Error::custom)?;
             // Records of a document are numbered 1, 2, … (as `Numbering::Document` does).
             out.lines += 1;
-            out.rows.push(out.lines);
+            out.rows.push(out.lines - first);
         }
     }
 }
@@ -831,24 +841,28 @@ impl JsonParser {
     }
 
     /// An envelope document (`{"Records": [...]}`) read in one pass: serde walks the
-    /// document and each record is read and appended as it comes, with no structural scan
-    /// before it (that scan was a tenth of CloudTrail ingest time). `None` when `doc` is not
-    /// such a document or anything in it does not go through (a record that is malformed,
-    /// holds a value of the wrong type or has no event time; text after the envelope): the
-    /// careful path, which cuts records apart first so that a bad one is quarantined alone,
-    /// then reads the document again.
-    fn envelope(&self, doc: &[u8]) -> Option<Batch> {
-        let records = self.plan.records_field.as_deref()?;
+    /// document and each record is read and appended to `out` as it comes, numbered 1, 2, …
+    /// with no structural scan before it (that scan was a tenth of CloudTrail ingest time).
+    /// False when `doc` is not such a document or anything in it does not go through (a
+    /// record that is malformed, holds a value of the wrong type or has no event time; text
+    /// after the envelope): `out` may then hold some of its records, and the document is for
+    /// the careful path, which cuts records apart first so that a bad one is quarantined
+    /// alone.
+    fn envelope(&self, doc: &[u8], out: &mut Batch) -> bool {
+        let Some(records) = self.plan.records_field.as_deref() else {
+            return false;
+        };
         // `needles[0]` is `"<records key>"` when there is a records key. A document whose
         // head does not name it (a digest file, a record of its own) is not worth a try.
         let head = &doc[..doc.len().min(64 << 10)];
         if doc.get(split::skip_ws(doc, 0)) != Some(&b'{')
             || self.plan.needles[0].find(head).is_none()
         {
-            return None;
+            return false;
         }
-        let text = utf8(doc)?;
-        let mut out = self.batch(doc.len());
+        let Some(text) = utf8(doc) else {
+            return false;
+        };
         out.utf8 = true;
         let mut st = State::new(&self.plan);
         let mut de = serde_json::Deserializer::from_str(text);
@@ -856,11 +870,42 @@ impl JsonParser {
             parser: self,
             records,
             st: &mut st,
-            out: &mut out,
+            first: out.lines,
+            out,
         };
-        let found = de::Deserializer::deserialize_map(&mut de, seed).ok()?;
-        de.end().ok()?;
-        found.then_some(out)
+        de::Deserializer::deserialize_map(&mut de, seed).is_ok_and(|found| found)
+            && de.end().is_ok()
+    }
+
+    /// One document parsed alone: an envelope in one pass, anything else carefully.
+    fn document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
+        let mut out = self.batch(doc.len());
+        if self.envelope(doc, &mut out) {
+            self.finish(out, doc.len(), RowSources::One(source), parse_time)
+        } else {
+            self.careful(doc, source, parse_time)
+        }
+    }
+
+    /// [`Parser::parse_documents`] of documents parsed one by one: their rows concatenated
+    /// into the first one's batch.
+    fn each_alone(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        let mut parsed = (docs.iter())
+            .map(|d| self.document(d.text, d.source, parse_time))
+            .collect::<Result<Vec<_>>>()?;
+        let mut batches: Vec<arrow::array::RecordBatch> =
+            parsed.iter_mut().filter_map(|p| p.batch.take()).collect();
+        let batch = match batches.len() {
+            0 | 1 => batches.pop(),
+            _ => Some(arrow::compute::concat_batches(
+                &batches[0].schema(),
+                &batches,
+            )?),
+        };
+        if let Some(first) = parsed.first_mut() {
+            first.batch = batch;
+        }
+        Ok(parsed)
     }
 
     /// A document read value by value and record by record, each cut apart by a structural
@@ -1394,11 +1439,44 @@ impl Parser for JsonParser {
         Ok(parsed)
     }
 
-    fn parse_document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
-        match self.envelope(doc) {
-            Some(out) => self.finish(out, doc.len(), RowSources::One(source), parse_time),
-            None => self.careful(doc, source, parse_time),
+    /// Envelopes (CloudTrail deliveries) go into one set of builders, as lines of small files
+    /// do in [`Parser::parse_parts`]: 5,000 deliveries of 40 records each parsed into fresh
+    /// builders (hundreds per document) and time-sorted as batches of their own cost more than
+    /// reading them. Should any document not be an envelope that goes through in one pass,
+    /// each is parsed alone (carefully where needed) and the batches are concatenated.
+    fn parse_documents(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        let bytes = docs.iter().map(|d| d.text.len()).sum();
+        let mut out = self.batch(bytes);
+        let mut parsed = Vec::with_capacity(docs.len());
+        let mut of_row: Vec<u32> = Vec::new();
+        for (d, doc) in docs.iter().enumerate() {
+            let lines_before = out.lines;
+            if !self.envelope(doc.text, &mut out) {
+                return self.each_alone(docs, parse_time);
+            }
+            if docs.len() > 1 {
+                of_row.resize(out.rows.len(), d as u32);
+            }
+            parsed.push(Parsed {
+                batch: None,
+                quarantined: Vec::new(),
+                lines: out.lines - lines_before,
+                notes: Vec::new(),
+            });
         }
+        let sources: Vec<&SourceInfo> = docs.iter().map(|d| d.source).collect();
+        let sources = match docs {
+            [one] => RowSources::One(one.source),
+            _ => RowSources::PerRow {
+                sources: &sources,
+                of_row: &of_row,
+            },
+        };
+        let all = self.finish(out, bytes, sources, parse_time)?;
+        if let Some(first) = parsed.first_mut() {
+            first.batch = all.batch;
+        }
+        Ok(parsed)
     }
 }
 
