@@ -431,9 +431,12 @@ impl PartitionedWriter {
         }
         let time_idx = self.tables[t].0.time_idx;
         let mut due = Vec::new();
+        // A day's rows may be a slice of `batch` (`split_by_day`), whose size would count the
+        // whole batch: each day is weighed by its share of the rows.
+        let batch_bytes = batch.get_array_memory_size();
         for (day, rows) in split_by_day(&batch, time_idx)? {
             let buf = self.buffers.entry((t, day, part)).or_default();
-            let bytes = rows.get_array_memory_size();
+            let bytes = batch_bytes * rows.num_rows() / batch.num_rows();
             buf.rows += rows.num_rows();
             buf.bytes += bytes;
             buf.last = self.ticks;
@@ -544,6 +547,19 @@ pub fn split_by_day(batch: &RecordBatch, time_idx: usize) -> Result<Vec<(i64, Re
     let first = values.first().map_or(0, |v| day(*v));
     if values.iter().all(|v| day(*v) == first) {
         return Ok(vec![(first, batch.clone())]);
+    }
+    // Rows in time order (as parsers hand them over, see `sort_by_time`): each day's rows are
+    // a run, sliced without a copy.
+    if values.is_sorted() {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < values.len() {
+            let d = day(values[start]);
+            let len = values[start..].partition_point(|v| day(*v) == d);
+            out.push((d, batch.slice(start, len)));
+            start += len;
+        }
+        return Ok(out);
     }
     let mut groups: HashMap<i64, Vec<u32>> = HashMap::new();
     for (i, v) in values.iter().enumerate() {
@@ -1132,6 +1148,36 @@ mod tests {
             prop_assert_eq!(sel.rows(), idx.len());
             let want = interleave_record_batch(&refs, &idx).unwrap();
             prop_assert_eq!(gather(&refs, &sel).unwrap(), want);
+        }
+    }
+
+    proptest! {
+        /// A batch splits into its days in ascending order, each holding exactly that day's
+        /// rows in the batch's order: sliced when the batch is in time order, gathered when
+        /// not (times before 1970 included).
+        #[test]
+        fn a_batch_splits_into_its_days_sorted_or_not(
+            ts in prop::collection::vec(-2 * MICROS_PER_DAY..3 * MICROS_PER_DAY, 1..60),
+        ) {
+            let unsorted = batch(0, &ts);
+            let sorted = sort_by_time(unsorted.clone()).unwrap();
+            for b in [&unsorted, &sorted] {
+                let times = event_times(b).unwrap();
+                let ids = b.column(1).as_primitive::<arrow::datatypes::Int64Type>().values();
+                let mut want: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+                for (t, id) in times.iter().zip(ids.iter()) {
+                    want.entry(t.div_euclid(MICROS_PER_DAY)).or_default().push(*id);
+                }
+                let got: Vec<(i64, Vec<i64>)> = split_by_day(b, 0)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(d, rows)| {
+                        let ids = rows.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+                        (d, ids.values().to_vec())
+                    })
+                    .collect();
+                prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+            }
         }
     }
 
