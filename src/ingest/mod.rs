@@ -75,7 +75,7 @@ const CARRY_ROOM: usize = 64 << 10;
 /// into one chunk (see `read_sources`).
 const SMALL_FILE: usize = 1 << 20;
 
-/// Bytes of a file read first to tell its log type (see [`TypeDetector::settled_by_first_line`]).
+/// Bytes of a file read first to tell its log type (see [`TypeDetector::settled`]).
 const QUICK_HEAD: usize = 8 << 10;
 
 /// How to ingest.
@@ -235,17 +235,22 @@ pub async fn ingest(
             todo.extend(fresh.into_iter().map(|s| (s, schema.clone())));
         } else {
             let types = Arc::new(TypeDetector::new(registry)?);
-            // A first line tells an access log: read a few KiB of each file first, and the
-            // whole head only of files that this does not settle (JSON records can be long).
-            // Thousands of small files would otherwise be read half again to be sniffed.
+            // A first line tells an access log, a first record a JSON type: read a few KiB of
+            // each file first, and the whole head only of files that this does not settle
+            // (JSON records can be long). Thousands of small files would otherwise be read
+            // half again to be sniffed.
             let judge = |quick: bool| {
                 let types = types.clone();
                 move |head: &[u8]| {
-                    if quick && head.len() == QUICK_HEAD && !types.settled_by_first_line(head) {
+                    let cut = quick && head.len() == QUICK_HEAD;
+                    if cut && !types.settled(head) {
                         return Ok(Sniffed::NeedsMore);
                     }
                     match types.detect(head) {
                         Ok(schema) => Ok(Sniffed::Log(schema)),
+                        // What is not a log is judged on the whole head (a snapshot, an error
+                        // quoting the first line).
+                        Err(_) if cut => Ok(Sniffed::NeedsMore),
                         Err(_) if crate::policy::resource::looks_like_snapshot(head) => {
                             Ok(Sniffed::Snapshot)
                         }
@@ -510,9 +515,18 @@ impl TypeDetector {
         Ok(TypeDetector { types })
     }
 
-    /// Whether `head`, a prefix of a file, settles its type: its first line is complete and an
-    /// access log's (which [`TypeDetector::detect`] prefers to any JSON type).
-    pub fn settled_by_first_line(&self, head: &[u8]) -> bool {
+    /// Whether `head`, a prefix of a file, tells its type as a longer prefix would: its first
+    /// line is complete and an access log's (which [`TypeDetector::detect`] prefers to any
+    /// JSON type), or the record each JSON type reads is whole in it
+    /// ([`JsonParser::detect_settled`]).
+    pub fn settled(&self, head: &[u8]) -> bool {
+        self.settled_by_first_line(head)
+            || (self.types.iter())
+                .all(|(_, json)| json.as_ref().is_none_or(|p| p.detect_settled(head)))
+    }
+
+    /// Whether `head`'s first line is complete and an access log's.
+    fn settled_by_first_line(&self, head: &[u8]) -> bool {
         let Some(end) = head.iter().position(|&b| b == b'\n') else {
             return false;
         };

@@ -131,8 +131,7 @@ impl Source {
     }
 
     /// The first `max` bytes of a file's decompressed content, to tell the log type; of an
-    /// object's or a small file's, the first [`HEAD_BYTES`] whatever `max` (each read of an
-    /// object is a request; a small file is inflated whole anyway, see `small_head`). Small
+    /// object's, the first [`HEAD_BYTES`] whatever `max` (each read is a request). Small
     /// objects are fetched whole and kept in [`Source::fetched`] when `keep` allows.
     pub async fn sniff(&mut self, keep: bool, max: usize) -> Result<Vec<u8>> {
         let stored = match &self.origin {
@@ -148,7 +147,7 @@ impl Source {
             Origin::Object { store, key } => store.get_range(key, 0..256 << 10).await?,
         };
         if stored.len() <= HEAD_BYTES
-            && let Some(head) = small_head(Ok(stored.to_vec()))
+            && let Some(head) = small_head(Ok(stored.to_vec()), HEAD_BYTES)
         {
             return Ok(head);
         }
@@ -173,8 +172,11 @@ impl Source {
 impl Source {
     /// The first `max` bytes of file `path`'s decompressed content (blocking).
     fn file_head(&self, path: &Path, max: usize) -> Result<Vec<u8>> {
+        // A small file's whole head is inflated in one call; a few KiB of it (enough to tell
+        // most files' type, `TypeDetector::settled`) are cheaper streamed.
         if self.size <= HEAD_BYTES as u64
-            && let Some(head) = small_head(std::fs::read(path))
+            && max >= HEAD_BYTES
+            && let Some(head) = small_head(std::fs::read(path), max)
         {
             return Ok(head);
         }
@@ -189,15 +191,13 @@ impl Source {
     }
 }
 
-/// The head of a source of at most [`HEAD_BYTES`] as stored, from its bytes inflated whole in
-/// one call (libdeflate): a streaming gunzip of its head cost more, on many small CloudTrail
-/// deliveries, than parsing them. Up to [`HEAD_BYTES`] of it whatever head was asked for,
-/// since the inflate is paid: asking again for a longer head would inflate the file again.
-/// `None` when the bytes do not inflate whole (cut short, damaged): a streaming read keeps
-/// what decompresses before the damage.
-fn small_head(stored: std::io::Result<Vec<u8>>) -> Option<Vec<u8>> {
+/// The first `max` bytes of a source of at most [`HEAD_BYTES`] as stored, from its bytes
+/// inflated whole in one call (libdeflate): a streaming gunzip of a whole head cost more, on
+/// many small CloudTrail deliveries, than parsing them. `None` when the bytes do not inflate
+/// whole (cut short, damaged): a streaming read keeps what decompresses before the damage.
+fn small_head(stored: std::io::Result<Vec<u8>>, max: usize) -> Option<Vec<u8>> {
     let mut text = stored.and_then(decompress).ok()?;
-    text.truncate(HEAD_BYTES);
+    text.truncate(max);
     Some(text)
 }
 

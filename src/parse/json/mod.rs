@@ -1185,6 +1185,41 @@ impl JsonParser {
         })
     }
 
+    /// Whether [`JsonParser::detect_score`] of `head`, a prefix of a file, is what any longer
+    /// prefix would give: the record it reads (or the document it skips) is whole in `head`.
+    pub fn detect_settled(&self, head: &[u8]) -> bool {
+        self.plan.detect.is_empty() || self.detect_view(head).1
+    }
+
+    /// What detection reads of `head`: the first record (of the envelope or array, else the
+    /// top-level value, else the first line), or that the document is one to skip; and
+    /// whether that is whole in `head`.
+    fn detect_view<'h>(&self, head: &'h [u8]) -> (Seen<'h>, bool) {
+        let start = split::skip_ws(head, 0);
+        let framing = self.framing(head, start);
+        // The first record only: walking the rest would scan the whole head.
+        let first = framing.records.and_then(|vs| {
+            let s = split::skip_ws(head, vs + 1);
+            (head.get(s) != Some(&b']'))
+                .then(|| split::skip_value(head, s).ok().map(|e| (s, e)))
+                .flatten()
+        });
+        if framing.skip.is_some() && first.is_none() {
+            // Settled when the whole document was walked and holds no records.
+            return (Seen::Skip, framing.records.is_none() && framing.complete);
+        }
+        match first {
+            Some((s, e)) => (Seen::Record(&head[s..e]), true),
+            None => match split::skip_value(head, start) {
+                Ok(e) => (Seen::Record(&head[start..e]), true),
+                Err(_) => match lines(head, 1).map(|(_, l)| l).find(|l| !is_blank(l)) {
+                    Some(line) => (Seen::Record(line), false),
+                    None => (Seen::Nothing, false),
+                },
+            },
+        }
+    }
+
     /// Whether the file whose first bytes are `head` is one document of records (an envelope,
     /// a document to skip, a JSON array of records, or pretty-printed records) rather than one
     /// record per line.
@@ -1241,24 +1276,10 @@ impl JsonParser {
         if self.plan.detect.is_empty() {
             return None;
         }
-        let start = split::skip_ws(head, 0);
-        let framing = self.framing(head, start);
-        // The first record only: walking the rest would scan the whole head.
-        let first = framing.records.and_then(|vs| {
-            let s = split::skip_ws(head, vs + 1);
-            (head.get(s) != Some(&b']'))
-                .then(|| split::skip_value(head, s).ok().map(|e| (s, e)))
-                .flatten()
-        });
-        if framing.skip.is_some() && first.is_none() {
-            return Some(self.plan.detect.len());
-        }
-        let record = match first {
-            Some((s, e)) => &head[s..e],
-            None => match split::skip_value(head, start) {
-                Ok(e) => &head[start..e],
-                Err(_) => lines(head, 1).map(|(_, l)| l).find(|l| !is_blank(l))?,
-            },
+        let record = match self.detect_view(head).0 {
+            Seen::Skip => return Some(self.plan.detect.len()),
+            Seen::Record(record) => record,
+            Seen::Nothing => return None,
         };
         let mut keys = Vec::new();
         split::members(record, split::skip_ws(record, 0), |k, _| {
@@ -1272,6 +1293,16 @@ impl JsonParser {
             .all(|d| keys.iter().any(|k| k.eq_ignore_ascii_case(d.as_bytes())))
             .then_some(self.plan.detect.len())
     }
+}
+
+/// What detection reads of a file's head (see [`JsonParser::detect_view`]).
+enum Seen<'h> {
+    /// A document to skip (a digest file).
+    Skip,
+    /// The record whose keys tell the log type.
+    Record(&'h [u8]),
+    /// Nothing but blanks.
+    Nothing,
 }
 
 /// How a top-level value holds records (see [`JsonParser::framing`]).

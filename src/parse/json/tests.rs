@@ -261,6 +261,40 @@ fn detection_needs_the_declared_keys() {
     );
 }
 
+/// A prefix of a file settles detection when what detection reads is whole in it: then every
+/// longer prefix scores the same.
+#[test]
+fn a_head_settles_detection_once_the_first_record_is_whole() {
+    let p = parser();
+    let digest = r#"{"awsAccountId":"123456789012","digestStartTime":"2020-05-12T10:00:00Z","logFiles":[{"s3Object":"a"}]}"#;
+    let docs = [
+        format!("{{\"Records\":[{MGMT},{DATA}]}}"),
+        format!("{DATA}\n{MGMT}\n"),
+        format!("[{MGMT},{DATA}]"),
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(MGMT).unwrap())
+            .unwrap(),
+        digest.to_string(),
+        "not json at all\n".to_string(),
+    ];
+    for doc in &docs {
+        let whole = p.detect_score(doc.as_bytes());
+        for cut in 0..=doc.len() {
+            let head = &doc.as_bytes()[..cut];
+            if p.detect_settled(head) {
+                assert_eq!(p.detect_score(head), whole, "{doc} cut at {cut}");
+            }
+        }
+    }
+    // Cut inside the first record: not settled; right after it: settled.
+    let env = format!("{{\"Records\":[{MGMT},{DATA}]}}");
+    let end_of_first = "{\"Records\":[".len() + MGMT.len();
+    assert!(!p.detect_settled(&env.as_bytes()[..end_of_first - 1]));
+    assert!(p.detect_settled(&env.as_bytes()[..end_of_first]));
+    // A digest is settled only once walked whole (a records key could still follow).
+    assert!(!p.detect_settled(&digest.as_bytes()[..digest.len() - 1]));
+    assert!(p.detect_settled(digest.as_bytes()));
+}
+
 #[test]
 fn escaped_strings_and_duplicate_keys() {
     let rec = r#"{"eventTime":"2020-05-12T10:15:00Z","eventName":"Get\"Object\u0041","eventName":"again"}"#;
