@@ -38,6 +38,7 @@ pub mod source;
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -310,6 +311,8 @@ pub async fn ingest(
         for group in groups(todo, opts.txn_bytes) {
             let mut group = group;
             while !group.is_empty() {
+                // A retry without a failed source reads the rest again: the bar goes back.
+                let shown = pb.position();
                 let txn = commit::new_txn_id();
                 let run = {
                     let (lake, group2, opts2, pb2, txn2, det) = (
@@ -381,6 +384,8 @@ pub async fn ingest(
                         commit::recover(lake).await?;
                         let (src, _) = group.remove(i);
                         summary.failed.push((src.info.label.clone(), e.to_string()));
+                        // The failed source's bytes count as done.
+                        pb.set_position(shown + src.size);
                     }
                     Err(TxnError::Other(e)) => {
                         if let Some(d) = &detector {
@@ -848,9 +853,24 @@ fn read_sources(
     let mut pack: Vec<Part> = Vec::new();
     let mut pack_data: Vec<u8> = Vec::new();
     let mut pack_docs = false;
+    // The progress bar counts input as stored (its total is the sources' sizes): bytes read
+    // as they are read, and what was not read through `Counting` (a file read twice, bytes
+    // fetched whole) once its source is done.
+    let counted = Arc::new(AtomicU64::new(0));
+    let done = |src: &Source| pb.inc(src.size.saturating_sub(counted.swap(0, Ordering::Relaxed)));
     for (i, (src, schema)) in group.iter().enumerate() {
+        if let Some((previous, _)) = i.checked_sub(1).map(|p| &group[p]) {
+            done(previous);
+        }
         let source_err = |e: std::io::Error| TxnError::Source(i, src.io_error(e));
-        let input = prefetch.open(i).map_err(|e| TxnError::Source(i, e))?;
+        let input = match prefetch.open(i).map_err(|e| TxnError::Source(i, e))? {
+            source::Input::Reader(r) => source::Input::Reader(Box::new(Counting {
+                inner: r,
+                pb: pb.clone(),
+                counted: counted.clone(),
+            })),
+            fetched => fetched,
+        };
         // A file of no more than a head's bytes as stored is read and decompressed whole, once:
         // its head read through a streaming gunzip, then the document inflated again on a
         // parser thread, cost more than parsing a CloudTrail delivery of a few dozen records
@@ -908,7 +928,6 @@ fn read_sources(
                 return false;
             }
             *pack_docs = docs;
-            pb.inc(text.len() as u64);
             if pack_data.capacity() == 0 {
                 // Room for the last file that fits and one more, so that it is not grown.
                 *pack_data = spare.try_recv().unwrap_or_default();
@@ -945,7 +964,6 @@ fn read_sources(
                         .map_err(|e| TxnError::Source(i, e))?,
                 ),
             };
-            pb.inc(data.len() as u64);
             let part = Part {
                 src: i,
                 first_line: 1,
@@ -976,8 +994,7 @@ fn read_sources(
         if !flush_pack(&mut pack, &mut pack_data, pack_docs) {
             return Ok(());
         }
-        pb.inc(first.len() as u64);
-        let mut reader = std::io::Cursor::new(first).chain(Counting { inner: reader, pb });
+        let mut reader = std::io::Cursor::new(first).chain(reader);
         let mut carry: Vec<u8> = Vec::new();
         let mut line = 1u64;
         loop {
@@ -1032,21 +1049,26 @@ fn read_sources(
             }
         }
     }
+    if let Some((last, _)) = group.last() {
+        done(last);
+    }
     if !pack.is_empty() {
         send(pack, pack_data, pack_docs.then_some(Whole::Decompressed));
     }
     Ok(())
 }
 
-/// Counts bytes read into the progress bar.
-struct Counting<'a, R> {
+/// Counts the bytes read of a source as stored into the progress bar and `counted`.
+struct Counting<R> {
     inner: R,
-    pb: &'a ProgressBar,
+    pb: ProgressBar,
+    counted: Arc<AtomicU64>,
 }
 
-impl<R: Read> Read for Counting<'_, R> {
+impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.counted.fetch_add(n as u64, Ordering::Relaxed);
         self.pb.inc(n as u64);
         Ok(n)
     }
