@@ -1438,13 +1438,48 @@ impl Parser for JsonParser {
     /// The parts' records go into one set of builders (for small files, one each would be
     /// hundreds of builders per file), in the first part's batch, in input order.
     fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        let read = |part: &Part<'_>, out: &mut Batch| {
+            self.lines_into(part.text, part.first_line, out);
+            true
+        };
+        let parsed = self.read_together(parts, parse_time, read)?;
+        Ok(parsed.expect("lines are always read"))
+    }
+
+    /// Envelopes (CloudTrail deliveries) go into one set of builders, as lines of small files
+    /// do in [`Parser::parse_parts`]: 5,000 deliveries of 40 records each parsed into fresh
+    /// builders (hundreds per document) and time-sorted as batches of their own cost more than
+    /// reading them. Should any document not be an envelope that goes through in one pass,
+    /// each is parsed alone (carefully where needed) and the batches are concatenated.
+    fn parse_documents(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
+        let read = |doc: &Part<'_>, out: &mut Batch| self.envelope(doc.text, out);
+        match self.read_together(docs, parse_time, read)? {
+            Some(parsed) => Ok(parsed),
+            None => self.each_alone(docs, parse_time),
+        }
+    }
+}
+
+impl JsonParser {
+    /// `parts` read one after another by `read` into one set of builders: one [`Parsed`] per
+    /// part with its own counts, quarantined records and notes, the rows of all in the first
+    /// one's batch, each row with its own part's source. `None` as soon as `read` gives up on
+    /// a part (the builders then hold some of its records).
+    fn read_together(
+        &self,
+        parts: &[Part<'_>],
+        parse_time: i64,
+        mut read: impl FnMut(&Part<'_>, &mut Batch) -> bool,
+    ) -> Result<Option<Vec<Parsed>>> {
         let bytes = parts.iter().map(|p| p.text.len()).sum();
         let mut out = self.batch(bytes);
         let mut parsed = Vec::with_capacity(parts.len());
         let mut of_row: Vec<u32> = Vec::new();
         for (p, part) in parts.iter().enumerate() {
             let lines_before = out.lines;
-            self.lines_into(part.text, part.first_line, &mut out);
+            if !read(part, &mut out) {
+                return Ok(None);
+            }
             if parts.len() > 1 {
                 of_row.resize(out.rows.len(), p as u32);
             }
@@ -1467,47 +1502,7 @@ impl Parser for JsonParser {
         if let Some(first) = parsed.first_mut() {
             first.batch = all.batch;
         }
-        Ok(parsed)
-    }
-
-    /// Envelopes (CloudTrail deliveries) go into one set of builders, as lines of small files
-    /// do in [`Parser::parse_parts`]: 5,000 deliveries of 40 records each parsed into fresh
-    /// builders (hundreds per document) and time-sorted as batches of their own cost more than
-    /// reading them. Should any document not be an envelope that goes through in one pass,
-    /// each is parsed alone (carefully where needed) and the batches are concatenated.
-    fn parse_documents(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
-        let bytes = docs.iter().map(|d| d.text.len()).sum();
-        let mut out = self.batch(bytes);
-        let mut parsed = Vec::with_capacity(docs.len());
-        let mut of_row: Vec<u32> = Vec::new();
-        for (d, doc) in docs.iter().enumerate() {
-            let lines_before = out.lines;
-            if !self.envelope(doc.text, &mut out) {
-                return self.each_alone(docs, parse_time);
-            }
-            if docs.len() > 1 {
-                of_row.resize(out.rows.len(), d as u32);
-            }
-            parsed.push(Parsed {
-                batch: None,
-                quarantined: Vec::new(),
-                lines: out.lines - lines_before,
-                notes: Vec::new(),
-            });
-        }
-        let sources: Vec<&SourceInfo> = docs.iter().map(|d| d.source).collect();
-        let sources = match docs {
-            [one] => RowSources::One(one.source),
-            _ => RowSources::PerRow {
-                sources: &sources,
-                of_row: &of_row,
-            },
-        };
-        let all = self.finish(out, bytes, sources, parse_time)?;
-        if let Some(first) = parsed.first_mut() {
-            first.batch = all.batch;
-        }
-        Ok(parsed)
+        Ok(Some(parsed))
     }
 }
 
