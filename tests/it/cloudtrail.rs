@@ -225,12 +225,41 @@ fn malformed_records_are_quarantined_and_the_rest_of_the_file_kept() {
     // Truncated mid-record, as a partial upload would be.
     let doc = format!("{doc},{{\"eventVersion\":\"1.0");
     gzip(&t.path("in/bad.json.gz"), &doc);
+    // A good delivery next to it: small files are parsed together, and the bad one's
+    // records must not spill into (or lose) its neighbour's.
+    gzip(
+        &t.path("in/good.json.gz"),
+        &format!("{{\"Records\":[{},{}]}}", good(4), good(5)),
+    );
     let out = t.ok(&["ingest", "--no-progress", t.path("in").to_str().unwrap()]);
     assert_eq!(
         line(&out, "lines:"),
-        "lines: 6 read = 3 rows written + 3 quarantined",
+        "lines: 8 read = 5 rows written + 3 quarantined",
         "{out}"
     );
+    let by_file = t.csv(
+        "SELECT regexp_replace(p_source_label, '.*/', ''), count(*), \
+         min(substr(p_row_id, 17)), max(substr(p_row_id, 17)) \
+         FROM panther_logs.aws_cloudtrail GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(
+        by_file.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "bad.json.gz,3,00000001,00000005",
+            "good.json.gz,2,00000001,00000002"
+        ],
+        "{by_file}"
+    );
+    let quarantined = t.csv(
+        "SELECT DISTINCT regexp_replace(p_source_label, '.*/', '') \
+         FROM panther_quarantine.aws_cloudtrail",
+    );
+    assert_eq!(
+        quarantined.lines().nth(1),
+        Some("bad.json.gz"),
+        "{quarantined}"
+    );
+    assert_eq!(quarantined.lines().count(), 2, "{quarantined}");
     let q = t.csv("SELECT line, reason FROM panther_quarantine.aws_cloudtrail ORDER BY reason");
     assert!(
         q.contains("record 2 (line 1): field readonly: expected a boolean"),
