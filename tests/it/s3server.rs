@@ -82,6 +82,9 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                // As S3 does: without it a response written in two pieces waits for the
+                // client's delayed ACK (40 ms) before its second piece goes out (Nagle).
+                let _ = socket.set_nodelay(true);
                 let (service, st) = (service.clone(), st.clone());
                 let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let (service, st) = (service.clone(), st.clone());
