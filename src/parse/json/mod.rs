@@ -877,21 +877,23 @@ impl JsonParser {
             && de.end().is_ok()
     }
 
-    /// One document parsed alone: an envelope in one pass, anything else carefully.
-    fn document(&self, doc: &[u8], source: &SourceInfo, parse_time: i64) -> Result<Parsed> {
-        let mut out = self.batch(doc.len());
-        if self.envelope(doc, &mut out) {
-            self.finish(out, doc.len(), RowSources::One(source), parse_time)
-        } else {
-            self.careful(doc, source, parse_time)
-        }
+    /// `docs` read as envelopes in one pass into one set of builders ([`Self::read_together`]);
+    /// `None` when one of them does not go through.
+    fn envelopes(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Option<Vec<Parsed>>> {
+        let read = |doc: &Part<'_>, out: &mut Batch| self.envelope(doc.text, out);
+        self.read_together(docs, parse_time, read)
     }
 
-    /// [`Parser::parse_documents`] of documents parsed one by one: their rows concatenated
-    /// into the first one's batch.
+    /// [`Parser::parse_documents`] of documents parsed one by one (an envelope in one pass,
+    /// anything else carefully): their rows concatenated into the first one's batch.
     fn each_alone(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
         let mut parsed = (docs.iter())
-            .map(|d| self.document(d.text, d.source, parse_time))
+            .map(
+                |d| match self.envelopes(std::slice::from_ref(d), parse_time)? {
+                    Some(mut one) => Ok(one.pop().expect("one document")),
+                    None => self.careful(d.text, d.source, parse_time),
+                },
+            )
             .collect::<Result<Vec<_>>>()?;
         let mut batches: Vec<arrow::array::RecordBatch> =
             parsed.iter_mut().filter_map(|p| p.batch.take()).collect();
@@ -1452,8 +1454,7 @@ impl Parser for JsonParser {
     /// reading them. Should any document not be an envelope that goes through in one pass,
     /// each is parsed alone (carefully where needed) and the batches are concatenated.
     fn parse_documents(&self, docs: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
-        let read = |doc: &Part<'_>, out: &mut Batch| self.envelope(doc.text, out);
-        match self.read_together(docs, parse_time, read)? {
+        match self.envelopes(docs, parse_time)? {
             Some(parsed) => Ok(parsed),
             None => self.each_alone(docs, parse_time),
         }
