@@ -660,11 +660,53 @@ struct Chunk {
     /// What `data` holds: part of one file, or several small files of one log type whole
     /// (see [`SMALL_FILE`]), parsed together ([`Parser::parse_parts`]).
     parts: Vec<Part>,
-    data: Vec<u8>,
+    data: ChunkData,
     /// The parts are whole documents, for [`Parser::parse_documents`]: one file as stored
     /// (maybe gzip), for the parser thread to decompress (so files are decompressed in
     /// parallel), or small files already decompressed on the reader.
     whole: Option<Whole>,
+}
+
+/// The bytes of a [`Chunk`].
+enum ChunkData {
+    /// A buffer, back to the reader (`spare`) once parsed.
+    Buf(Vec<u8>),
+    /// Whole lines of a large plain file, mapped ([`source::MappedLines`]); unmapped once
+    /// parsed.
+    Mapped(source::Window),
+}
+
+impl std::ops::Deref for ChunkData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ChunkData::Buf(v) => v,
+            ChunkData::Mapped(w) => &w.map[..w.end],
+        }
+    }
+}
+
+impl From<Vec<u8>> for ChunkData {
+    fn from(v: Vec<u8>) -> Self {
+        ChunkData::Buf(v)
+    }
+}
+
+impl ChunkData {
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            ChunkData::Buf(v) => v,
+            ChunkData::Mapped(_) => self.to_vec(),
+        }
+    }
+
+    /// Give a buffer back to the reader; unmap a window.
+    fn recycle(self, spare: &Sender<Vec<u8>>) {
+        if let ChunkData::Buf(v) = self {
+            let _ = spare.try_send(v);
+        }
+    }
 }
 
 /// How whole files are in a [`Chunk`].
@@ -835,7 +877,7 @@ fn read_sources(
     // Every chunk goes out with the next read position, once the writer has room for one more
     // (a credit, see `InOrder`); false when the pipeline has stopped.
     let mut seq = 0u64;
-    let mut send = |parts: Vec<Part>, data: Vec<u8>, whole: Option<Whole>| {
+    let mut send = |parts: Vec<Part>, data: ChunkData, whole: Option<Whole>| {
         if credits.recv().is_err() {
             return false;
         }
@@ -910,7 +952,12 @@ fn read_sources(
         // order, and before a file of another log type (a pack holds one).
         let mut flush_pack = |pack: &mut Vec<Part>, pack_data: &mut Vec<u8>, docs: bool| {
             let whole = docs.then_some(Whole::Decompressed);
-            pack.is_empty() || send(std::mem::take(pack), std::mem::take(pack_data), whole)
+            pack.is_empty()
+                || send(
+                    std::mem::take(pack),
+                    std::mem::take(pack_data).into(),
+                    whole,
+                )
         };
         let same_type = pack
             .first()
@@ -970,7 +1017,7 @@ fn read_sources(
                 start: 0,
                 end: data.len(),
             };
-            if !send(vec![part], data, Some(Whole::AsStored)) {
+            if !send(vec![part], data.into(), Some(Whole::AsStored)) {
                 return Ok(());
             }
             continue;
@@ -993,6 +1040,38 @@ fn read_sources(
         }
         if !flush_pack(&mut pack, &mut pack_data, pack_docs) {
             return Ok(());
+        }
+        // A large plain file is read as mapped windows instead of copied into buffers.
+        if let source::Origin::File(path) = &src.origin
+            && let Some(mut windows) =
+                source::MappedLines::open(path, chunk_bytes).map_err(source_err)?
+        {
+            drop(reader);
+            // The head was read and counted already.
+            let mut uncounted = counted.load(Ordering::Relaxed);
+            let mut line = 1u64;
+            while let Some(window) = windows.next_window().map_err(source_err)? {
+                if failed.lock().expect("not poisoned").is_some() {
+                    return Ok(());
+                }
+                let n = window.end as u64;
+                let count = n.saturating_sub(uncounted);
+                uncounted = uncounted.saturating_sub(n);
+                counted.fetch_add(count, Ordering::Relaxed);
+                pb.inc(count);
+                let first = line;
+                line += memchr::memchr_iter(b'\n', &window.map[..window.end]).count() as u64;
+                let part = Part {
+                    src: i,
+                    first_line: first,
+                    start: 0,
+                    end: window.end,
+                };
+                if !send(vec![part], ChunkData::Mapped(window), None) {
+                    return Ok(());
+                }
+            }
+            continue;
         }
         let mut reader = std::io::Cursor::new(first).chain(reader);
         let mut carry: Vec<u8> = Vec::new();
@@ -1041,7 +1120,7 @@ fn read_sources(
                 start: 0,
                 end: cut,
             };
-            if !send(vec![part], buf, None) {
+            if !send(vec![part], buf.into(), None) {
                 return Ok(());
             }
             if eof {
@@ -1053,7 +1132,11 @@ fn read_sources(
         done(last);
     }
     if !pack.is_empty() {
-        send(pack, pack_data, pack_docs.then_some(Whole::Decompressed));
+        send(
+            pack,
+            pack_data.into(),
+            pack_docs.then_some(Whole::Decompressed),
+        );
     }
     Ok(())
 }
@@ -1140,7 +1223,7 @@ fn parse_parts(
         // One whole document as stored: decompressed in place.
         let part = &chunk_parts[0];
         let (source, _) = &group[part.src];
-        vec![match source::decompress(data) {
+        vec![match source::decompress(data.into_vec()) {
             Ok(doc) => {
                 (parser.parse_document(&doc, &source.info, parse_time)).map_err(TxnError::Other)
             }
@@ -1163,7 +1246,7 @@ fn parse_parts(
             Err(e) => vec![Err(TxnError::Other(e))],
         };
         drop(parts);
-        let _ = spare.try_send(data);
+        data.recycle(spare);
         parsed
     };
     let mut parts = Vec::with_capacity(chunk_parts.len());
