@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{cast, filter_record_batch, prep_null_mask_filter};
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
@@ -254,6 +254,8 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
 
     enum Col<'a> {
         Str(&'a StringArray),
+        /// A dictionary of strings (the parser interns repeated values): keys, values.
+        Dict(&'a [i32], &'a StringArray),
         /// Written as is (numbers, booleans).
         Bare(ArrayFormatter<'a>),
         /// Written as a JSON string (timestamps).
@@ -264,6 +266,10 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
     for (f, a) in batch.schema().fields().iter().zip(batch.columns()) {
         let col = match f.data_type() {
             DataType::Utf8 => Col::Str(a.as_string::<i32>()),
+            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+                let d = a.as_dictionary::<Int32Type>();
+                Col::Dict(d.keys().values(), d.values().as_string::<i32>())
+            }
             t if t.is_integer() || matches!(t, DataType::Boolean) => {
                 Col::Bare(ArrayFormatter::try_new(a.as_ref(), &opts)?)
             }
@@ -287,6 +293,11 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
                     let o = s.value_offsets();
                     (o[n] - o[0]) as usize
                 }
+                // (Keys of NULL rows may be anything.)
+                Col::Dict(keys, values) => (keys.iter())
+                    .filter(|&&k| (k as usize) < values.len())
+                    .map(|&k| values.value_length(k as usize) as usize)
+                    .sum(),
                 Col::Bare(_) | Col::Quoted(_) => 24 * n,
             };
             values + (key.len() + 4) * n
@@ -312,6 +323,7 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
             buf.push(b':');
             match col {
                 Col::Str(s) => push_json_str(&mut buf, s.value(r)),
+                Col::Dict(keys, values) => push_json_str(&mut buf, values.value(keys[r] as usize)),
                 Col::Bare(f) => {
                     use std::io::Write;
                     write!(buf, "{}", f.value(r)).map_err(io)?
@@ -626,6 +638,7 @@ mod tests {
             Field::new("bytes", DataType::Int64, true),
             Field::new("ok", DataType::Boolean, true),
             Field::new("time", crate::schema::TIMESTAMP, true),
+            Field::new("owner", crate::engine::dict_scan::dictionary_type(), true),
         ]));
         let b = RecordBatch::try_new(
             schema,
@@ -643,6 +656,14 @@ mod tests {
                     None,
                     Some(0),
                 ])),
+                // Interned by the parser: keys into distinct values.
+                Arc::new(
+                    arrow::array::DictionaryArray::try_new(
+                        Int32Array::from(vec![Some(1), Some(1), None]),
+                        Arc::new(StringArray::from(vec!["unused", "o\"wner"])),
+                    )
+                    .unwrap(),
+                ),
             ],
         )
         .unwrap();

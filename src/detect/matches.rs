@@ -120,5 +120,6 @@ pub fn build(
         Arc::new(TimestampMicrosecondArray::from(created)),
         Arc::new(TimestampMicrosecondArray::from(vec![now; kept])),
     ]);
-    Ok(Some(RecordBatch::try_new(schema.clone(), columns)?))
+    let schema = crate::lake::writer::typed_as(schema, &columns);
+    Ok(Some(RecordBatch::try_new(schema, columns)?))
 }

@@ -176,7 +176,9 @@ impl Detector {
         let mut sets = HashMap::new();
         for s in schemas {
             if !sets.contains_key(&s.log_type) {
-                let set = RuleSet::compile(rules, &s.log_type, &s.arrow_schema())?;
+                // Against the batches the parser makes (some strings as dictionaries).
+                let batch_schema = crate::parse::parser_for(s.clone())?.batch_schema();
+                let set = RuleSet::compile(rules, &s.log_type, &batch_schema)?;
                 if !set.rules.is_empty() {
                     sets.insert(s.log_type.clone(), Arc::new(set));
                 }

@@ -19,7 +19,7 @@
 
 use arrow::array::{Array, AsArray};
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Int32Type};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use foldhash::fast::FixedState;
@@ -196,31 +196,80 @@ pub fn encode(
     // Each batch's column, looked up once (on first use: the row group may read few of the
     // batches): selections of many small inputs are tens of thousands of runs of a row or two,
     // so the work per run is kept to this lookup.
-    type View<'a> = (&'a [i32], &'a [u8], Option<&'a NullBuffer>);
-    let mut views: Vec<Option<View>> = vec![None; batches.len()];
+    //
+    // A batch's column is plain strings, or a dictionary (the parser interned it): then each
+    // of its keys is mapped to the chunk's key once, on first use (`remap`, `u32::MAX` until
+    // then), and rows cost a lookup instead of hashing their value. Entries are interned in
+    // the order rows first use them either way, so the chunk is the same.
+    struct View<'a> {
+        offsets: &'a [i32],
+        data: &'a [u8],
+        nulls: Option<&'a NullBuffer>,
+        /// The dictionary's keys, for a dictionary column (`offsets` and `data` are its values).
+        keys: Option<&'a [i32]>,
+        remap: Vec<u32>,
+    }
+    let mut views: Vec<Option<View>> = (0..batches.len()).map(|_| None).collect();
     for sel in sels {
         for &(b, start, end) in sel.runs() {
-            let (offsets, data, nulls) = *views[b].get_or_insert_with(|| {
-                let a = batches[b].column(col).as_string::<i32>();
-                let nulls = a.nulls().filter(|n| n.null_count() > 0);
-                (a.value_offsets(), a.value_data(), nulls)
+            let view = views[b].get_or_insert_with(|| {
+                let column = batches[b].column(col);
+                let nulls = column.nulls().filter(|n| n.null_count() > 0);
+                match column.as_dictionary_opt::<Int32Type>() {
+                    Some(d) => {
+                        let values = d.values().as_string::<i32>();
+                        View {
+                            offsets: values.value_offsets(),
+                            data: values.value_data(),
+                            nulls,
+                            keys: Some(d.keys().values()),
+                            remap: vec![u32::MAX; values.len()],
+                        }
+                    }
+                    None => {
+                        let a = column.as_string::<i32>();
+                        View {
+                            offsets: a.value_offsets(),
+                            data: a.value_data(),
+                            nulls,
+                            keys: None,
+                            remap: Vec::new(),
+                        }
+                    }
+                }
             });
+            let (offsets, data) = (view.offsets, view.data);
             for r in start..end {
-                let is_valid = nulls.is_none_or(|m| m.is_valid(r));
+                let is_valid = view.nulls.is_none_or(|m| m.is_valid(r));
                 if nullable {
                     levels.push(i16::from(is_valid));
                 }
                 if is_valid {
-                    let value = &data[offsets[r] as usize..offsets[r + 1] as usize];
-                    // Neighbouring rows often repeat a value (constant `p_` columns,
-                    // signature versions, owners): no hashing then.
-                    let key = match last {
-                        Some(k) if same(dict.get(k), value) => k,
-                        _ => dict.intern(value),
+                    let (key, len) = match view.keys {
+                        Some(batch_keys) => {
+                            let v = batch_keys[r] as usize;
+                            let len = (offsets[v + 1] - offsets[v]) as usize;
+                            let mapped = &mut view.remap[v];
+                            if *mapped == u32::MAX {
+                                *mapped = dict
+                                    .intern(&data[offsets[v] as usize..offsets[v + 1] as usize]);
+                            }
+                            (*mapped, len)
+                        }
+                        None => {
+                            let value = &data[offsets[r] as usize..offsets[r + 1] as usize];
+                            // Neighbouring rows often repeat a value (constant `p_` columns,
+                            // signature versions, owners): no hashing then.
+                            let key = match last {
+                                Some(k) if same(dict.get(k), value) => k,
+                                _ => dict.intern(value),
+                            };
+                            last = Some(key);
+                            (key, value.len())
+                        }
                     };
-                    last = Some(key);
                     keys.push(key);
-                    page.value_bytes += value.len() as i64;
+                    page.value_bytes += len as i64;
                 }
                 page.rows += 1;
                 if page.rows == page_rows {
@@ -738,6 +787,65 @@ mod tests {
                 props(1000, true, Some(8), Some(16), None),
             );
             assert!(got == want, "nullable {nullable}: files differ");
+        }
+    }
+
+    /// Batches whose column is a dictionary (as the S3 access-log parser interns strings) give
+    /// the file their strings give: batch keys mapped to the chunk's in the order rows first
+    /// use them, whatever the batch dictionaries' order and unused entries; and the same file
+    /// through parquet-rs when the chunk's dictionary is over the limit.
+    #[test]
+    fn dictionary_batches_are_written_as_their_strings() {
+        use arrow::array::{DictionaryArray, Int32Array};
+        let pool = [
+            "GET",
+            "PUT",
+            "",
+            "z",
+            "a-much-longer-value-".repeat(3).leak(),
+        ];
+        let plain: Vec<Values> = (0..3)
+            .map(|b| {
+                (0..3000)
+                    .map(|i| (i % 5 != b).then(|| pool[(i * (b + 2)) % pool.len()].to_string()))
+                    .collect()
+            })
+            .collect();
+        let utf8 = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let dict = Arc::new(Schema::new(vec![Field::new("s", dict_type, true)]));
+        let batches = |interned: bool| -> Vec<RecordBatch> {
+            (plain.iter())
+                .map(|v| {
+                    if !interned {
+                        let a: ArrayRef = Arc::new(StringArray::from(v.clone()));
+                        return RecordBatch::try_new(utf8.clone(), vec![a]).unwrap();
+                    }
+                    // The pool backwards, and a value no row uses.
+                    let mut values: Vec<&str> = pool.iter().rev().copied().collect();
+                    values.insert(1, "unused");
+                    let keys = Int32Array::from_iter(v.iter().map(|s| {
+                        s.as_deref()
+                            .map(|s| values.iter().position(|&p| p == s).unwrap() as i32)
+                    }));
+                    let a = DictionaryArray::try_new(keys, Arc::new(StringArray::from(values)));
+                    RecordBatch::try_new(dict.clone(), vec![Arc::new(a.unwrap())]).unwrap()
+                })
+                .collect()
+        };
+        let groups = interleaved(&plain, 700, 4);
+        for limit in [None, Some(16)] {
+            let props = props(1000, true, Some(8), Some(16), limit);
+            let file = |batches: Vec<RecordBatch>| {
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                let mut out = Vec::new();
+                encode_groups(&mut out, &utf8, props.clone(), &refs, &groups).unwrap();
+                out
+            };
+            assert!(
+                file(batches(true)) == file(batches(false)),
+                "dictionary limit {limit:?}: files differ"
+            );
         }
     }
 

@@ -303,6 +303,20 @@ pub fn plain_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
+/// `schema` with each field of the type of the column at its place in `columns`: a table's
+/// rows as the parser made them (some strings interned as dictionaries), which the writer
+/// stores as the table's plain types.
+pub fn typed_as(schema: &SchemaRef, columns: &[ArrayRef]) -> SchemaRef {
+    let same = (schema.fields().iter().zip(columns)).all(|(f, c)| f.data_type() == c.data_type());
+    if same {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = (schema.fields().iter().zip(columns))
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// `batch` with each column cast to the type `schema` gives it (same columns, in order): for
 /// files written with [`plain_schema`], and for rows read back from the lake as views that
 /// code compiled for the parser's types evaluates.
@@ -820,7 +834,12 @@ pub(super) fn encode_groups(
             }
             let field = schema.field(f);
             for (sel, plan) in sels.iter().zip(&plans[g]) {
-                let column = plan.get_or_init(|| Gather::new(sel)).column(batches, f)?;
+                let mut column = plan.get_or_init(|| Gather::new(sel)).column(batches, f)?;
+                // A column the parser interned, where `dict_column` did not write it (its
+                // dictionary too large): the table's plain strings.
+                if column.data_type() != field.data_type() {
+                    column = arrow::compute::cast(&column, field.data_type())?;
+                }
                 let leaves = compute_leaves(field, &column)?;
                 debug_assert_eq!(leaves.len(), writers.len());
                 for (leaf, w) in leaves.iter().zip(writers.iter_mut()) {

@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, ListArray, ListBuilder, StringArray, StringBuilder};
-use arrow::datatypes::DataType;
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int32Array, ListArray, ListBuilder, StringArray, StringBuilder,
+};
+use arrow::datatypes::{DataType, Int32Type};
 
 use crate::schema::{Indicator, LogSchema};
 
@@ -66,6 +68,8 @@ const ACCOUNTS: &str = "p_any_aws_account_ids";
 enum Feed<'a> {
     Str(&'a StringArray),
     List(&'a ListArray, &'a StringArray),
+    /// A dictionary column: its keys, and what each distinct value yields (classified once).
+    Dict(&'a Int32Array, Vec<Option<&'a str>>),
 }
 
 fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
@@ -80,6 +84,14 @@ fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
                     let l = array.as_list::<i32>();
                     Feed::List(l, l.values().as_string_opt::<i32>()?)
                 }
+                DataType::Dictionary(k, _) if **k == DataType::Int32 => {
+                    let d = array.as_dictionary::<Int32Type>();
+                    let values = d.values().as_string_opt::<i32>()?;
+                    let classified = (values.iter())
+                        .map(|v| v.and_then(|v| classify(v, kind, out.column)))
+                        .collect();
+                    Feed::Dict(d.keys(), classified)
+                }
                 _ => return None,
             };
             Some((feed, kind))
@@ -92,6 +104,9 @@ fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
         .map(|(f, _)| match f {
             Feed::Str(a) => a.value_data().len(),
             Feed::List(_, s) => s.value_data().len(),
+            Feed::Dict(keys, classified) => (keys.iter())
+                .map(|k| k.and_then(|k| classified[k as usize]).map_or(0, str::len))
+                .sum(),
         })
         .sum();
     let mut builder = ListBuilder::with_capacity(StringBuilder::with_capacity(rows, bound), rows);
@@ -103,6 +118,14 @@ fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
                 Feed::Str(a) => {
                     if a.is_valid(row) {
                         collect(a.value(row), *kind, out.column, &mut values);
+                    }
+                }
+                Feed::Dict(keys, classified) => {
+                    if keys.is_valid(row)
+                        && let Some(v) = classified[keys.value(row) as usize]
+                        && !values.contains(&v)
+                    {
+                        values.push(v);
                     }
                 }
                 Feed::List(l, s) => {

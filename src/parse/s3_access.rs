@@ -23,10 +23,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
-    ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringArray, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, DictionaryArray, Int32Array, Int32Builder, Int64Builder, ListBuilder, StringArray,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::Int32Type;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use std::hash::BuildHasher;
 
 use super::{
     Parsed, Parser, Part, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines,
@@ -381,6 +385,11 @@ impl StrCol {
         self.bytes.len()
     }
 
+    #[inline(always)]
+    fn value(&self, i: usize) -> &[u8] {
+        &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
     fn finish(mut self) -> StringArray {
         let nulls = self.nulls.finish();
         // SAFETY: the offsets start at 0 and never decrease (each is the byte count after a
@@ -396,9 +405,122 @@ impl StrCol {
     }
 }
 
+/// A string column of a chunk interned as it is built: each distinct value stored once, and a
+/// dictionary key per row. Most of an access log's bytes are values that repeat from line to
+/// line (owners, buckets, requesters, user agents, referrers, host headers): copied per row
+/// they were half a parsed row's memory, every page of it faulted in fresh while a day's rows
+/// wait to be written, and the writer then hashed each row's copy again, cold, to build the
+/// file's dictionary ([`crate::lake::dict_column`], which now maps a chunk's keys instead).
+/// The line is in cache while it is parsed: hashing it here costs less.
+struct DictCol {
+    values: StrCol,
+    table: HashTable<u32>,
+    hashes: Vec<u64>,
+    keys: Vec<i32>,
+    nulls: NullBufferBuilder,
+}
+
+/// The hasher of [`DictCol`].
+const INTERN: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5ec1a4e);
+
+impl DictCol {
+    fn with_capacity(rows: usize, bytes: usize) -> Self {
+        DictCol {
+            values: StrCol::with_capacity(64, bytes),
+            table: HashTable::with_capacity(64),
+            hashes: Vec::with_capacity(64),
+            keys: Vec::with_capacity(rows),
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, v: &str) {
+        let hash = INTERN.hash_one(v.as_bytes());
+        let DictCol {
+            values,
+            table,
+            hashes,
+            ..
+        } = self;
+        let key = match table.entry(
+            hash,
+            |&k| values.value(k as usize) == v.as_bytes(),
+            |&k| hashes[k as usize],
+        ) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let k = hashes.len() as u32;
+                values.push(v);
+                hashes.push(hash);
+                e.insert(k);
+                k
+            }
+        };
+        self.keys.push(key as i32);
+        self.nulls.append_non_null();
+    }
+
+    #[inline(always)]
+    fn push_null(&mut self) {
+        self.keys.push(0);
+        self.nulls.append_null();
+    }
+
+    fn finish(mut self) -> DictionaryArray<Int32Type> {
+        let keys = Int32Array::new(ScalarBuffer::from(self.keys), self.nulls.finish());
+        let values = Arc::new(self.values.finish());
+        // SAFETY: every key of a valid row indexes a value pushed before it, and NULL rows'
+        // keys are 0, within the values whenever any row is valid; with no value at all, every
+        // row is NULL and a key of 0 into no values is never read (arrow's own null-only
+        // dictionaries are built so).
+        unsafe { DictionaryArray::new_unchecked(keys, values) }
+    }
+}
+
+/// A string column of a chunk: plain, or interned ([`DictCol`]) when the table
+/// dictionary-encodes it.
+enum Col {
+    Plain(StrCol),
+    Dict(DictCol),
+}
+
+impl Col {
+    #[inline(always)]
+    fn push(&mut self, v: &str) {
+        match self {
+            Col::Plain(c) => c.push(v),
+            Col::Dict(c) => c.push(v),
+        }
+    }
+
+    #[inline(always)]
+    fn push_null(&mut self) {
+        match self {
+            Col::Plain(c) => c.push_null(),
+            Col::Dict(c) => c.push_null(),
+        }
+    }
+
+    /// Bytes of the values stored (distinct values only, when interned).
+    fn value_bytes(&self) -> usize {
+        match self {
+            Col::Plain(c) => c.value_bytes(),
+            Col::Dict(c) => c.values.value_bytes(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Col::Plain(c) => Arc::new(c.finish()),
+            Col::Dict(c) => Arc::new(c.finish()),
+        }
+    }
+}
+
 /// Column builders for one chunk.
 struct Builders {
-    strings: Vec<StrCol>,
+    strings: Vec<Col>,
     time: TimestampMicrosecondBuilder,
     i32s: Int32Builder,
     i64s: [Int64Builder; 4],
@@ -467,10 +589,17 @@ impl SizeHints {
 }
 
 impl Builders {
-    fn new(rows: usize, bytes: usize, hints: &SizeHints) -> Self {
+    fn new(rows: usize, bytes: usize, hints: &SizeHints, interned: &[bool]) -> Self {
         Builders {
             strings: (0..STRING_FIELDS)
-                .map(|c| StrCol::with_capacity(rows, hints.capacity(c, bytes)))
+                .map(|c| {
+                    let bytes = hints.capacity(c, bytes);
+                    if interned[c] {
+                        Col::Dict(DictCol::with_capacity(rows, bytes))
+                    } else {
+                        Col::Plain(StrCol::with_capacity(rows, bytes))
+                    }
+                })
                 .collect(),
             time: TimestampMicrosecondBuilder::with_capacity(rows),
             i32s: Int32Builder::with_capacity(rows),
@@ -488,7 +617,7 @@ impl Builders {
             .iter()
             .map(|(_, kind)| -> ArrayRef {
                 match kind {
-                    Kind::Str => Arc::new(strings.next().expect("string slot").finish()),
+                    Kind::Str => strings.next().expect("string slot").finish(),
                     Kind::Time => Arc::new(self.time.finish()),
                     Kind::I32 => Arc::new(self.i32s.finish()),
                     Kind::I64 => Arc::new(i64s.next().expect("i64 slot").finish()),
@@ -513,6 +642,9 @@ pub struct S3AccessParser {
     schema: Arc<LogSchema>,
     standard: StandardFields,
     hints: SizeHints,
+    /// Which string slots are interned ([`DictCol`]): the columns the table
+    /// dictionary-encodes.
+    interned: Vec<bool>,
 }
 
 impl S3AccessParser {
@@ -540,11 +672,22 @@ impl S3AccessParser {
                     .into(),
             });
         }
-        let standard = StandardFields::new(schema.clone());
+        let dictionaries = schema.dictionary_columns();
+        let strings = FIELDS.iter().filter(|(_, kind)| *kind == Kind::Str);
+        let interned: Vec<bool> = strings
+            .clone()
+            .map(|(name, _)| dictionaries.iter().any(|d| d == name))
+            .collect();
+        let names: Vec<String> = (strings.zip(&interned))
+            .filter(|(_, i)| **i)
+            .map(|((name, _), _)| name.to_string())
+            .collect();
+        let standard = StandardFields::new(schema.clone()).with_dictionaries(&names);
         Ok(S3AccessParser {
             schema,
             standard,
             hints: SizeHints::new(),
+            interned,
         })
     }
 
@@ -667,12 +810,16 @@ impl Parser for S3AccessParser {
         &self.schema
     }
 
+    fn batch_schema(&self) -> arrow::datatypes::SchemaRef {
+        self.standard.batch_schema().clone()
+    }
+
     /// The parts' lines, all in time order, go into one set of builders.
     fn parse_parts(&self, parts: &[Part<'_>], parse_time: i64) -> Result<Vec<Parsed>> {
         let bytes: usize = parts.iter().map(|p| p.text.len()).sum();
         // Typical lines are 300-500 bytes.
         let est_rows = bytes / 300 + 16;
-        let mut b = Builders::new(est_rows, bytes, &self.hints);
+        let mut b = Builders::new(est_rows, bytes, &self.hints, &self.interned);
         let mut out: Vec<Parsed> = parts.iter().map(|_| Parsed::default()).collect();
         let mut toks = Vec::with_capacity(40);
         let valid_utf8: Vec<bool> = parts.iter().map(|p| utf8(p.text).is_some()).collect();
@@ -740,7 +887,7 @@ impl Parser for S3AccessParser {
             part.quarantined.sort_unstable_by_key(|q| q.line);
         }
         self.hints
-            .learn(bytes, b.strings.iter().map(StrCol::value_bytes));
+            .learn(bytes, b.strings.iter().map(Col::value_bytes));
         if b.lines.is_empty() {
             return Ok(out);
         }

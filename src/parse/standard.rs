@@ -32,6 +32,18 @@ impl StandardFields {
         }
     }
 
+    /// The same, for batches whose string columns named in `columns` are dictionaries
+    /// (`Dictionary(Int32, Utf8)`, as the parser interned them).
+    pub fn with_dictionaries(mut self, columns: &[String]) -> Self {
+        self.arrow = crate::engine::dict_scan::with_dictionaries(&self.arrow, columns);
+        self
+    }
+
+    /// The schema of the batches [`StandardFields::finish`] assembles.
+    pub fn batch_schema(&self) -> &SchemaRef {
+        &self.arrow
+    }
+
     /// Assemble the final batch from the declared `columns`, the event time of each row and
     /// the physical line number each row came from.
     pub fn finish(

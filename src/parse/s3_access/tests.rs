@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 
 use super::*;
@@ -33,8 +33,10 @@ fn one(line: &str) -> RecordBatch {
     b
 }
 
+/// Row 0 of string column `col` (plain or interned).
 fn s(b: &RecordBatch, col: &str) -> Option<String> {
-    let a = b.column_by_name(col).unwrap().as_string::<i32>();
+    let a = arrow::compute::cast(b.column_by_name(col).unwrap(), &DataType::Utf8).unwrap();
+    let a = a.as_string::<i32>();
     a.is_valid(0).then(|| a.value(0).to_string())
 }
 
@@ -407,6 +409,41 @@ proptest::proptest! {
         let (ours, arrow) = (ours.finish(), arrow.finish());
         ours.to_data().validate_full().unwrap();
         proptest::prop_assert_eq!(ours, arrow);
+    }
+
+    /// The interning column holds the values `StringBuilder` holds, each distinct value once,
+    /// in the order rows first use them.
+    #[test]
+    fn dict_col_is_a_string_builder(
+        values in proptest::collection::vec(proptest::option::of("[ab]{0,3}|.{0,20}"), 0..80),
+        cap in 0usize..64,
+    ) {
+        let mut ours = DictCol::with_capacity(cap, cap);
+        let mut arrow = arrow::array::StringBuilder::new();
+        for v in &values {
+            match v {
+                Some(v) => {
+                    ours.push(v);
+                    arrow.append_value(v);
+                }
+                None => {
+                    ours.push_null();
+                    arrow.append_null();
+                }
+            }
+        }
+        let (ours, arrow) = (ours.finish(), arrow.finish());
+        ours.to_data().validate_full().unwrap();
+        let mut firsts: Vec<&str> = Vec::new();
+        for v in values.iter().flatten() {
+            if !firsts.contains(&v.as_str()) {
+                firsts.push(v);
+            }
+        }
+        let dict: Vec<&str> = ours.values().as_string::<i32>().iter().flatten().collect();
+        proptest::prop_assert_eq!(dict, firsts);
+        let plain = arrow::compute::cast(&ours, &DataType::Utf8).unwrap();
+        proptest::prop_assert_eq!(plain.as_string::<i32>(), &arrow);
     }
 
     /// The inline search finds what a byte-by-byte search finds, from any start, on lines of
