@@ -82,7 +82,7 @@ pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterPrope
 /// `a == b`, with values up to 16 bytes (most of a log's repeated values: versions, codes,
 /// operations, names) compared inline in two overlapping loads instead of a `memcmp` call.
 #[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

@@ -37,6 +37,7 @@ use super::{
     utf8,
 };
 use crate::error::{Error, Result};
+use crate::lake::dict_column::same;
 use crate::schema::{ColumnType, LogSchema};
 
 /// Documented fields, in log order, with the type each is stored as.
@@ -436,7 +437,18 @@ impl DictCol {
 
     #[inline(always)]
     fn push(&mut self, v: &str) {
-        let hash = INTERN.hash_one(v.as_bytes());
+        let v = v.as_bytes();
+        // Many columns hold a handful of values, one of them most of the time (signature and
+        // TLS versions, owners, authentication types): no hashing when the row before had it.
+        if let Some(&last) = self.keys.last()
+            && (last as usize) < self.hashes.len()
+            && same(self.values.value(last as usize), v)
+        {
+            self.keys.push(last);
+            self.nulls.append_non_null();
+            return;
+        }
+        let hash = INTERN.hash_one(v);
         let DictCol {
             values,
             table,
@@ -445,13 +457,14 @@ impl DictCol {
         } = self;
         let key = match table.entry(
             hash,
-            |&k| values.value(k as usize) == v.as_bytes(),
+            |&k| same(values.value(k as usize), v),
             |&k| hashes[k as usize],
         ) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
                 let k = hashes.len() as u32;
-                values.push(v);
+                // SAFETY: `v` is the bytes of the `&str` this was called with.
+                values.push(unsafe { std::str::from_utf8_unchecked(v) });
                 hashes.push(hash);
                 e.insert(k);
                 k
