@@ -606,9 +606,11 @@ fn json_events_to_batch(
             q.line, schema.log_type, q.reason
         )));
     }
-    Ok(parsed
-        .batch
-        .unwrap_or_else(|| RecordBatch::new_empty(schema.arrow_schema())))
+    // The table's plain types (the parser interns some strings as dictionaries).
+    match parsed.batch {
+        Some(b) => crate::lake::writer::cast_batch(&b, &schema.arrow_schema()),
+        None => Ok(RecordBatch::new_empty(schema.arrow_schema())),
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod ip;
 pub mod json;
 pub mod s3_access;
 pub mod standard;
+mod strings;
 #[cfg(test)]
 mod tests;
 pub mod time;

@@ -43,6 +43,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::indicators::{classify, feeds, key_feeds};
+use super::strings::DictCol;
 use super::time::TimeFormat;
 use super::{
     Parsed, Parser, Part, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines,
@@ -115,6 +116,9 @@ struct Leaf {
     name: String,
     /// Indicator kinds, each with the indicator outputs (indexes) it feeds.
     indicators: Vec<(Indicator, Vec<usize>)>,
+    /// Interned as it is built ([`DictCol`]): a top-level string column the table
+    /// dictionary-encodes.
+    intern: bool,
 }
 
 /// An object level of the record: its keys (lower case) and, for a struct column, its id.
@@ -182,6 +186,7 @@ impl Plan {
                 .map(|k| memchr::memmem::Finder::new(format!("\"{k}\"").as_bytes()).into_owned())
                 .collect(),
         };
+        let dictionaries = schema.dictionary_columns();
         let mut root = Node::default();
         for c in &schema.columns {
             let out = if opts.unknown_fields.as_deref() == Some(c.name.as_str()) {
@@ -195,6 +200,12 @@ impl Plan {
                 && let Out::Leaf(id) = out
             {
                 plan.event_time = id;
+            }
+            if let Out::Leaf(id) = out
+                && matches!(plan.leaves[id].kind, Kind::Str)
+                && dictionaries.contains(&c.name)
+            {
+                plan.leaves[id].intern = true;
             }
             plan.columns.push(out);
         }
@@ -219,6 +230,7 @@ impl Plan {
             kind,
             name,
             indicators,
+            intern: false,
         });
         Ok(self.leaves.len() - 1)
     }
@@ -584,6 +596,7 @@ fn convert<'a>(kind: &Kind, raw: &'a RawValue) -> Result<Val<'a>, String> {
 /// Column builders for a chunk.
 enum Builder {
     Str(StringBuilder),
+    Dict(DictCol),
     I32(Int32Builder),
     I64(Int64Builder),
     F64(Float64Builder),
@@ -620,6 +633,8 @@ impl Builder {
         match (self, v) {
             (Builder::Str(b), Val::Str(s)) => b.append_value(s),
             (Builder::Str(b), _) => b.append_null(),
+            (Builder::Dict(b), Val::Str(s)) => b.push(s),
+            (Builder::Dict(b), _) => b.push_null(),
             (Builder::I32(b), Val::Int(i)) => b.append_value(*i as i32),
             (Builder::I32(b), _) => b.append_null(),
             (Builder::I64(b), Val::Int(i)) => b.append_value(*i),
@@ -659,6 +674,7 @@ impl Builder {
     fn text_bytes(&self) -> usize {
         match self {
             Builder::Str(b) => b.values_slice().len(),
+            Builder::Dict(b) => b.values.value_bytes(),
             Builder::List { item, .. } => item.text_bytes(),
             _ => 0,
         }
@@ -667,6 +683,7 @@ impl Builder {
     fn finish(self) -> ArrayRef {
         match self {
             Builder::Str(mut b) => Arc::new(b.finish()),
+            Builder::Dict(b) => Arc::new(b.finish()),
             Builder::I32(mut b) => Arc::new(b.finish()),
             Builder::I64(mut b) => Arc::new(b.finish()),
             Builder::F64(mut b) => Arc::new(b.finish()),
@@ -740,7 +757,11 @@ impl JsonParser {
             file: schema.log_type.clone(),
             message,
         })?;
-        let standard = StandardFields::new(schema.clone());
+        let interned: Vec<String> = (plan.columns.iter().zip(&schema.columns))
+            .filter(|(o, _)| matches!(o, Out::Leaf(id) if plan.leaves[*id].intern))
+            .map(|(_, c)| c.name.clone())
+            .collect();
+        let standard = StandardFields::new(schema.clone()).with_dictionaries(&interned);
         let hints = Hints {
             record_bytes: 1024,
             leaf_bytes: vec![16; plan.leaves.len()],
@@ -762,7 +783,11 @@ impl JsonParser {
         let rows = bytes / hints.record_bytes.max(1) * 5 / 4 + 16;
         Batch {
             leaves: (self.plan.leaves.iter().zip(&hints.leaf_bytes))
-                .map(|(l, per_row)| Builder::with_capacity(&l.kind, rows, rows * per_row))
+                .map(|(l, per_row)| match l.intern {
+                    // Its text is the distinct values: about the last chunk's bytes of them.
+                    true => Builder::Dict(DictCol::with_capacity(rows, rows * per_row)),
+                    false => Builder::with_capacity(&l.kind, rows, rows * per_row),
+                })
                 .collect(),
             structs: (0..self.plan.structs)
                 .map(|_| BooleanBufferBuilder::new(1024))
@@ -1431,6 +1456,10 @@ impl Numbering {
 impl Parser for JsonParser {
     fn schema(&self) -> &Arc<LogSchema> {
         &self.schema
+    }
+
+    fn batch_schema(&self) -> arrow::datatypes::SchemaRef {
+        self.standard.batch_schema().clone()
     }
 
     fn whole_document(&self, head: &[u8]) -> bool {

@@ -36,8 +36,10 @@ fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a dyn Array {
     b.column_by_name(name).unwrap().as_ref()
 }
 
+/// String column `name` (plain, or interned as a dictionary) as its values.
 fn strs(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
-    col(b, name)
+    let plain = arrow::compute::cast(col(b, name), &arrow::datatypes::DataType::Utf8).unwrap();
+    plain
         .as_string::<i32>()
         .iter()
         .map(|s| s.map(str::to_string))

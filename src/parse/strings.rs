@@ -1,0 +1,162 @@
+//! String columns of a chunk being parsed: plain ([`StrCol`]), or interned as they are built
+//! ([`DictCol`]) for the columns a table dictionary-encodes.
+
+use arrow::array::builder::NullBufferBuilder;
+use arrow::array::{DictionaryArray, Int32Array, StringArray};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::Int32Type;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use crate::lake::dict_column::same;
+
+/// A string column of a chunk being built: what `StringBuilder` keeps (value bytes, end
+/// offsets, validity), appended to inline from the field loop. `StringBuilder::append_value`
+/// was an out-of-line call with its own capacity and overflow checks for each of the ~15
+/// values of a line (5% of an ingest's instructions).
+pub(crate) struct StrCol {
+    bytes: Vec<u8>,
+    /// `offsets[i + 1]` ends value `i`; starts with 0.
+    offsets: Vec<i32>,
+    nulls: NullBufferBuilder,
+}
+
+impl StrCol {
+    pub(crate) fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        StrCol {
+            bytes: Vec::with_capacity(bytes),
+            offsets,
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn end(&self) -> i32 {
+        i32::try_from(self.bytes.len()).expect("a chunk's column holds under 2 GiB")
+    }
+
+    #[inline(always)]
+    pub(crate) fn push(&mut self, v: &str) {
+        self.bytes.extend_from_slice(v.as_bytes());
+        self.offsets.push(self.end());
+        self.nulls.append_non_null();
+    }
+
+    #[inline(always)]
+    pub(crate) fn push_null(&mut self) {
+        self.offsets.push(self.end());
+        self.nulls.append_null();
+    }
+
+    pub(crate) fn value_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    #[inline(always)]
+    pub(crate) fn value(&self, i: usize) -> &[u8] {
+        &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    pub(crate) fn finish(mut self) -> StringArray {
+        let nulls = self.nulls.finish();
+        // SAFETY: the offsets start at 0 and never decrease (each is the byte count after a
+        // value), the last is the bytes' length, and every value appended was a `&str`, so
+        // each offset range is valid UTF-8; there is one offset more than there are values.
+        unsafe {
+            StringArray::new_unchecked(
+                OffsetBuffer::new_unchecked(ScalarBuffer::from(self.offsets)),
+                Buffer::from_vec(self.bytes),
+                nulls,
+            )
+        }
+    }
+}
+
+/// A string column of a chunk interned as it is built: each distinct value stored once, and a
+/// dictionary key per row. Most of an access log's bytes are values that repeat from line to
+/// line (owners, buckets, requesters, user agents, referrers, host headers): copied per row
+/// they were half a parsed row's memory, every page of it faulted in fresh while a day's rows
+/// wait to be written, and the writer then hashed each row's copy again, cold, to build the
+/// file's dictionary ([`crate::lake::dict_column`], which maps a chunk's keys instead).
+/// The line is in cache while it is parsed: hashing it here costs less.
+pub(crate) struct DictCol {
+    pub(crate) values: StrCol,
+    table: HashTable<u32>,
+    hashes: Vec<u64>,
+    keys: Vec<i32>,
+    nulls: NullBufferBuilder,
+}
+
+/// The hasher of [`DictCol`].
+const INTERN: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5ec1a4e);
+
+impl DictCol {
+    pub(crate) fn with_capacity(rows: usize, bytes: usize) -> Self {
+        DictCol {
+            values: StrCol::with_capacity(64, bytes),
+            table: HashTable::with_capacity(64),
+            hashes: Vec::with_capacity(64),
+            keys: Vec::with_capacity(rows),
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn push(&mut self, v: &str) {
+        let v = v.as_bytes();
+        // Many columns hold a handful of values, one of them most of the time (signature and
+        // TLS versions, owners, authentication types): no hashing when the row before had it.
+        if let Some(&last) = self.keys.last()
+            && (last as usize) < self.hashes.len()
+            && same(self.values.value(last as usize), v)
+        {
+            self.keys.push(last);
+            self.nulls.append_non_null();
+            return;
+        }
+        let hash = INTERN.hash_one(v);
+        let DictCol {
+            values,
+            table,
+            hashes,
+            ..
+        } = self;
+        let key = match table.entry(
+            hash,
+            |&k| same(values.value(k as usize), v),
+            |&k| hashes[k as usize],
+        ) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let k = hashes.len() as u32;
+                // SAFETY: `v` is the bytes of the `&str` this was called with.
+                values.push(unsafe { std::str::from_utf8_unchecked(v) });
+                hashes.push(hash);
+                e.insert(k);
+                k
+            }
+        };
+        self.keys.push(key as i32);
+        self.nulls.append_non_null();
+    }
+
+    #[inline(always)]
+    pub(crate) fn push_null(&mut self) {
+        self.keys.push(0);
+        self.nulls.append_null();
+    }
+
+    pub(crate) fn finish(mut self) -> DictionaryArray<Int32Type> {
+        let keys = Int32Array::new(ScalarBuffer::from(self.keys), self.nulls.finish());
+        let values = Arc::new(self.values.finish());
+        // SAFETY: every key of a valid row indexes a value pushed before it, and NULL rows'
+        // keys are 0, within the values whenever any row is valid; with no value at all, every
+        // row is NULL and a key of 0 into no values is never read (arrow's own null-only
+        // dictionaries are built so).
+        unsafe { DictionaryArray::new_unchecked(keys, values) }
+    }
+}
