@@ -160,3 +160,74 @@ impl DictCol {
         unsafe { DictionaryArray::new_unchecked(keys, values) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray, StringBuilder};
+    use arrow::datatypes::DataType;
+
+    use super::*;
+
+    /// `values` pushed into `col` and into a `StringBuilder`; the builder's array.
+    fn fill<C>(
+        values: &[Option<String>],
+        col: &mut C,
+        push: fn(&mut C, &str),
+        push_null: fn(&mut C),
+    ) -> StringArray {
+        let mut arrow = StringBuilder::new();
+        for v in values {
+            match v {
+                Some(v) => {
+                    push(col, v);
+                    arrow.append_value(v);
+                }
+                None => {
+                    push_null(col);
+                    arrow.append_null();
+                }
+            }
+        }
+        arrow.finish()
+    }
+
+    proptest::proptest! {
+        /// The inline string column builds the array `StringBuilder` builds: same values,
+        /// nulls and offsets, from any capacity guess.
+        #[test]
+        fn str_col_is_a_string_builder(
+            values in proptest::collection::vec(proptest::option::of(".{0,12}"), 0..60),
+            cap in 0usize..64,
+        ) {
+            let mut ours = StrCol::with_capacity(cap, cap);
+            let arrow = fill(&values, &mut ours, StrCol::push, StrCol::push_null);
+            proptest::prop_assert_eq!(ours.value_bytes(), arrow.values().len());
+            let ours = ours.finish();
+            ours.to_data().validate_full().unwrap();
+            proptest::prop_assert_eq!(ours, arrow);
+        }
+
+        /// The interning column holds the values `StringBuilder` holds, each distinct value
+        /// once, in the order rows first use them.
+        #[test]
+        fn dict_col_is_a_string_builder(
+            values in proptest::collection::vec(proptest::option::of("[ab]{0,3}|.{0,20}"), 0..80),
+            cap in 0usize..64,
+        ) {
+            let mut ours = DictCol::with_capacity(cap, cap);
+            let arrow = fill(&values, &mut ours, DictCol::push, DictCol::push_null);
+            let ours = ours.finish();
+            ours.to_data().validate_full().unwrap();
+            let mut firsts: Vec<&str> = Vec::new();
+            for v in values.iter().flatten() {
+                if !firsts.contains(&v.as_str()) {
+                    firsts.push(v);
+                }
+            }
+            let dict: Vec<&str> = ours.values().as_string::<i32>().iter().flatten().collect();
+            proptest::prop_assert_eq!(dict, firsts);
+            let plain = arrow::compute::cast(&ours, &DataType::Utf8).unwrap();
+            proptest::prop_assert_eq!(plain.as_string::<i32>(), &arrow);
+        }
+    }
+}

@@ -384,68 +384,6 @@ proptest::proptest! {
         proptest::prop_assert_eq!(ours, want);
     }
 
-    /// The inline string column builds the array `StringBuilder` builds: same values, nulls
-    /// and offsets, from any capacity guess.
-    #[test]
-    fn str_col_is_a_string_builder(
-        values in proptest::collection::vec(proptest::option::of(".{0,12}"), 0..60),
-        cap in 0usize..64,
-    ) {
-        let mut ours = StrCol::with_capacity(cap, cap);
-        let mut arrow = arrow::array::StringBuilder::new();
-        for v in &values {
-            match v {
-                Some(v) => {
-                    ours.push(v);
-                    arrow.append_value(v);
-                }
-                None => {
-                    ours.push_null();
-                    arrow.append_null();
-                }
-            }
-        }
-        proptest::prop_assert_eq!(ours.value_bytes(), arrow.values_slice().len());
-        let (ours, arrow) = (ours.finish(), arrow.finish());
-        ours.to_data().validate_full().unwrap();
-        proptest::prop_assert_eq!(ours, arrow);
-    }
-
-    /// The interning column holds the values `StringBuilder` holds, each distinct value once,
-    /// in the order rows first use them.
-    #[test]
-    fn dict_col_is_a_string_builder(
-        values in proptest::collection::vec(proptest::option::of("[ab]{0,3}|.{0,20}"), 0..80),
-        cap in 0usize..64,
-    ) {
-        let mut ours = DictCol::with_capacity(cap, cap);
-        let mut arrow = arrow::array::StringBuilder::new();
-        for v in &values {
-            match v {
-                Some(v) => {
-                    ours.push(v);
-                    arrow.append_value(v);
-                }
-                None => {
-                    ours.push_null();
-                    arrow.append_null();
-                }
-            }
-        }
-        let (ours, arrow) = (ours.finish(), arrow.finish());
-        ours.to_data().validate_full().unwrap();
-        let mut firsts: Vec<&str> = Vec::new();
-        for v in values.iter().flatten() {
-            if !firsts.contains(&v.as_str()) {
-                firsts.push(v);
-            }
-        }
-        let dict: Vec<&str> = ours.values().as_string::<i32>().iter().flatten().collect();
-        proptest::prop_assert_eq!(dict, firsts);
-        let plain = arrow::compute::cast(&ours, &DataType::Utf8).unwrap();
-        proptest::prop_assert_eq!(plain.as_string::<i32>(), &arrow);
-    }
-
     /// The inline search finds what a byte-by-byte search finds, from any start, on lines of
     /// any length (the 16-byte loads, the overlapping last load, and the short-line tail).
     #[test]
