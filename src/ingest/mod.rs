@@ -12,7 +12,9 @@
 //! read whole and several go out in one chunk, parsed together into one batch
 //! ([`Parser::parse_parts`]), and so do documents of at most 64 KiB as stored (a CloudTrail
 //! delivery of a few dozen records), inflated on the reader ([`Parser::parse_documents`]);
-//! `threads` parsers turn chunks into Arrow batches, one writer
+//! larger plain local files go out as memory-mapped windows ([`source::MappedLines`]), not
+//! copied; `threads` parsers turn chunks into Arrow batches (repeated strings interned as
+//! dictionaries, [`Parser::batch_schema`]), one writer
 //! takes them in the order the chunks were read (so the same input gives the same files, row
 //! for row, and the same alerts on every run) and groups rows by
 //! table and day, handing over each day as soon as the input has moved past it
