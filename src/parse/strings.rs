@@ -95,11 +95,15 @@ pub(crate) struct DictCol {
 const INTERN: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5ec1a4e);
 
 impl DictCol {
+    /// For `rows` rows whose distinct values take about `bytes`: room for as many values as
+    /// that many bytes hold at 16 bytes each (object keys and request URIs are mostly
+    /// distinct within a chunk; a table that grows rehashes everything it holds).
     pub(crate) fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let values = (bytes / 16).clamp(64, rows.max(64));
         DictCol {
-            values: StrCol::with_capacity(64, bytes),
-            table: HashTable::with_capacity(64),
-            hashes: Vec::with_capacity(64),
+            values: StrCol::with_capacity(values, bytes),
+            table: HashTable::with_capacity(values),
+            hashes: Vec::with_capacity(values),
             keys: Vec::with_capacity(rows),
             nulls: NullBufferBuilder::new(rows),
         }
