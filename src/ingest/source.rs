@@ -737,7 +737,6 @@ mod tests {
         assert_eq!(decompress(b"plain".to_vec()).unwrap(), b"plain");
     }
 
-    /// However a gzip file is damaged, whole or streamed, the error says so.
     /// Windows of every size hold whole lines, end to end, whatever the line lengths (lines
     /// longer than a window, a last line without a newline).
     #[test]
@@ -785,6 +784,7 @@ mod tests {
         assert!(e.to_string().contains("became shorter"), "{e}");
     }
 
+    /// However a gzip file is damaged, whole or streamed, the error says so.
     #[test]
     fn damaged_gzip_is_named_as_such() {
         let a: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
