@@ -14,7 +14,7 @@
 //! delivery of a few dozen records), inflated on the reader ([`Parser::parse_documents`]);
 //! larger plain local files go out as memory-mapped windows ([`source::MappedLines`]), not
 //! copied; `threads` parsers turn chunks into Arrow batches (repeated strings interned as
-//! dictionaries, [`Parser::batch_schema`]), one writer
+//! dictionaries, [`LogSchema::batch_schema`]), one writer
 //! takes them in the order the chunks were read (so the same input gives the same files, row
 //! for row, and the same alerts on every run) and groups rows by
 //! table and day, handing over each day as soon as the input has moved past it
@@ -178,9 +178,8 @@ impl Detector {
         let mut sets = HashMap::new();
         for s in schemas {
             if !sets.contains_key(&s.log_type) {
-                // Against the batches the parser makes (some strings as dictionaries).
-                let batch_schema = crate::parse::parser_for(s.clone())?.batch_schema();
-                let set = RuleSet::compile(rules, &s.log_type, &batch_schema)?;
+                // Against the batches the parsers make (some strings as dictionaries).
+                let set = RuleSet::compile(rules, &s.log_type, &s.batch_schema())?;
                 if !set.rules.is_empty() {
                     sets.insert(s.log_type.clone(), Arc::new(set));
                 }

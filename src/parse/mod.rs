@@ -29,7 +29,6 @@ pub mod time;
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
@@ -84,13 +83,6 @@ pub struct Part<'a> {
 pub trait Parser: Send + Sync {
     /// The log type this parser produces rows of.
     fn schema(&self) -> &Arc<LogSchema>;
-
-    /// The schema of the batches this parser makes: the table's, or with some string columns
-    /// as dictionaries (`Dictionary(Int32, Utf8)`), which the writer stores as the same plain
-    /// strings. Rules are compiled against it.
-    fn batch_schema(&self) -> SchemaRef {
-        self.schema().arrow_schema()
-    }
 
     /// Parse several sources' lines together (one chunk of a file, or small files of this log
     /// type read into one chunk): one [`Parsed`] per part, in order, with that part's lines,

@@ -499,8 +499,7 @@ pub struct S3AccessParser {
     schema: Arc<LogSchema>,
     standard: StandardFields,
     hints: SizeHints,
-    /// Which string slots are interned ([`DictCol`]): the columns the table
-    /// dictionary-encodes.
+    /// Which string slots are interned ([`DictCol`]): [`LogSchema::interned_columns`].
     interned: Vec<bool>,
 }
 
@@ -529,17 +528,12 @@ impl S3AccessParser {
                     .into(),
             });
         }
-        let dictionaries = schema.dictionary_columns();
-        let strings = FIELDS.iter().filter(|(_, kind)| *kind == Kind::Str);
-        let interned: Vec<bool> = strings
-            .clone()
-            .map(|(name, _)| dictionaries.iter().any(|d| d == name))
+        let interned_columns = schema.interned_columns();
+        let interned = (FIELDS.iter())
+            .filter(|(_, kind)| *kind == Kind::Str)
+            .map(|(name, _)| interned_columns.iter().any(|c| c == name))
             .collect();
-        let names: Vec<String> = (strings.zip(&interned))
-            .filter(|(_, i)| **i)
-            .map(|((name, _), _)| name.to_string())
-            .collect();
-        let standard = StandardFields::new(schema.clone()).with_dictionaries(&names);
+        let standard = StandardFields::interned(schema.clone());
         Ok(S3AccessParser {
             schema,
             standard,
@@ -665,10 +659,6 @@ impl S3AccessParser {
 impl Parser for S3AccessParser {
     fn schema(&self) -> &Arc<LogSchema> {
         &self.schema
-    }
-
-    fn batch_schema(&self) -> arrow::datatypes::SchemaRef {
-        self.standard.batch_schema().clone()
     }
 
     /// The parts' lines, all in time order, go into one set of builders.

@@ -32,16 +32,14 @@ impl StandardFields {
         }
     }
 
-    /// The same, for batches whose string columns named in `columns` are dictionaries
-    /// (`Dictionary(Int32, Utf8)`, as the parser interned them).
-    pub fn with_dictionaries(mut self, columns: &[String]) -> Self {
-        self.arrow = crate::engine::dict_scan::with_dictionaries(&self.arrow, columns);
-        self
-    }
-
-    /// The schema of the batches [`StandardFields::finish`] assembles.
-    pub fn batch_schema(&self) -> &SchemaRef {
-        &self.arrow
+    /// For a parser's batches, whose interned columns are dictionaries
+    /// ([`LogSchema::batch_schema`]).
+    pub fn interned(schema: Arc<LogSchema>) -> Self {
+        let arrow = schema.batch_schema();
+        StandardFields {
+            arrow,
+            ..Self::new(schema)
+        }
     }
 
     /// Assemble the final batch from the declared `columns`, the event time of each row and

@@ -307,12 +307,27 @@ impl LogSchema {
     /// without `dictionary: false`, and the standard fields that repeat one value), which
     /// queries read as Arrow dictionaries. JSON blobs are left out: their values rarely repeat.
     pub fn dictionary_columns(&self) -> Vec<String> {
+        let mut columns = self.interned_columns();
+        columns.extend(["p_log_type", "p_source_id", "p_source_label"].map(String::from));
+        columns
+    }
+
+    /// The declared columns of [`LogSchema::dictionary_columns`]: the parsers intern their
+    /// values as they read them and hand them over as `Dictionary(Int32, Utf8)`
+    /// ([`LogSchema::batch_schema`]).
+    pub fn interned_columns(&self) -> Vec<String> {
         self.columns
             .iter()
             .filter(|c| c.dictionary && c.ty == ColumnType::String)
             .map(|c| c.name.clone())
-            .chain(["p_log_type", "p_source_id", "p_source_label"].map(String::from))
             .collect()
+    }
+
+    /// The schema of the batches the parsers make: [`LogSchema::arrow_schema`] with the
+    /// interned columns as dictionaries, which the writer stores as the same plain strings.
+    /// Rules evaluated on ingest are compiled against it.
+    pub fn batch_schema(&self) -> SchemaRef {
+        crate::engine::dict_scan::with_dictionaries(&self.arrow_schema(), &self.interned_columns())
     }
 }
 

@@ -116,8 +116,7 @@ struct Leaf {
     name: String,
     /// Indicator kinds, each with the indicator outputs (indexes) it feeds.
     indicators: Vec<(Indicator, Vec<usize>)>,
-    /// Interned as it is built ([`DictCol`]): a top-level string column the table
-    /// dictionary-encodes.
+    /// Interned as it is built ([`DictCol`]): one of [`LogSchema::interned_columns`].
     intern: bool,
 }
 
@@ -186,7 +185,7 @@ impl Plan {
                 .map(|k| memchr::memmem::Finder::new(format!("\"{k}\"").as_bytes()).into_owned())
                 .collect(),
         };
-        let dictionaries = schema.dictionary_columns();
+        let interned = schema.interned_columns();
         let mut root = Node::default();
         for c in &schema.columns {
             let out = if opts.unknown_fields.as_deref() == Some(c.name.as_str()) {
@@ -202,8 +201,7 @@ impl Plan {
                 plan.event_time = id;
             }
             if let Out::Leaf(id) = out
-                && matches!(plan.leaves[id].kind, Kind::Str)
-                && dictionaries.contains(&c.name)
+                && interned.contains(&c.name)
             {
                 plan.leaves[id].intern = true;
             }
@@ -757,11 +755,7 @@ impl JsonParser {
             file: schema.log_type.clone(),
             message,
         })?;
-        let interned: Vec<String> = (plan.columns.iter().zip(&schema.columns))
-            .filter(|(o, _)| matches!(o, Out::Leaf(id) if plan.leaves[*id].intern))
-            .map(|(_, c)| c.name.clone())
-            .collect();
-        let standard = StandardFields::new(schema.clone()).with_dictionaries(&interned);
+        let standard = StandardFields::interned(schema.clone());
         let hints = Hints {
             record_bytes: 1024,
             leaf_bytes: vec![16; plan.leaves.len()],
@@ -1456,10 +1450,6 @@ impl Numbering {
 impl Parser for JsonParser {
     fn schema(&self) -> &Arc<LogSchema> {
         &self.schema
-    }
-
-    fn batch_schema(&self) -> arrow::datatypes::SchemaRef {
-        self.standard.batch_schema().clone()
     }
 
     fn whole_document(&self, head: &[u8]) -> bool {
