@@ -266,7 +266,7 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
     for (f, a) in batch.schema().fields().iter().zip(batch.columns()) {
         let col = match f.data_type() {
             DataType::Utf8 => Col::Str(a.as_string::<i32>()),
-            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+            t if *t == crate::engine::dict_scan::dictionary_type() => {
                 let d = a.as_dictionary::<Int32Type>();
                 Col::Dict(d.keys().values(), d.values().as_string::<i32>())
             }

@@ -47,6 +47,7 @@ use std::cell::RefCell;
 use std::hash::BuildHasher;
 
 use super::writer::Selection;
+use crate::engine::dict_scan::dictionary_type;
 use crate::error::Result;
 
 /// An encoded column chunk: its pages (the dictionary page first, offsets from 0) and what
@@ -211,11 +212,7 @@ pub fn encode(
         remap: Vec<u32>,
     }
     // Any other column type goes through parquet-rs (which casts it to the table's type).
-    let readable = |t: &DataType| match t {
-        DataType::Utf8 => true,
-        DataType::Dictionary(k, v) => **k == DataType::Int32 && **v == DataType::Utf8,
-        _ => false,
-    };
+    let readable = |t: &DataType| *t == DataType::Utf8 || *t == dictionary_type();
     if !batches.iter().all(|b| readable(b.column(col).data_type())) {
         return Ok(None);
     }

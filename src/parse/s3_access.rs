@@ -363,7 +363,7 @@ impl Col {
     fn value_bytes(&self) -> usize {
         match self {
             Col::Plain(c) => c.value_bytes(),
-            Col::Dict(c) => c.values.value_bytes(),
+            Col::Dict(c) => c.value_bytes(),
         }
     }
 

@@ -84,7 +84,7 @@ impl StrCol {
 /// file's dictionary ([`crate::lake::dict_column`], which maps a chunk's keys instead).
 /// The line is in cache while it is parsed: hashing it here costs less.
 pub(crate) struct DictCol {
-    pub(crate) values: StrCol,
+    values: StrCol,
     table: HashTable<u32>,
     hashes: Vec<u64>,
     keys: Vec<i32>,
@@ -146,6 +146,11 @@ impl DictCol {
         };
         self.keys.push(key as i32);
         self.nulls.append_non_null();
+    }
+
+    /// Bytes of the distinct values stored.
+    pub(crate) fn value_bytes(&self) -> usize {
+        self.values.value_bytes()
     }
 
     #[inline(always)]

@@ -672,7 +672,7 @@ impl Builder {
     fn text_bytes(&self) -> usize {
         match self {
             Builder::Str(b) => b.values_slice().len(),
-            Builder::Dict(b) => b.values.value_bytes(),
+            Builder::Dict(b) => b.value_bytes(),
             Builder::List { item, .. } => item.text_bytes(),
             _ => 0,
         }
