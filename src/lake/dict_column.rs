@@ -33,7 +33,6 @@ use parquet::column::page::{CompressedPage, Page};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::compression::{Codec, CodecOptionsBuilder, create_codec};
 use parquet::data_type::ByteArray;
-use parquet::encodings::levels::LevelEncoder;
 use parquet::encodings::rle::RleEncoder;
 use parquet::file::metadata::{
     ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
@@ -46,6 +45,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 
+use super::rle;
 use super::writer::Selection;
 use crate::engine::dict_scan::dictionary_type;
 use crate::error::Result;
@@ -191,7 +191,7 @@ pub fn encode(
     let mut keys: Vec<u32> = Vec::with_capacity(rows);
     // Each row's definition level, 1 when it holds a value (nullable columns only): the
     // levels the data pages encode, recorded as they are.
-    let mut levels: Vec<i16> = Vec::with_capacity(if nullable { rows } else { 0 });
+    let mut levels: Vec<u8> = Vec::with_capacity(if nullable { rows } else { 0 });
     let mut pages: Vec<PageSpan> = Vec::new();
     let mut page = PageSpan::default();
     let mut last: Option<u32> = None;
@@ -249,7 +249,7 @@ pub fn encode(
             for r in start..end {
                 let is_valid = view.nulls.is_none_or(|m| m.is_valid(r));
                 if nullable {
-                    levels.push(i16::from(is_valid));
+                    levels.push(u8::from(is_valid));
                 }
                 if is_valid {
                     let (key, len) = match view.keys {
@@ -390,7 +390,7 @@ fn write_chunk(
     props: &WriterProperties,
     dict: &Dictionary,
     keys: &[u32],
-    levels: &[i16],
+    levels: &[u8],
     pages: &[PageSpan],
 ) -> Result<Chunk> {
     let path = descr.path();
@@ -446,24 +446,24 @@ fn write_chunk(
         let page_keys = &keys[keys_start..page.keys_end];
         keys_start = page.keys_end;
         let nulls = (page.rows - page_keys.len()) as u64;
-        let mut buf = Vec::new();
+        let bit_width = (usize::BITS - page.dict_len.saturating_sub(1).leading_zeros()) as u8;
+        let mut buf = Vec::with_capacity(
+            4 + page.rows / 8 + 1 + RleEncoder::max_buffer_size(bit_width, page_keys.len()),
+        );
         let mut hist = LevelHistogram::try_new(max_def);
         if max_def > 0 {
-            let mut encoder = LevelEncoder::v1_streaming(max_def);
-            encoder.put_with_observer(&levels[rows..rows + page.rows], |level, count| {
-                if let Some(h) = hist.as_mut() {
-                    h.increment_by(level, count as i64);
-                }
-            });
-            encoder.flush_to(|data| buf.extend_from_slice(data));
+            // Data page v1 levels: their byte length, then the levels (one bit each).
+            buf.extend_from_slice(&[0; 4]);
+            rle::encode(&levels[rows..rows + page.rows], 1, &mut buf);
+            let len = (buf.len() - 4) as u32;
+            buf[..4].copy_from_slice(&len.to_le_bytes());
+            if let Some(h) = hist.as_mut() {
+                h.increment_by(0, nulls as i64);
+                h.increment_by(1, page_keys.len() as i64);
+            }
         }
-        let bit_width = (usize::BITS - page.dict_len.saturating_sub(1).leading_zeros()) as u8;
         buf.push(bit_width);
-        let mut rle = RleEncoder::new_from_buf(bit_width, buf);
-        for &k in page_keys {
-            rle.put(k as u64);
-        }
-        let buf = rle.consume();
+        rle::encode(page_keys, bit_width, &mut buf);
         let uncompressed = buf.len();
         let data_page = CompressedPage::new(
             Page::DataPage {

@@ -11,6 +11,7 @@ pub mod compact;
 pub mod dict_column;
 pub mod lock;
 pub mod paths;
+pub mod rle;
 pub mod s3;
 pub mod writer;
 
