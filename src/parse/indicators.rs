@@ -6,10 +6,13 @@
 
 use std::sync::Arc;
 
+use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     Array, ArrayRef, AsArray, Int32Array, ListArray, ListBuilder, StringArray, StringBuilder,
 };
-use arrow::datatypes::{DataType, Int32Type};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Int32Type};
+use std::collections::HashMap;
 
 use crate::schema::{Indicator, LogSchema};
 
@@ -97,6 +100,9 @@ fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
             Some((feed, kind))
         })
         .collect();
+    if feeds.iter().all(|(f, _)| matches!(f, Feed::Dict(..))) {
+        return from_dictionaries(&feeds, rows);
+    }
     // Every value is part of a value of a feed, once per row: the feeds' bytes bound the list's,
     // so its buffer is never grown (a copy into fresh pages).
     let bound: usize = feeds
@@ -150,6 +156,86 @@ fn build_output(out: &Output, columns: &[ArrayRef], rows: usize) -> ArrayRef {
         }
     }
     Arc::new(builder.finish())
+}
+
+/// [`build_output`] when every feed is a dictionary column (what the access-log parser
+/// hands over): the values the feeds' dictionaries yield are numbered once, so a row's list
+/// is de-duplicated comparing numbers, and the list's buffers are written directly, each
+/// value's bytes copied once, instead of through `ListBuilder` (a call with its own checks
+/// per value and per row).
+fn from_dictionaries(feeds: &[(Feed, Indicator)], rows: usize) -> ArrayRef {
+    const NONE: u32 = u32::MAX;
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut numbered_as: HashMap<&str, u32> = HashMap::new();
+    // Per feed: its keys, and the number of the value each key yields (`NONE` for none).
+    let feeds: Vec<(&Int32Array, Vec<u32>)> = feeds
+        .iter()
+        .map(|(f, _)| {
+            let Feed::Dict(keys, classified) = f else {
+                unreachable!("dictionary feeds only")
+            };
+            let numbered = (classified.iter())
+                .map(|v| match v {
+                    Some(v) => *numbered_as.entry(v).or_insert_with(|| {
+                        distinct.push(v);
+                        distinct.len() as u32 - 1
+                    }),
+                    None => NONE,
+                })
+                .collect();
+            (*keys, numbered)
+        })
+        .collect();
+    let number = |(keys, numbered): &(&Int32Array, Vec<u32>), row: usize| {
+        if keys.is_valid(row) {
+            numbered[keys.values()[row] as usize]
+        } else {
+            NONE
+        }
+    };
+    // The rows' value numbers first, then their bytes into a buffer sized exactly (a growing
+    // one would be copied into fresh pages).
+    let mut numbers: Vec<u32> = Vec::with_capacity(rows);
+    let mut list_offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+    list_offsets.push(0);
+    let mut valid = NullBufferBuilder::new(rows);
+    let mut bytes = 0;
+    for row in 0..rows {
+        let first = numbers.len();
+        for feed in &feeds {
+            let n = number(feed, row);
+            if n != NONE && !numbers[first..].contains(&n) {
+                numbers.push(n);
+                bytes += distinct[n as usize].len();
+            }
+        }
+        list_offsets.push(numbers.len() as i32);
+        valid.append(numbers.len() > first);
+    }
+    let mut data: Vec<u8> = Vec::with_capacity(bytes);
+    let mut value_offsets: Vec<i32> = Vec::with_capacity(numbers.len() + 1);
+    value_offsets.push(0);
+    for &n in &numbers {
+        data.extend_from_slice(distinct[n as usize].as_bytes());
+        value_offsets.push(data.len() as i32);
+    }
+    // SAFETY: the value offsets start at 0 and end each value's bytes, copied from a `&str`;
+    // the list offsets start at 0, never decrease and end at the number of values.
+    let strings = unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new_unchecked(ScalarBuffer::from(value_offsets)),
+            Buffer::from_vec(data),
+            None,
+        )
+    };
+    let list = ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Utf8, true)),
+        // SAFETY: as above.
+        unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(list_offsets)) },
+        Arc::new(strings),
+        valid.finish(),
+    );
+    Arc::new(list)
 }
 
 /// Add the indicator value `raw` yields for `kind` in list `column` to `values`, once.
@@ -298,6 +384,51 @@ mod tests {
                 .flatten()
                 .filter(|a| is_account_id(a));
             proptest::prop_assert_eq!(arn_account(&arn), expected);
+        }
+    }
+
+    proptest::proptest! {
+        /// Lists built from dictionary columns hold what the same columns as plain strings
+        /// give: each row's values in feed order, once, NULL when there are none.
+        #[test]
+        fn dictionary_feeds_give_the_lists_plain_ones_do(
+            rows in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::option::of(proptest::sample::select(vec![
+                        "10.0.0.1", " 10.0.0.1", "::1", "nope", "",
+                        "arn:aws:iam::123456789012:user/a", "arn:aws:s3:::b",
+                        "arn:aws:iam::210987654321:role/r",
+                    ])),
+                    3,
+                ),
+                0..60,
+            ),
+            sliced in 0usize..3,
+        ) {
+            use arrow::compute::cast;
+            use arrow::datatypes::DataType::{Dictionary, Int32, Utf8};
+            // Slices: keys and validity that do not start at 0.
+            let from = sliced.min(rows.len());
+            let n = rows.len() - from;
+            let plain: Vec<ArrayRef> = (0..3)
+                .map(|c| Arc::new(StringArray::from_iter(rows.iter().map(|r| r[c]))) as ArrayRef)
+                .collect();
+            let dicts: Vec<ArrayRef> = plain
+                .iter()
+                .map(|a| cast(a, &Dictionary(Box::new(Int32), Box::new(Utf8))).unwrap())
+                .map(|a| a.slice(from, n))
+                .collect();
+            let plain: Vec<ArrayRef> = plain.iter().map(|a| a.slice(from, n)).collect();
+            for (column, sources) in [
+                ("p_any_ip_addresses", vec![(0, Indicator::Ip), (1, Indicator::Ip)]),
+                ("p_any_aws_arns", vec![(1, Indicator::AwsArn), (2, Indicator::AwsArn)]),
+                ("p_any_aws_account_ids", vec![(2, Indicator::AwsArn), (0, Indicator::AwsArn)]),
+            ] {
+                let out = Output { column, sources };
+                let want = build_output(&out, &plain, n);
+                let got = build_output(&out, &dicts, n);
+                proptest::prop_assert_eq!(got.as_ref(), want.as_ref(), "{}", column);
+            }
         }
     }
 
