@@ -95,7 +95,13 @@ fn rle_run(out: &mut Vec<u8>, len: usize, value: u64, w: usize) {
 #[inline]
 fn pack<T: Copy + Into<u64>>(out: &mut Vec<u8>, group: &[T], w: usize) {
     debug_assert_eq!(group.len(), GROUP);
-    if w <= 16 {
+    if w <= 8 {
+        let mut acc = 0u64;
+        for (n, &v) in group.iter().enumerate() {
+            acc |= v.into() << (n * w);
+        }
+        out.extend_from_slice(&acc.to_le_bytes()[..w]);
+    } else if w <= 16 {
         // 8 × 16 bits fit one u128.
         let mut acc = 0u128;
         for (n, &v) in group.iter().enumerate() {
