@@ -1,9 +1,9 @@
 //! String columns of a chunk being parsed: plain ([`StrCol`]), or interned as they are built
 //! ([`DictCol`]) for the columns a table dictionary-encodes.
 
-use arrow::array::builder::NullBufferBuilder;
+use arrow::array::builder::BooleanBufferBuilder;
 use arrow::array::{DictionaryArray, Int32Array, StringArray};
-use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::Int32Type;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -20,7 +20,23 @@ pub(crate) struct StrCol {
     bytes: Vec<u8>,
     /// `offsets[i + 1]` ends value `i`; starts with 0.
     offsets: Vec<i32>,
-    nulls: NullBufferBuilder,
+    /// The NULL rows ([`validity`]).
+    nulls: Vec<u32>,
+}
+
+/// The validity of `rows` rows of which `nulls` (ascending) are NULL. Columns are NULL on few
+/// rows or none: recording those rows costs less than a bit appended on every row (arrow's
+/// `NullBufferBuilder` appends each once the first NULL is seen).
+fn validity(rows: usize, nulls: &[u32]) -> Option<NullBuffer> {
+    if nulls.is_empty() {
+        return None;
+    }
+    let mut bits = BooleanBufferBuilder::new(rows);
+    bits.append_n(rows, true);
+    for &r in nulls {
+        bits.set_bit(r as usize, false);
+    }
+    Some(NullBuffer::new(bits.finish()))
 }
 
 impl StrCol {
@@ -30,7 +46,7 @@ impl StrCol {
         StrCol {
             bytes: Vec::with_capacity(bytes),
             offsets,
-            nulls: NullBufferBuilder::new(rows),
+            nulls: Vec::new(),
         }
     }
 
@@ -43,13 +59,12 @@ impl StrCol {
     pub(crate) fn push(&mut self, v: &str) {
         self.bytes.extend_from_slice(v.as_bytes());
         self.offsets.push(self.end());
-        self.nulls.append_non_null();
     }
 
     #[inline(always)]
     pub(crate) fn push_null(&mut self) {
+        self.nulls.push((self.offsets.len() - 1) as u32);
         self.offsets.push(self.end());
-        self.nulls.append_null();
     }
 
     pub(crate) fn value_bytes(&self) -> usize {
@@ -61,8 +76,8 @@ impl StrCol {
         &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
-    pub(crate) fn finish(mut self) -> StringArray {
-        let nulls = self.nulls.finish();
+    pub(crate) fn finish(self) -> StringArray {
+        let nulls = validity(self.offsets.len() - 1, &self.nulls);
         // SAFETY: the offsets start at 0 and never decrease (each is the byte count after a
         // value), the last is the bytes' length, and every value appended was a `&str`, so
         // each offset range is valid UTF-8; there is one offset more than there are values.
@@ -88,7 +103,8 @@ pub(crate) struct DictCol {
     table: HashTable<u32>,
     hashes: Vec<u64>,
     keys: Vec<i32>,
-    nulls: NullBufferBuilder,
+    /// The NULL rows ([`validity`]); their keys are 0.
+    nulls: Vec<u32>,
     /// Whether a value is first compared with the row before's (see [`DictCol::push`]).
     compare_last: bool,
     /// Values pushed since `compare_last` was last decided, and how many of them were the row
@@ -114,7 +130,7 @@ impl DictCol {
             table: HashTable::with_capacity(values),
             hashes: Vec::with_capacity(values),
             keys: Vec::with_capacity(rows),
-            nulls: NullBufferBuilder::new(rows),
+            nulls: Vec::new(),
             compare_last: true,
             pushed: 0,
             repeats: 0,
@@ -136,7 +152,6 @@ impl DictCol {
             && same(self.values.value(last as usize), v)
         {
             self.keys.push(last);
-            self.nulls.append_non_null();
             self.count(true);
             return;
         }
@@ -164,7 +179,6 @@ impl DictCol {
         };
         let repeat = self.keys.last() == Some(&(key as i32));
         self.keys.push(key as i32);
-        self.nulls.append_non_null();
         self.count(repeat);
     }
 
@@ -187,12 +201,13 @@ impl DictCol {
 
     #[inline(always)]
     pub(crate) fn push_null(&mut self) {
+        self.nulls.push(self.keys.len() as u32);
         self.keys.push(0);
-        self.nulls.append_null();
     }
 
-    pub(crate) fn finish(mut self) -> DictionaryArray<Int32Type> {
-        let keys = Int32Array::new(ScalarBuffer::from(self.keys), self.nulls.finish());
+    pub(crate) fn finish(self) -> DictionaryArray<Int32Type> {
+        let nulls = validity(self.keys.len(), &self.nulls);
+        let keys = Int32Array::new(ScalarBuffer::from(self.keys), nulls);
         let values = Arc::new(self.values.finish());
         // SAFETY: every key of a valid row indexes a value pushed before it, and NULL rows'
         // keys are 0, within the values whenever any row is valid; with no value at all, every
