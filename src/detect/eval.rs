@@ -561,7 +561,7 @@ pub fn events_to_batch(
     };
     StandardFields::new(schema.clone()).finish(
         batch.columns().to_vec(),
-        event_times,
+        event_times.into(),
         &lines,
         crate::parse::RowSources::One(&source),
         now,

@@ -17,12 +17,12 @@
 //! writer sees it, so that a file's time order is long runs of its batches. The S3 access-log
 //! parser appends a chunk's lines in time order itself, which costs no copy.
 
+mod columns;
 pub mod indicators;
 pub mod ip;
 pub mod json;
 pub mod s3_access;
 pub mod standard;
-mod strings;
 #[cfg(test)]
 mod tests;
 pub mod time;

@@ -21,11 +21,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use arrow::array::{
-    ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, ListBuilder, StringBuilder, TimestampMicrosecondArray};
+use arrow::buffer::ScalarBuffer;
+use arrow::datatypes::{Int32Type, Int64Type};
 
-use super::strings::{DictCol, StrCol};
+use super::columns::{DictCol, NumCol, StrCol};
 use super::{
     Parsed, Parser, Part, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines,
     utf8,
@@ -378,10 +378,10 @@ impl Col {
 /// Column builders for one chunk.
 struct Builders {
     strings: Vec<Col>,
-    time: TimestampMicrosecondBuilder,
-    i32s: Int32Builder,
-    i64s: [Int64Builder; 4],
+    i32s: NumCol<Int32Type>,
+    i64s: [NumCol<Int64Type>; 4],
     extra: ListBuilder<StringBuilder>,
+    /// The `time` column's values, which are also `p_event_time`'s (one buffer for both).
     event_times: Vec<i64>,
     lines: Vec<u64>,
 }
@@ -458,31 +458,32 @@ impl Builders {
                     }
                 })
                 .collect(),
-            time: TimestampMicrosecondBuilder::with_capacity(rows),
-            i32s: Int32Builder::with_capacity(rows),
-            i64s: std::array::from_fn(|_| Int64Builder::with_capacity(rows)),
+            i32s: NumCol::with_capacity(rows),
+            i64s: std::array::from_fn(|_| NumCol::with_capacity(rows)),
             extra: ListBuilder::new(StringBuilder::new()),
             event_times: Vec::with_capacity(rows),
             lines: Vec::with_capacity(rows),
         }
     }
 
-    fn finish(mut self) -> (Vec<ArrayRef>, Vec<i64>, Vec<u64>) {
-        let mut strings = std::mem::take(&mut self.strings).into_iter();
-        let mut i64s = self.i64s.iter_mut();
+    fn finish(mut self) -> (Vec<ArrayRef>, ScalarBuffer<i64>, Vec<u64>) {
+        let times = ScalarBuffer::from(self.event_times);
+        let mut strings = self.strings.into_iter();
+        let mut i32s = Some(self.i32s);
+        let mut i64s = self.i64s.into_iter();
         let mut cols: Vec<ArrayRef> = FIELDS
             .iter()
             .map(|(_, kind)| -> ArrayRef {
                 match kind {
                     Kind::Str => strings.next().expect("string slot").finish(),
-                    Kind::Time => Arc::new(self.time.finish()),
-                    Kind::I32 => Arc::new(self.i32s.finish()),
+                    Kind::Time => Arc::new(TimestampMicrosecondArray::new(times.clone(), None)),
+                    Kind::I32 => Arc::new(i32s.take().expect("one i32 field").finish()),
                     Kind::I64 => Arc::new(i64s.next().expect("i64 slot").finish()),
                 }
             })
             .collect();
         cols.push(Arc::new(self.extra.finish()));
-        (cols, self.event_times, self.lines)
+        (cols, times, self.lines)
     }
 }
 
@@ -626,16 +627,15 @@ impl S3AccessParser {
                     let Num::V(t) = nums[i] else {
                         unreachable!("time validated")
                     };
-                    b.time.append_value(t);
                     b.event_times.push(t);
                 }
                 Kind::I32 => match nums[i] {
-                    Num::V(v) => b.i32s.append_value(v as i32),
-                    Num::Null => b.i32s.append_null(),
+                    Num::V(v) => b.i32s.push(v as i32),
+                    Num::Null => b.i32s.push_null(),
                 },
                 Kind::I64 => match nums[i] {
-                    Num::V(v) => b.i64s[SLOTS[i]].append_value(v),
-                    Num::Null => b.i64s[SLOTS[i]].append_null(),
+                    Num::V(v) => b.i64s[SLOTS[i]].push(v),
+                    Num::Null => b.i64s[SLOTS[i]].push_null(),
                 },
             }
         }

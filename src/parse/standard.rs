@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, StringArray, StringBuilder, TimestampMicrosecondArray};
-use arrow::buffer::{Buffer, OffsetBuffer};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
@@ -42,12 +42,13 @@ impl StandardFields {
         }
     }
 
-    /// Assemble the final batch from the declared `columns`, the event time of each row and
-    /// the physical line number each row came from.
+    /// Assemble the final batch from the declared `columns`, the event time of each row
+    /// (`p_event_time`'s buffer, which the parser's time column may share) and the physical
+    /// line number each row came from.
     pub fn finish(
         &self,
         columns: Vec<ArrayRef>,
-        event_times: Vec<i64>,
+        event_times: ScalarBuffer<i64>,
         lines: &[u64],
         sources: RowSources<'_>,
         parse_time: i64,
@@ -62,7 +63,7 @@ impl StandardFields {
         &self,
         mut columns: Vec<ArrayRef>,
         indicators: Vec<ArrayRef>,
-        event_times: Vec<i64>,
+        event_times: ScalarBuffer<i64>,
         lines: &[u64],
         sources: RowSources<'_>,
         parse_time: i64,
@@ -93,7 +94,7 @@ impl StandardFields {
             }
         };
         columns.push(ids);
-        columns.push(Arc::new(TimestampMicrosecondArray::from(event_times)));
+        columns.push(Arc::new(TimestampMicrosecondArray::new(event_times, None)));
         columns.push(Arc::new(TimestampMicrosecondArray::from(vec![
             parse_time;
             rows

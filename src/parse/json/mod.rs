@@ -42,8 +42,8 @@ use arrow::datatypes::{DataType, Field, Fields};
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::columns::DictCol;
 use super::indicators::{classify, feeds, key_feeds};
-use super::strings::DictCol;
 use super::time::TimeFormat;
 use super::{
     Parsed, Parser, Part, Quarantined, RowSources, SourceInfo, StandardFields, is_blank, lines,
@@ -1192,7 +1192,7 @@ impl JsonParser {
             Some(self.standard.assemble(
                 columns,
                 indicators,
-                event_times,
+                event_times.into(),
                 &rows,
                 sources,
                 parse_time,

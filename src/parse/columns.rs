@@ -1,10 +1,11 @@
-//! String columns of a chunk being parsed: plain ([`StrCol`]), or interned as they are built
-//! ([`DictCol`]) for the columns a table dictionary-encodes.
+//! Columns of a chunk being parsed, appended to inline from a parser's field loop: strings,
+//! plain ([`StrCol`]) or interned as they are built ([`DictCol`]) for the columns a table
+//! dictionary-encodes, and numbers ([`NumCol`]).
 
 use arrow::array::builder::BooleanBufferBuilder;
-use arrow::array::{DictionaryArray, Int32Array, StringArray};
+use arrow::array::{DictionaryArray, Int32Array, PrimitiveArray, StringArray};
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::Int32Type;
+use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use std::hash::BuildHasher;
@@ -88,6 +89,39 @@ impl StrCol {
                 nulls,
             )
         }
+    }
+}
+
+/// A number column of a chunk: what arrow's `PrimitiveBuilder` keeps, appended to inline (its
+/// `append_value` was an out-of-line call per value, and its validity a bit per row).
+pub(crate) struct NumCol<T: ArrowPrimitiveType> {
+    values: Vec<T::Native>,
+    /// The NULL rows ([`validity`]); their values are the type's default.
+    nulls: Vec<u32>,
+}
+
+impl<T: ArrowPrimitiveType> NumCol<T> {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
+        NumCol {
+            values: Vec::with_capacity(rows),
+            nulls: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn push(&mut self, v: T::Native) {
+        self.values.push(v);
+    }
+
+    #[inline(always)]
+    pub(crate) fn push_null(&mut self) {
+        self.nulls.push(self.values.len() as u32);
+        self.values.push(T::Native::default());
+    }
+
+    pub(crate) fn finish(self) -> PrimitiveArray<T> {
+        let nulls = validity(self.values.len(), &self.nulls);
+        PrimitiveArray::new(ScalarBuffer::from(self.values), nulls)
     }
 }
 
@@ -284,6 +318,25 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The inline number column builds the array `PrimitiveBuilder` builds.
+        #[test]
+        fn num_col_is_a_primitive_builder(
+            values in proptest::collection::vec(proptest::option::of(proptest::num::i64::ANY), 0..60),
+        ) {
+            let mut ours = NumCol::<arrow::datatypes::Int64Type>::with_capacity(0);
+            let mut arrow = arrow::array::Int64Builder::new();
+            for v in &values {
+                match v {
+                    Some(v) => ours.push(*v),
+                    None => ours.push_null(),
+                }
+                arrow.append_option(*v);
+            }
+            let ours = ours.finish();
+            ours.to_data().validate_full().unwrap();
+            proptest::prop_assert_eq!(ours, arrow.finish());
+        }
+
         /// The inline string column builds the array `StringBuilder` builds: same values,
         /// nulls and offsets, from any capacity guess.
         #[test]
