@@ -246,39 +246,64 @@ pub fn encode(
                 }
             });
             let (offsets, data) = (view.offsets, view.data);
-            for r in start..end {
-                let is_valid = view.nulls.is_none_or(|m| m.is_valid(r));
-                if nullable {
-                    levels.push(u8::from(is_valid));
-                }
-                if is_valid {
-                    let (key, len) = match view.keys {
-                        Some(batch_keys) => {
-                            let v = batch_keys[r] as usize;
-                            let len = (offsets[v + 1] - offsets[v]) as usize;
+            let value = |i: usize| &data[offsets[i] as usize..offsets[i + 1] as usize];
+            // The run in pieces that end at page ends.
+            let mut r = start;
+            while r < end {
+                let rows = (end - r).min(page_rows - page.rows);
+                match (view.keys, view.nulls) {
+                    // Most pieces: a batch the parser interned, no NULL in it.
+                    (Some(batch_keys), None) => {
+                        if nullable {
+                            levels.extend(std::iter::repeat_n(1, rows));
+                        }
+                        for &v in &batch_keys[r..r + rows] {
+                            let v = v as usize;
                             let mapped = &mut view.remap[v];
                             if *mapped == u32::MAX {
-                                *mapped = dict
-                                    .intern(&data[offsets[v] as usize..offsets[v + 1] as usize]);
+                                *mapped = dict.intern(value(v));
                             }
-                            (*mapped, len)
+                            keys.push(*mapped);
+                            page.value_bytes += i64::from(offsets[v + 1] - offsets[v]);
                         }
-                        None => {
-                            let value = &data[offsets[r] as usize..offsets[r + 1] as usize];
-                            // Neighbouring rows often repeat a value (constant `p_` columns,
-                            // signature versions, owners): no hashing then.
-                            let key = match last {
-                                Some(k) if same(dict.get(k), value) => k,
-                                _ => dict.intern(value),
+                    }
+                    _ => {
+                        for r in r..r + rows {
+                            let is_valid = view.nulls.is_none_or(|m| m.is_valid(r));
+                            if nullable {
+                                levels.push(u8::from(is_valid));
+                            }
+                            if !is_valid {
+                                continue;
+                            }
+                            let (key, len) = match view.keys {
+                                Some(batch_keys) => {
+                                    let v = batch_keys[r] as usize;
+                                    let mapped = &mut view.remap[v];
+                                    if *mapped == u32::MAX {
+                                        *mapped = dict.intern(value(v));
+                                    }
+                                    (*mapped, offsets[v + 1] - offsets[v])
+                                }
+                                None => {
+                                    let value = value(r);
+                                    // Neighbouring rows often repeat a value (constant `p_`
+                                    // columns, signature versions, owners): no hashing then.
+                                    let key = match last {
+                                        Some(k) if same(dict.get(k), value) => k,
+                                        _ => dict.intern(value),
+                                    };
+                                    last = Some(key);
+                                    (key, offsets[r + 1] - offsets[r])
+                                }
                             };
-                            last = Some(key);
-                            (key, value.len())
+                            keys.push(key);
+                            page.value_bytes += i64::from(len);
                         }
-                    };
-                    keys.push(key);
-                    page.value_bytes += len as i64;
+                    }
                 }
-                page.rows += 1;
+                r += rows;
+                page.rows += rows;
                 if page.rows == page_rows {
                     page.keys_end = keys.len();
                     page.dict_len = dict.len();
@@ -657,13 +682,24 @@ mod tests {
 
     /// The file `encode_groups` writes (this module's chunks) and the one `ArrowWriter` writes
     /// for the same rows, one batch per row group, cutting pages at the same rows.
+    ///
+    /// The batches `interned` marks go to `encode_groups` as dictionaries, as parsers hand
+    /// over the columns they intern (all of a file's or none: a table's batches come from one
+    /// parser).
     fn both(
         nullable: bool,
         batches: &[Values],
+        interned: &[bool],
         groups: &[Vec<Selection>],
         props: WriterProperties,
     ) -> (Vec<u8>, Vec<u8>) {
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, nullable)]));
+        let dict_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let dict = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            dict_type.clone(),
+            nullable,
+        )]));
         let batches: Vec<RecordBatch> = batches
             .iter()
             .map(|v| {
@@ -671,9 +707,19 @@ mod tests {
                 RecordBatch::try_new(schema.clone(), vec![a]).unwrap()
             })
             .collect();
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        let handed: Vec<RecordBatch> = (batches.iter().enumerate())
+            .map(|(i, b)| match interned.get(i) {
+                Some(true) => {
+                    let a = arrow::compute::cast(b.column(0), &dict_type).unwrap();
+                    RecordBatch::try_new(dict.clone(), vec![a]).unwrap()
+                }
+                _ => b.clone(),
+            })
+            .collect();
+        let handed: Vec<&RecordBatch> = handed.iter().collect();
         let mut got = Vec::new();
-        encode_groups(&mut got, &schema, props.clone(), &refs, groups).unwrap();
+        encode_groups(&mut got, &schema, props.clone(), &handed, groups).unwrap();
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
 
         let limit = props.data_page_row_count_limit();
         let reference = props.into_builder().set_write_batch_size(limit).build();
@@ -790,6 +836,7 @@ mod tests {
             let (got, want) = both(
                 nullable,
                 &batches,
+                &[],
                 &groups,
                 props(1000, true, Some(8), Some(16), None),
             );
@@ -960,6 +1007,9 @@ mod tests {
             // Small enough, sometimes, for the dictionary to reach it (parquet-rs then falls
             // back to plain pages, and so must this file).
             dict_limit in proptest::option::of(1usize..400),
+            // The batches come as dictionaries (the parsers' interned columns; a table's
+            // batches all come from one parser).
+            interned in any::<bool>(),
         ) {
             let batches: Vec<Values> = batches
                 .into_iter()
@@ -974,7 +1024,8 @@ mod tests {
                 .filter(|g| g.iter().any(|s| !s.is_empty()))
                 .collect();
             prop_assume!(!groups.is_empty());
-            let (got, want) = both(nullable, &batches, &groups, props(rows_per_page, zstd, stats, index, dict_limit));
+            let interned = vec![interned; batches.len()];
+            let (got, want) = both(nullable, &batches, &interned, &groups, props(rows_per_page, zstd, stats, index, dict_limit));
             if dict_limit.is_none() {
                 prop_assert!(got == want, "files differ");
             } else {
