@@ -408,6 +408,22 @@ const fn slots() -> [usize; 27] {
     out
 }
 const SLOTS: [usize; 27] = slots();
+
+/// The fields that are not strings (time and numbers), in log order: checked before a line's
+/// values are appended.
+const TYPED: [usize; 6] = {
+    let mut out = [0usize; 6];
+    let (mut i, mut n) = (0, 0);
+    while i < 27 {
+        if !matches!(FIELDS[i].1, Kind::Str) {
+            out[n] = i;
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n == 6, "six typed fields");
+    out
+};
 const STRING_FIELDS: usize = 21;
 
 /// What share of a chunk's bytes each string column's values took in the last chunk parsed,
@@ -567,11 +583,10 @@ impl S3AccessParser {
         let field = |t: &Tok| &line[t.start as usize..t.end as usize];
         // Validate every typed field first so a bad line appends nothing.
         let mut nums = [Num::Null; 27];
-        for (i, (name, kind)) in FIELDS.iter().enumerate().take(toks.len().min(27)) {
-            if *kind == Kind::Str {
-                continue;
-            }
-            let raw = field(&toks[i]);
+        for &i in &TYPED {
+            let Some(tok) = toks.get(i) else { break };
+            let (name, kind) = &FIELDS[i];
+            let raw = field(tok);
             nums[i] = if *kind == Kind::Time {
                 let start = toks[i].start as usize;
                 let t = match known {
