@@ -479,7 +479,12 @@ fn write_chunk(
         if max_def > 0 {
             // Data page v1 levels: their byte length, then the levels (one bit each).
             buf.extend_from_slice(&[0; 4]);
-            rle::encode(&levels[rows..rows + page.rows], 1, &mut buf);
+            if nulls == 0 {
+                // All 1: what `encode` makes of them, one RLE run, without reading them.
+                rle::run(&mut buf, page.rows, 1, 1);
+            } else {
+                rle::encode(&levels[rows..rows + page.rows], 1, &mut buf);
+            }
             let len = (buf.len() - 4) as u32;
             buf[..4].copy_from_slice(&len.to_le_bytes());
             if let Some(h) = hist.as_mut() {

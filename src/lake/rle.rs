@@ -38,10 +38,10 @@ pub fn encode<T: Copy + Eq + Into<u64>>(values: &[T], bit_width: u8, out: &mut V
         let group = &values[i..i + GROUP];
         let v = group[0];
         if group.iter().all(|&x| x == v) {
-            let run = values[i + GROUP..].iter().take_while(|&&x| x == v).count() + GROUP;
+            let len = values[i + GROUP..].iter().take_while(|&&x| x == v).count() + GROUP;
             close(out, &mut open);
-            rle_run(out, run, v.into(), w);
-            i += run;
+            run(out, len, v.into(), w);
+            i += len;
             continue;
         }
         let groups = open_run(out, &mut open);
@@ -55,7 +55,7 @@ pub fn encode<T: Copy + Eq + Into<u64>>(values: &[T], bit_width: u8, out: &mut V
     let tail = &values[i..];
     match tail.first() {
         Some(&v) if open.is_none() && tail.iter().all(|&x| x == v) => {
-            rle_run(out, tail.len(), v.into(), w);
+            run(out, tail.len(), v.into(), w);
         }
         Some(_) => {
             *open_run(out, &mut open) += 1;
@@ -80,8 +80,10 @@ fn open_run<'a>(out: &mut Vec<u8>, open: &'a mut Option<(usize, usize)>) -> &'a 
         .1
 }
 
-/// An RLE run: its length as a VLQ (shifted left one, the low bit 0), then the value.
-fn rle_run(out: &mut Vec<u8>, len: usize, value: u64, w: usize) {
+/// An RLE run of `len` values `value` of `w` bits: its length as a VLQ (shifted left one,
+/// the low bit 0), then the value in `ceil(w / 8)` bytes. What [`encode`] writes for `len`
+/// (at least one) equal values.
+pub fn run(out: &mut Vec<u8>, len: usize, value: u64, w: usize) {
     let mut header = (len as u64) << 1;
     while header >= 0x80 {
         out.push((header as u8 & 0x7f) | 0x80);
@@ -95,19 +97,24 @@ fn rle_run(out: &mut Vec<u8>, len: usize, value: u64, w: usize) {
 #[inline]
 fn pack<T: Copy + Into<u64>>(out: &mut Vec<u8>, group: &[T], w: usize) {
     debug_assert_eq!(group.len(), GROUP);
+    // The whole word is appended and the bytes past `w` cut off again: a copy of a fixed
+    // size is a store, one of `w` bytes a `memcpy` call.
+    let end = out.len() + w;
     if w <= 8 {
         let mut acc = 0u64;
         for (n, &v) in group.iter().enumerate() {
             acc |= v.into() << (n * w);
         }
-        out.extend_from_slice(&acc.to_le_bytes()[..w]);
+        out.extend_from_slice(&acc.to_le_bytes());
+        out.truncate(end);
     } else if w <= 16 {
         // 8 × 16 bits fit one u128.
         let mut acc = 0u128;
         for (n, &v) in group.iter().enumerate() {
             acc |= u128::from(v.into()) << (n * w);
         }
-        out.extend_from_slice(&acc.to_le_bytes()[..w]);
+        out.extend_from_slice(&acc.to_le_bytes());
+        out.truncate(end);
     } else {
         let mut acc = 0u128;
         let mut bits = 0;
@@ -201,6 +208,25 @@ mod tests {
                 ours(&values, w, b"xy"),
                 parquet_rs(&values, w, b"xy"),
                 "{w} {values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_is_what_equal_values_encode_to() {
+        for (len, value, w) in [
+            (1, 1, 1),
+            (7, 1, 1),
+            (8, 0, 1),
+            (100_000, 1, 1),
+            (300, 5, 12),
+        ] {
+            let mut out = Vec::new();
+            run(&mut out, len, value as u64, w as usize);
+            assert_eq!(
+                out,
+                parquet_rs(&vec![value; len], w, &[]),
+                "{len} × {value}"
             );
         }
     }
