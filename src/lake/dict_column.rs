@@ -80,21 +80,34 @@ pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterPrope
             < props.column_data_page_size_limit(path)
 }
 
-/// `a == b`, with values up to 16 bytes (most of a log's repeated values: versions, codes,
-/// operations, names) compared inline in two overlapping loads instead of a `memcmp` call.
+/// `a == b`, compared inline instead of through a `memcmp` call (whose dispatch costs more
+/// than comparing a log's values): up to 16 bytes (versions, codes, operations, names) in two
+/// overlapping loads, longer ones 16 bytes at a time.
 #[inline(always)]
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
+    let wide = |s: &[u8], i: usize| u128::from_le_bytes(s[i..i + 16].try_into().expect("16"));
     let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
     let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
     match n {
+        // Owners, requesters, agents, host headers: mostly 20 to 110 bytes, compared 16 at a
+        // time (the last 16 overlapping) instead of through a `memcmp` call.
+        17.. => {
+            let mut i = 0;
+            while i + 16 < n {
+                if wide(a, i) != wide(b, i) {
+                    return false;
+                }
+                i += 16;
+            }
+            wide(a, n - 16) == wide(b, n - 16)
+        }
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
         0..4 => a.iter().zip(b).all(|(x, y)| x == y),
-        _ => a == b,
     }
 }
 
@@ -979,8 +992,8 @@ mod tests {
     proptest! {
         #[test]
         fn same_is_slice_equality(
-            a in proptest::collection::vec(0u8..4, 0..40),
-            b in proptest::collection::vec(0u8..4, 0..40),
+            a in proptest::collection::vec(0u8..4, 0..120),
+            b in proptest::collection::vec(0u8..4, 0..120),
             flip in any::<prop::sample::Index>(),
         ) {
             prop_assert_eq!(same(&a, &b), a == b);
