@@ -21,9 +21,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use arrow::array::{ArrayRef, ListBuilder, StringBuilder, TimestampMicrosecondArray};
-use arrow::buffer::ScalarBuffer;
-use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::array::builder::BooleanBufferBuilder;
+use arrow::array::{ArrayBuilder, ArrayRef, ListArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type};
 
 use super::columns::{DictCol, NumCol, StrCol};
 use super::{
@@ -380,7 +381,9 @@ struct Builders {
     strings: Vec<Col>,
     i32s: NumCol<Int32Type>,
     i64s: [NumCol<Int64Type>; 4],
-    extra: ListBuilder<StringBuilder>,
+    /// `additionalfields`: almost always NULL, so only the rows that have some are recorded
+    /// ([`Extra`]).
+    extra: Extra,
     /// The `time` column's values, which are also `p_event_time`'s (one buffer for both).
     event_times: Vec<i64>,
     lines: Vec<u64>,
@@ -476,13 +479,13 @@ impl Builders {
                 .collect(),
             i32s: NumCol::with_capacity(rows),
             i64s: std::array::from_fn(|_| NumCol::with_capacity(rows)),
-            extra: ListBuilder::new(StringBuilder::new()),
+            extra: Extra::default(),
             event_times: Vec::with_capacity(rows),
             lines: Vec::with_capacity(rows),
         }
     }
 
-    fn finish(mut self) -> (Vec<ArrayRef>, ScalarBuffer<i64>, Vec<u64>) {
+    fn finish(self) -> (Vec<ArrayRef>, ScalarBuffer<i64>, Vec<u64>) {
         let times = ScalarBuffer::from(self.event_times);
         let mut strings = self.strings.into_iter();
         let mut i32s = Some(self.i32s);
@@ -498,8 +501,47 @@ impl Builders {
                 }
             })
             .collect();
-        cols.push(Arc::new(self.extra.finish()));
+        let rows = self.lines.len();
+        cols.push(Arc::new(self.extra.finish(rows)));
         (cols, times, self.lines)
+    }
+}
+
+/// The `additionalfields` lists of a chunk: the values of the rows that have any, and for
+/// each such row its number and where its values end.
+#[derive(Default)]
+struct Extra {
+    values: StringBuilder,
+    ends: Vec<(u32, i32)>,
+}
+
+impl Extra {
+    /// The list column of `rows` rows: NULL where a row had no additional field.
+    fn finish(mut self, rows: usize) -> ListArray {
+        let field = Arc::new(Field::new_list_field(DataType::Utf8, true));
+        if self.ends.is_empty() {
+            return ListArray::new_null(field, rows);
+        }
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0i32);
+        let mut valid = BooleanBufferBuilder::new(rows);
+        let mut end = 0;
+        let mut lists = self.ends.iter().peekable();
+        for row in 0..rows as u32 {
+            let has = lists.next_if(|&&(r, _)| r == row);
+            if let Some(&(_, e)) = has {
+                end = e;
+            }
+            offsets.push(end);
+            valid.append(has.is_some());
+        }
+        let nulls = Some(NullBuffer::new(valid.finish())).filter(|n| n.null_count() > 0);
+        ListArray::new(
+            field,
+            OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            Arc::new(self.values.finish()),
+            nulls,
+        )
     }
 }
 
@@ -667,14 +709,15 @@ impl S3AccessParser {
             for t in &toks[FIELDS.len()..] {
                 let v = text_of(t);
                 if t.escaped {
-                    b.extra.values().append_value(unescape(v));
+                    b.extra.values.append_value(unescape(v));
                 } else {
-                    b.extra.values().append_value(v);
+                    b.extra.values.append_value(v);
                 }
             }
-            b.extra.append(true);
-        } else {
-            b.extra.append_null();
+            // This line's row: the rows pushed so far (its line number is pushed after).
+            b.extra
+                .ends
+                .push((b.lines.len() as u32, b.extra.values.len() as i32));
         }
         Ok(())
     }

@@ -118,6 +118,38 @@ fn aws_documentation_example() {
     );
 }
 
+/// Rows with and without additional fields, a quarantined line between them: each row
+/// keeps its own list, the others NULL.
+#[test]
+fn extra_fields_stay_with_their_rows() {
+    let lines = [
+        format!("{DOC_LINE} us-east-1 a1"),
+        DOC_LINE.to_string(),
+        "not an access log line".to_string(),
+        format!("{DOC_LINE} us-east-1 b1 \"b 2\""),
+        DOC_LINE.to_string(),
+    ];
+    let p = parse(&lines.join("\n"));
+    assert_eq!(p.quarantined.len(), 1);
+    let b = p.batch.expect("rows");
+    let l = b
+        .column_by_name("additionalfields")
+        .unwrap()
+        .as_list::<i32>();
+    let rows: Vec<Option<Vec<String>>> = (0..l.len())
+        .map(|r| {
+            l.is_valid(r).then(|| {
+                let v = l.value(r);
+                let v = v.as_string::<i32>();
+                v.iter().flatten().map(String::from).collect()
+            })
+        })
+        .collect();
+    let some = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(rows, [some(&["a1"]), None, some(&["b1", "b 2"]), None]);
+    l.to_data().validate_full().unwrap();
+}
+
 #[test]
 fn source_region_and_extra_fields() {
     let b = one(&format!("{DOC_LINE} us-east-1 future1 \"fut ure2\""));
