@@ -141,10 +141,40 @@ pub(crate) struct DictCol {
     nulls: Vec<u32>,
     /// Whether a value is first compared with the row before's (see [`DictCol::push`]).
     compare_last: bool,
-    /// Values pushed since `compare_last` was last decided, and how many of them were the row
-    /// before's.
+    /// Values pushed since `compare_last` and `use_recent` were last decided, how many of
+    /// them were the row before's, and how many were found in `recent`.
     pushed: u32,
     repeats: u32,
+    recent_hits: u32,
+    /// Periods of `PERIOD` values so far.
+    periods: u32,
+    /// Whether values are looked up in `recent` before being hashed.
+    use_recent: bool,
+    /// The key last interned for each [`fingerprint`] slot: `(fingerprint, key)`, `u32::MAX`
+    /// for none yet.
+    recent: Box<[(u64, u32); RECENT]>,
+}
+
+/// Slots of [`DictCol::recent`].
+const RECENT: usize = 64;
+
+/// A value's fingerprint: a cheap mix of its length and its first and last 8 bytes (or what
+/// it has of them). Owners, requesters, agents and host headers are 20 to 110 bytes long and
+/// a column holds a few dozen of them in a chunk: looking a value up by fingerprint in
+/// [`DictCol::recent`] and comparing it with the one value found there costs less than
+/// hashing it whole and probing the table. Values that share their ends share a fingerprint
+/// (request URIs end in ` HTTP/1.1`): then the comparison fails and the value is hashed.
+#[inline(always)]
+fn fingerprint(v: &[u8]) -> u64 {
+    let n = v.len();
+    let word = |i: usize| u64::from_le_bytes(v[i..i + 8].try_into().expect("8 bytes"));
+    let half = |i: usize| u64::from(u32::from_le_bytes(v[i..i + 4].try_into().expect("4")));
+    let (a, b) = match n {
+        8.. => (word(0), word(n - 8)),
+        4..8 => (half(0), half(n - 4)),
+        _ => (v.iter().rev().fold(0, |x, &c| x << 8 | u64::from(c)), 0),
+    };
+    (a ^ b.rotate_left(31) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Values after which [`DictCol`] decides again whether to compare with the row before.
@@ -168,6 +198,10 @@ impl DictCol {
             compare_last: true,
             pushed: 0,
             repeats: 0,
+            recent_hits: 0,
+            periods: 0,
+            use_recent: true,
+            recent: Box::new([(0, u32::MAX); RECENT]),
         }
     }
 
@@ -186,9 +220,27 @@ impl DictCol {
             && same(self.values.value(last as usize), v)
         {
             self.keys.push(last);
-            self.count(true);
+            self.count(true, self.use_recent);
             return;
         }
+        // Then the value last seen with its fingerprint, while that finds at least half the
+        // values (tried again every eighth period when it does not).
+        let fp = if self.use_recent {
+            let fp = fingerprint(v);
+            let (seen, k) = self.recent[(fp >> 58) as usize];
+            if seen == fp
+                && (k as usize) < self.hashes.len()
+                && same(self.values.value(k as usize), v)
+            {
+                let repeat = self.keys.last() == Some(&(k as i32));
+                self.keys.push(k as i32);
+                self.count(repeat, true);
+                return;
+            }
+            Some(fp)
+        } else {
+            None
+        };
         let hash = INTERN.hash_one(v);
         let DictCol {
             values,
@@ -211,20 +263,27 @@ impl DictCol {
                 k
             }
         };
+        if let Some(fp) = fp {
+            self.recent[(fp >> 58) as usize] = (fp, key);
+        }
         let repeat = self.keys.last() == Some(&(key as i32));
         self.keys.push(key as i32);
-        self.count(repeat);
+        self.count(repeat, false);
     }
 
-    /// Count a pushed value, and every `PERIOD` values decide whether to compare the next
-    /// ones with the row before.
+    /// Count a pushed value (whether it was the row before's, whether `recent` found it),
+    /// and every `PERIOD` values decide whether to compare the next ones with the row before
+    /// and to look them up in `recent`.
     #[inline(always)]
-    fn count(&mut self, repeat: bool) {
+    fn count(&mut self, repeat: bool, recent: bool) {
         self.repeats += u32::from(repeat);
+        self.recent_hits += u32::from(recent);
         self.pushed += 1;
         if self.pushed == PERIOD {
             self.compare_last = self.repeats >= PERIOD / 4 * 3;
-            (self.pushed, self.repeats) = (0, 0);
+            self.periods = self.periods.wrapping_add(1);
+            self.use_recent = self.recent_hits >= PERIOD / 2 || self.periods.is_multiple_of(8);
+            (self.pushed, self.repeats, self.recent_hits) = (0, 0, 0);
         }
     }
 
@@ -314,6 +373,40 @@ mod tests {
         }
         assert_eq!(modes, [true, false, true, false]);
         let plain = arrow::compute::cast(&ours.finish(), &DataType::Utf8).unwrap();
+        assert_eq!(plain.as_string::<i32>(), &arrow.finish());
+    }
+
+    /// Values whose fingerprints collide (same length and ends), then a few values that
+    /// alternate: the column stops looking values up by fingerprint and starts again, and
+    /// holds the same values, in first-use order, either way.
+    #[test]
+    fn dict_col_looks_values_up_by_fingerprint_while_that_finds_them() {
+        let value = |i: usize| match i {
+            0..5000 => format!("GET /a/{:03}/b HTTP/1.1", (i * 7) % 300),
+            _ => format!("owner-{:02}-{}", i % 20, "x".repeat(40)),
+        };
+        let mut ours = DictCol::with_capacity(16, 16);
+        let mut arrow = StringBuilder::new();
+        let mut modes = Vec::new();
+        for i in 0..20_000 {
+            let v = value(i);
+            ours.push(&v);
+            arrow.append_value(&v);
+            if modes.last() != Some(&ours.use_recent) {
+                modes.push(ours.use_recent);
+            }
+        }
+        assert_eq!(modes[..3], [true, false, true]);
+        let ours = ours.finish();
+        let dict: Vec<&str> = ours.values().as_string::<i32>().iter().flatten().collect();
+        let mut firsts: Vec<String> = Vec::new();
+        for i in 0..20_000 {
+            if !firsts.contains(&value(i)) {
+                firsts.push(value(i));
+            }
+        }
+        assert_eq!(dict, firsts);
+        let plain = arrow::compute::cast(&ours, &DataType::Utf8).unwrap();
         assert_eq!(plain.as_string::<i32>(), &arrow.finish());
     }
 
