@@ -280,6 +280,24 @@ pub fn encode(
                             page.value_bytes += i64::from(offsets[v + 1] - offsets[v]);
                         }
                     }
+                    // An interned batch with NULLs (most columns have a few).
+                    (Some(batch_keys), Some(valid)) => {
+                        for (r, &v) in (r..r + rows).zip(&batch_keys[r..r + rows]) {
+                            let is_valid = valid.is_valid(r);
+                            if nullable {
+                                levels.push(u8::from(is_valid));
+                            }
+                            if is_valid {
+                                let v = v as usize;
+                                let mapped = &mut view.remap[v];
+                                if *mapped == u32::MAX {
+                                    *mapped = dict.intern(value(v));
+                                }
+                                keys.push(*mapped);
+                                page.value_bytes += i64::from(offsets[v + 1] - offsets[v]);
+                            }
+                        }
+                    }
                     _ => {
                         for r in r..r + rows {
                             let is_valid = view.nulls.is_none_or(|m| m.is_valid(r));
