@@ -155,8 +155,14 @@ pub(crate) struct DictCol {
     recent: Box<[(u64, u32); RECENT]>,
 }
 
-/// Slots of [`DictCol::recent`].
+/// Slots of [`DictCol::recent`] (a power of two).
 const RECENT: usize = 64;
+
+/// The slot of [`DictCol::recent`] for fingerprint `fp`: its top bits, the best mixed.
+#[inline(always)]
+fn recent_slot(fp: u64) -> usize {
+    (fp >> (64 - RECENT.trailing_zeros())) as usize
+}
 
 /// A value's fingerprint: a cheap mix of its length and its first and last 8 bytes (or what
 /// it has of them). Owners, requesters, agents and host headers are 20 to 110 bytes long and
@@ -216,25 +222,18 @@ impl DictCol {
         // least three rows in four repeat the row before, counted over the last `PERIOD`.
         if self.compare_last
             && let Some(&last) = self.keys.last()
-            && (last as usize) < self.hashes.len()
-            && same(self.values.value(last as usize), v)
+            && self.holds(last as u32, v)
         {
-            self.keys.push(last);
-            self.count(true, self.use_recent);
+            self.push_key(last as u32, self.use_recent);
             return;
         }
         // Then the value last seen with its fingerprint, while that finds at least half the
         // values (tried again every eighth period when it does not).
         let fp = if self.use_recent {
             let fp = fingerprint(v);
-            let (seen, k) = self.recent[(fp >> 58) as usize];
-            if seen == fp
-                && (k as usize) < self.hashes.len()
-                && same(self.values.value(k as usize), v)
-            {
-                let repeat = self.keys.last() == Some(&(k as i32));
-                self.keys.push(k as i32);
-                self.count(repeat, true);
+            let (seen, k) = self.recent[recent_slot(fp)];
+            if seen == fp && self.holds(k, v) {
+                self.push_key(k, true);
                 return;
             }
             Some(fp)
@@ -264,18 +263,24 @@ impl DictCol {
             }
         };
         if let Some(fp) = fp {
-            self.recent[(fp >> 58) as usize] = (fp, key);
+            self.recent[recent_slot(fp)] = (fp, key);
         }
-        let repeat = self.keys.last() == Some(&(key as i32));
-        self.keys.push(key as i32);
-        self.count(repeat, false);
+        self.push_key(key, false);
     }
 
-    /// Count a pushed value (whether it was the row before's, whether `recent` found it),
-    /// and every `PERIOD` values decide whether to compare the next ones with the row before
-    /// and to look them up in `recent`.
+    /// Whether `key` is interned and holds `v`.
     #[inline(always)]
-    fn count(&mut self, repeat: bool, recent: bool) {
+    fn holds(&self, key: u32, v: &[u8]) -> bool {
+        (key as usize) < self.hashes.len() && same(self.values.value(key as usize), v)
+    }
+
+    /// Append a row of `key`, counting it (whether it was the row before's, whether `recent`
+    /// found it); every `PERIOD` values decide whether to compare the next ones with the row
+    /// before and to look them up in `recent`.
+    #[inline(always)]
+    fn push_key(&mut self, key: u32, recent: bool) {
+        let repeat = self.keys.last() == Some(&(key as i32));
+        self.keys.push(key as i32);
         self.repeats += u32::from(repeat);
         self.recent_hits += u32::from(recent);
         self.pushed += 1;
