@@ -1044,6 +1044,19 @@ fn read_sources(
         if !flush_pack(&mut pack, &mut pack_data, pack_docs) {
             return Ok(());
         }
+        // Send whole lines, the chunk's first `end` bytes, numbered on from the last chunk's.
+        let mut line = 1u64;
+        let mut send_lines = |data: ChunkData, end: usize| {
+            let first_line = line;
+            line += memchr::memchr_iter(b'\n', &data[..end]).count() as u64;
+            let part = Part {
+                src: i,
+                first_line,
+                start: 0,
+                end,
+            };
+            send(vec![part], data, None)
+        };
         // A large plain file is read as mapped windows instead of copied into buffers.
         if let source::Origin::File(path) = &src.origin
             && let Some(mut windows) =
@@ -1052,7 +1065,6 @@ fn read_sources(
             drop(reader);
             // The head was read and counted already.
             let mut uncounted = counted.load(Ordering::Relaxed);
-            let mut line = 1u64;
             while let Some(window) = windows.next_window().map_err(source_err)? {
                 if failed.lock().expect("not poisoned").is_some() {
                     return Ok(());
@@ -1062,15 +1074,8 @@ fn read_sources(
                 uncounted = uncounted.saturating_sub(n);
                 counted.fetch_add(count, Ordering::Relaxed);
                 pb.inc(count);
-                let first = line;
-                line += memchr::memchr_iter(b'\n', &window.map[..window.end]).count() as u64;
-                let part = Part {
-                    src: i,
-                    first_line: first,
-                    start: 0,
-                    end: window.end,
-                };
-                if !send(vec![part], ChunkData::Mapped(window), None) {
+                let end = window.end;
+                if !send_lines(ChunkData::Mapped(window), end) {
                     return Ok(());
                 }
             }
@@ -1078,7 +1083,6 @@ fn read_sources(
         }
         let mut reader = std::io::Cursor::new(first).chain(reader);
         let mut carry: Vec<u8> = Vec::new();
-        let mut line = 1u64;
         loop {
             if failed.lock().expect("not poisoned").is_some() {
                 return Ok(());
@@ -1114,16 +1118,7 @@ fn read_sources(
                 }
             };
             carry = buf[cut..filled].to_vec();
-            let lines_in = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
-            let first = line;
-            line += lines_in;
-            let part = Part {
-                src: i,
-                first_line: first,
-                start: 0,
-                end: cut,
-            };
-            if !send(vec![part], buf.into(), None) {
+            if !send_lines(buf.into(), cut) {
                 return Ok(());
             }
             if eof {
