@@ -366,7 +366,7 @@ pub fn encode(
 /// codec creates a compression and a decompression context, zstd allocates its workspace
 /// (through `malloc`, not the Rust allocator) on the first page, and all of it is freed with
 /// the chunk.
-struct CachedCodec {
+pub(super) struct CachedCodec {
     kind: Compression,
     codec: Option<Box<dyn Codec>>,
 }
@@ -379,7 +379,7 @@ thread_local! {
 const CODECS_KEPT: usize = 4;
 
 impl CachedCodec {
-    fn take(kind: Compression) -> Result<Self> {
+    pub(super) fn take(kind: Compression) -> Result<Self> {
         let cached = CODECS.with_borrow_mut(|cache| {
             let i = cache.iter().position(|(k, _)| *k == kind)?;
             Some(cache.swap_remove(i).1)
@@ -391,7 +391,7 @@ impl CachedCodec {
         Ok(CachedCodec { kind, codec })
     }
 
-    fn as_mut(&mut self) -> Option<&mut (dyn Codec + 'static)> {
+    pub(super) fn as_mut(&mut self) -> Option<&mut (dyn Codec + 'static)> {
         self.codec.as_deref_mut()
     }
 }
@@ -412,8 +412,38 @@ impl Drop for CachedCodec {
 
 /// At least `ZSTD_compressBound(len)`: `len + len / 256`, plus up to 64 for inputs under
 /// 128 KiB.
-fn compress_bound(len: usize) -> usize {
+pub(super) fn compress_bound(len: usize) -> usize {
     len + (len >> 8) + ((128 << 10) >> 11) + 1
+}
+
+/// Append a data page v1's definition levels (when the column has any: `max_def` 1) to `buf`:
+/// their byte length, then the `rows` levels RLE-encoded at one bit, read from `levels` only
+/// when some of the `nulls` are there. Returns the page's level histogram.
+pub(super) fn write_levels(
+    buf: &mut Vec<u8>,
+    levels: &[u8],
+    rows: usize,
+    nulls: u64,
+    max_def: i16,
+) -> Option<LevelHistogram> {
+    let mut hist = LevelHistogram::try_new(max_def);
+    if max_def > 0 {
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        if nulls == 0 {
+            // All 1: what `encode` makes of them, one RLE run, without reading them.
+            rle::run(buf, rows, 1, 1);
+        } else {
+            rle::encode(levels, 1, buf);
+        }
+        let len = (buf.len() - at - 4) as u32;
+        buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        if let Some(h) = hist.as_mut() {
+            h.increment_by(0, nulls as i64);
+            h.increment_by(1, rows as i64 - nulls as i64);
+        }
+    }
+    hist
 }
 
 /// Min and max of a page's values, comparing each distinct key once: `seen[k]` holds the
@@ -507,23 +537,8 @@ fn write_chunk(
         let mut buf = Vec::with_capacity(
             4 + page.rows / 8 + 1 + RleEncoder::max_buffer_size(bit_width, page_keys.len()),
         );
-        let mut hist = LevelHistogram::try_new(max_def);
-        if max_def > 0 {
-            // Data page v1 levels: their byte length, then the levels (one bit each).
-            buf.extend_from_slice(&[0; 4]);
-            if nulls == 0 {
-                // All 1: what `encode` makes of them, one RLE run, without reading them.
-                rle::run(&mut buf, page.rows, 1, 1);
-            } else {
-                rle::encode(&levels[rows..rows + page.rows], 1, &mut buf);
-            }
-            let len = (buf.len() - 4) as u32;
-            buf[..4].copy_from_slice(&len.to_le_bytes());
-            if let Some(h) = hist.as_mut() {
-                h.increment_by(0, nulls as i64);
-                h.increment_by(1, page_keys.len() as i64);
-            }
-        }
+        let page_levels = levels.get(rows..rows + page.rows).unwrap_or_default();
+        let hist = write_levels(&mut buf, page_levels, page.rows, nulls, max_def);
         buf.push(bit_width);
         rle::encode(page_keys, bit_width, &mut buf);
         let uncompressed = buf.len();
@@ -701,7 +716,7 @@ fn increment(mut data: Vec<u8>) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, StringArray};
@@ -779,7 +794,7 @@ mod tests {
         (got, want)
     }
 
-    fn read(file: Vec<u8>) -> Vec<RecordBatch> {
+    pub(in crate::lake) fn read(file: Vec<u8>) -> Vec<RecordBatch> {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
             file,
         ))
@@ -813,10 +828,21 @@ mod tests {
     /// Every row of `batches`, as runs of `run` rows taken in an interleaved order, in row
     /// groups of `group` selections.
     fn interleaved(batches: &[Values], run: usize, group: usize) -> Vec<Vec<Selection>> {
+        let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
+        interleaved_rows(&lens, run, group)
+    }
+
+    /// Every row of batches of `lens` rows, as runs of `run` rows taken in an interleaved
+    /// order, in row groups of `group` selections.
+    pub(in crate::lake) fn interleaved_rows(
+        lens: &[usize],
+        run: usize,
+        group: usize,
+    ) -> Vec<Vec<Selection>> {
         let mut runs = Vec::new();
-        for (b, v) in batches.iter().enumerate() {
-            for (i, start) in (0..v.len()).step_by(run).enumerate() {
-                runs.push((i, b, start, (start + run).min(v.len())));
+        for (b, &len) in lens.iter().enumerate() {
+            for (i, start) in (0..len).step_by(run).enumerate() {
+                runs.push((i, b, start, (start + run).min(len)));
             }
         }
         runs.sort_by_key(|&(i, b, ..)| (i, std::cmp::Reverse(b)));

@@ -9,6 +9,7 @@
 pub mod commit;
 pub mod compact;
 pub mod dict_column;
+pub mod int_column;
 pub mod lock;
 pub mod paths;
 pub mod rle;

@@ -36,8 +36,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::commit::FileMove;
-use super::dict_column;
 use super::{Lake, QUARANTINE_DB, paths};
+use super::{dict_column, int_column};
 use crate::error::{Error, Result};
 use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
 use crate::schema::{LogSchema, TIMESTAMP, standard_fields};
@@ -801,13 +801,22 @@ pub(super) fn encode_groups(
         leaves[descr.get_column_root_idx(leaf)] += 1;
     }
     let descr = descr.columns().to_vec();
-    // String columns parquet-rs's column writer would spend most of the encoding time on are
-    // written by `dict_column`, straight from the batches; the rest through parquet-rs.
-    let own: Vec<Option<&ColumnDescPtr>> = (0..leaves.len())
+    // String and number columns parquet-rs's column writer would spend most of the encoding
+    // time on are written by `dict_column` and `int_column`, straight from the batches; the
+    // rest through parquet-rs.
+    let own: Vec<Option<(Own, &ColumnDescPtr)>> = (0..leaves.len())
         .map(|f| {
             let leaf = &descr[leaves[..f].iter().sum::<usize>()];
-            (leaves[f] == 1 && dict_column::eligible(leaf, schema.field(f).data_type(), &props))
-                .then_some(leaf)
+            let data_type = schema.field(f).data_type();
+            if leaves[f] != 1 {
+                None
+            } else if dict_column::eligible(leaf, data_type, &props) {
+                Some((Own::Strings, leaf))
+            } else if int_column::eligible(leaf, data_type, &props) {
+                Some((Own::Numbers, leaf))
+            } else {
+                None
+            }
         })
         .collect();
     // How each selection is gathered, for the columns parquet-rs writes (worked out on first
@@ -827,12 +836,19 @@ pub(super) fn encode_groups(
         .into_par_iter()
         .map(|(g, f, mut writers)| -> Result<Vec<Encoded>> {
             let sels = &groups[g];
-            if let Some(descr) = own[f]
-                && let Some(chunk) = dict_column::encode(batches, sels, f, descr, &props)?
-            {
+            let field = schema.field(f);
+            let chunk = match own[f] {
+                Some((Own::Strings, descr)) => {
+                    dict_column::encode(batches, sels, f, descr, &props)?
+                }
+                Some((Own::Numbers, descr)) => {
+                    int_column::encode(batches, sels, f, field.data_type(), descr, &props)?
+                }
+                None => None,
+            };
+            if let Some(chunk) = chunk {
                 return Ok(vec![Encoded::Own(chunk)]);
             }
-            let field = schema.field(f);
             for (sel, plan) in sels.iter().zip(&plans[g]) {
                 let mut column = plan.get_or_init(|| Gather::new(sel)).column(batches, f)?;
                 // A column the parser interned, where `dict_column` did not write it (its
@@ -869,7 +885,14 @@ pub(super) fn encode_groups(
     Ok(())
 }
 
-/// A column chunk encoded by parquet-rs or by [`dict_column`].
+/// Which of this crate's column writers encodes a column.
+#[derive(Clone, Copy)]
+enum Own {
+    Strings,
+    Numbers,
+}
+
+/// A column chunk encoded by parquet-rs or by [`dict_column`] or [`int_column`].
 enum Encoded {
     Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
     Own(dict_column::Chunk),
