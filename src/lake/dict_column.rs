@@ -17,46 +17,28 @@
 //! cover ([`eligible`]) and chunks whose dictionary reaches the dictionary page limit
 //! (parquet-rs would then fall back to plain pages) go through parquet-rs as before.
 
+use std::borrow::Cow;
+use std::hash::BuildHasher;
+
 use arrow::array::{Array, AsArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Int32Type};
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
-use parquet::basic::{
-    BoundaryOrder, Compression, Encoding, EncodingMask, LogicalType, PageType, Type as PhysicalType,
-};
-use parquet::column::page::PageWriter;
-use parquet::column::page::{CompressedPage, Page};
-use parquet::column::writer::ColumnCloseResult;
-use parquet::compression::{Codec, CodecOptionsBuilder, create_codec};
-use parquet::data_type::ByteArray;
+use parquet::basic::{Encoding, LogicalType, Type as PhysicalType};
 use parquet::encodings::rle::RleEncoder;
-use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
-};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
-use parquet::file::statistics::{Statistics, ValueStatistics};
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
-use std::borrow::Cow;
-use std::cell::RefCell;
-use std::hash::BuildHasher;
 
+use super::chunk::{
+    Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics, write_levels,
+};
 use super::rle;
 use super::writer::Selection;
 use crate::engine::dict_scan::dictionary_type;
 use crate::error::Result;
-
-/// An encoded column chunk: its pages (the dictionary page first, offsets from 0) and what
-/// the row group writer needs to splice them into a file
-/// ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
-pub struct Chunk {
-    pub bytes: Bytes,
-    pub close: ColumnCloseResult,
-}
 
 /// Whether [`encode`] writes column `descr` of Arrow type `data_type` under `props`: a
 /// top-level `Utf8` column with dictionary encoding, page statistics and the page index, in
@@ -361,91 +343,6 @@ pub fn encode(
     write_chunk(descr, props, &dict, &keys, &levels, &pages).map(Some)
 }
 
-/// A codec from this thread's cache, put back when dropped. A codec made per column chunk
-/// cost more than its pages' compression in small files (rule matches): parquet-rs's zstd
-/// codec creates a compression and a decompression context, zstd allocates its workspace
-/// (through `malloc`, not the Rust allocator) on the first page, and all of it is freed with
-/// the chunk.
-pub(super) struct CachedCodec {
-    kind: Compression,
-    codec: Option<Box<dyn Codec>>,
-}
-
-thread_local! {
-    static CODECS: RefCell<Vec<(Compression, Box<dyn Codec>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Codecs each thread keeps (one per compression it met; tables use one or two).
-const CODECS_KEPT: usize = 4;
-
-impl CachedCodec {
-    pub(super) fn take(kind: Compression) -> Result<Self> {
-        let cached = CODECS.with_borrow_mut(|cache| {
-            let i = cache.iter().position(|(k, _)| *k == kind)?;
-            Some(cache.swap_remove(i).1)
-        });
-        let codec = match cached {
-            Some(c) => Some(c),
-            None => create_codec(kind, &CodecOptionsBuilder::default().build())?,
-        };
-        Ok(CachedCodec { kind, codec })
-    }
-
-    pub(super) fn as_mut(&mut self) -> Option<&mut (dyn Codec + 'static)> {
-        self.codec.as_deref_mut()
-    }
-}
-
-impl Drop for CachedCodec {
-    fn drop(&mut self) {
-        if let Some(codec) = self.codec.take() {
-            // `try_with`: a thread being torn down just drops it.
-            let _ = CODECS.try_with(|cache| {
-                let mut cache = cache.borrow_mut();
-                if cache.len() < CODECS_KEPT {
-                    cache.push((self.kind, codec));
-                }
-            });
-        }
-    }
-}
-
-/// At least `ZSTD_compressBound(len)`: `len + len / 256`, plus up to 64 for inputs under
-/// 128 KiB.
-pub(super) fn compress_bound(len: usize) -> usize {
-    len + (len >> 8) + ((128 << 10) >> 11) + 1
-}
-
-/// Append a data page v1's definition levels (when the column has any: `max_def` 1) to `buf`:
-/// their byte length, then the `rows` levels RLE-encoded at one bit, read from `levels` only
-/// when some of the `nulls` are there. Returns the page's level histogram.
-pub(super) fn write_levels(
-    buf: &mut Vec<u8>,
-    levels: &[u8],
-    rows: usize,
-    nulls: u64,
-    max_def: i16,
-) -> Option<LevelHistogram> {
-    let mut hist = LevelHistogram::try_new(max_def);
-    if max_def > 0 {
-        let at = buf.len();
-        buf.extend_from_slice(&[0; 4]);
-        if nulls == 0 {
-            // All 1: what `encode` makes of them, one RLE run, without reading them.
-            rle::run(buf, rows, 1, 1);
-        } else {
-            rle::encode(levels, 1, buf);
-        }
-        let len = (buf.len() - at - 4) as u32;
-        buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        if let Some(h) = hist.as_mut() {
-            h.increment_by(0, nulls as i64);
-            h.increment_by(1, rows as i64 - nulls as i64);
-        }
-    }
-    hist
-}
-
 /// Min and max of a page's values, comparing each distinct key once: `seen[k]` holds the
 /// number of the last page key `k` was compared in.
 fn page_min_max<'a>(
@@ -480,55 +377,15 @@ fn write_chunk(
     levels: &[u8],
     pages: &[PageSpan],
 ) -> Result<Chunk> {
-    let path = descr.path();
-    let codec = props.compression(path);
-    let mut compressor = CachedCodec::take(codec)?;
-    // Borrowed input is copied only when there is no codec (the dictionary page, still read
-    // for page statistics); owned input (a data page) is then moved.
-    let mut compress = |buf: Cow<'_, [u8]>| -> Result<Vec<u8>> {
-        Ok(match compressor.as_mut() {
-            Some(c) => {
-                // Room for zstd's worst case, which the codec reserves: a smaller buffer would
-                // be reallocated (and its bytes copied) before every page is compressed.
-                let mut out = Vec::with_capacity(compress_bound(buf.len()));
-                c.compress(&buf, &mut out)?;
-                out
-            }
-            None => buf.into_owned(),
-        })
-    };
     let utf8 = descr.logical_type_ref() == Some(&LogicalType::String);
     let max_def = descr.max_def_level();
-
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut writer = SerializedPageWriter::new(&mut sink);
-
-    // The dictionary page first.
-    let dict_page = CompressedPage::new(
-        Page::DictionaryPage {
-            buf: compress(Cow::Borrowed(&dict.page))?.into(),
-            num_values: dict.len() as u32,
-            encoding: props.dictionary_page_encoding(),
-            is_sorted: false,
-        },
-        dict.page.len(),
-    );
-    let dict_spec = writer.write_page(dict_page)?;
-    let (mut total_compressed, mut total_uncompressed) = (
-        dict_spec.compressed_size as i64,
-        dict_spec.uncompressed_size as i64,
-    );
-    let data_page_offset = dict_spec.offset as i64 + dict_spec.compressed_size as i64;
-
-    let mut column_index = ColumnIndexBuilder::new(PhysicalType::BYTE_ARRAY);
-    let mut offset_index = OffsetIndexBuilder::new();
-    let mut chunk_hist = LevelHistogram::try_new(max_def);
-    let (mut ascending, mut descending) = (true, true);
-    let mut last_min_max: Option<(&[u8], &[u8])> = None;
-    let (mut chunk_min, mut chunk_max): (Option<&[u8]>, Option<&[u8]>) = (None, None);
-    let (mut chunk_nulls, mut chunk_bytes, mut rows) = (0u64, 0i64, 0usize);
+    let mut chunk = ChunkBuilder::new(descr, props)?;
+    // The dictionary page first (borrowed: its values are the page bounds below).
+    let encoding = props.dictionary_page_encoding();
+    chunk.dictionary_page(Cow::Borrowed(&dict.page), dict.len(), encoding)?;
+    let mut bounds = Bounds::new();
     let mut seen = vec![0u32; dict.len()];
-    let mut keys_start = 0;
+    let (mut keys_start, mut rows) = (0, 0);
     for (no, page) in pages.iter().enumerate() {
         let page_keys = &keys[keys_start..page.keys_end];
         keys_start = page.keys_end;
@@ -541,178 +398,23 @@ fn write_chunk(
         let hist = write_levels(&mut buf, page_levels, page.rows, nulls, max_def);
         buf.push(bit_width);
         rle::encode(page_keys, bit_width, &mut buf);
-        let uncompressed = buf.len();
-        let data_page = CompressedPage::new(
-            Page::DataPage {
-                buf: compress(Cow::Owned(buf))?.into(),
-                num_values: page.rows as u32,
-                encoding: Encoding::RLE_DICTIONARY,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            },
-            uncompressed,
-        );
-
-        // Column index, as the column writer builds it.
-        let min_max = page_min_max(dict, page_keys, &mut seen, no as u32 + 1);
-        match min_max {
-            None => column_index.append(true, vec![], vec![], nulls as i64),
-            Some((min, max)) => {
-                if let Some((last_min, last_max)) = last_min_max {
-                    ascending &= !(last_min > min || last_max > max);
-                    descending &= !(min > last_min || max > last_max);
-                }
-                last_min_max = Some((min, max));
-                chunk_min = Some(chunk_min.map_or(min, |m| m.min(min)));
-                chunk_max = Some(chunk_max.map_or(max, |m| m.max(max)));
-                let trunc = props.column_index_truncate_length();
-                column_index.append(
-                    false,
-                    truncate_min(trunc, min, utf8).0,
-                    truncate_max(trunc, max, utf8).0,
-                    nulls as i64,
-                );
-            }
-        }
-        column_index.append_histograms(&None, &hist);
-        offset_index.append_row_count(page.rows as i64);
-        offset_index.append_unencoded_byte_array_data_bytes(Some(page.value_bytes));
-        if let (Some(c), Some(h)) = (chunk_hist.as_mut(), hist.as_ref()) {
-            c.add(h);
-        }
-        chunk_nulls += nulls;
-        chunk_bytes += page.value_bytes;
         rows += page.rows;
-
-        let spec = writer.write_page(data_page)?;
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        total_compressed += spec.compressed_size as i64;
-        total_uncompressed += spec.uncompressed_size as i64;
+        let min_max = page_min_max(dict, page_keys, &mut seen, no as u32 + 1).map(|(min, max)| {
+            bounds.page(min, max);
+            byte_array_index(props, min, max, utf8)
+        });
+        let info = PageInfo {
+            rows: page.rows,
+            nulls,
+            encoding: Encoding::RLE_DICTIONARY,
+            min_max,
+            hist,
+            value_bytes: Some(page.value_bytes),
+        };
+        chunk.data_page(buf, info)?;
     }
-    writer.close()?;
-    let bytes = Bytes::from(sink.into_inner()?);
-
-    column_index.set_boundary_order(match (ascending, descending) {
-        (true, _) => BoundaryOrder::ASCENDING,
-        (false, true) => BoundaryOrder::DESCENDING,
-        (false, false) => BoundaryOrder::UNORDERED,
-    });
-
-    let statistics = match (chunk_min, chunk_max) {
-        (Some(min), Some(max)) => {
-            let trunc = props.statistics_truncate_length();
-            let (min, min_cut) = truncate_min(trunc, min, utf8);
-            let (max, max_cut) = truncate_max(trunc, max, utf8);
-            ValueStatistics::new(
-                Some(ByteArray::from(min)),
-                Some(ByteArray::from(max)),
-                None,
-                Some(chunk_nulls),
-                false,
-            )
-            .with_max_is_exact(!max_cut)
-            .with_min_is_exact(!min_cut)
-        }
-        _ => ValueStatistics::<ByteArray>::new(None, None, None, Some(chunk_nulls), false)
-            .with_backwards_compatible_min_max(false),
-    };
-    let dict_encoding = props.dictionary_page_encoding();
-    let encodings = [Encoding::RLE, dict_encoding, Encoding::RLE_DICTIONARY];
-    let metadata = ColumnChunkMetaData::builder(descr.clone())
-        .set_compression(codec)
-        .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
-        .set_page_encoding_stats(vec![
-            PageEncodingStats {
-                page_type: PageType::DICTIONARY_PAGE,
-                encoding: dict_encoding,
-                count: 1,
-            },
-            PageEncodingStats {
-                page_type: PageType::DATA_PAGE,
-                encoding: Encoding::RLE_DICTIONARY,
-                count: pages.len() as i32,
-            },
-        ])
-        .set_total_compressed_size(total_compressed)
-        .set_total_uncompressed_size(total_uncompressed)
-        .set_num_values(rows as i64)
-        .set_data_page_offset(data_page_offset)
-        .set_dictionary_page_offset(Some(0))
-        .set_statistics(Statistics::ByteArray(statistics))
-        .set_unencoded_byte_array_data_bytes(Some(chunk_bytes))
-        .set_repetition_level_histogram(None)
-        .set_definition_level_histogram(chunk_hist)
-        .build()?;
-    let close = ColumnCloseResult {
-        bytes_written: bytes.len() as u64,
-        rows_written: rows as u64,
-        metadata,
-        bloom_filter: None,
-        column_index: Some(column_index.build()?),
-        offset_index: Some(offset_index.build()),
-    };
-    Ok(Chunk { bytes, close })
-}
-
-/// `data` cut to at most `length` bytes (at a character boundary for UTF-8), and whether it
-/// was cut: a lower bound, as parquet-rs truncates minima.
-fn truncate_min(length: Option<usize>, data: &[u8], utf8: bool) -> (Vec<u8>, bool) {
-    length
-        .filter(|&l| data.len() > l)
-        .and_then(|l| match std::str::from_utf8(data) {
-            Ok(s) if utf8 => {
-                let split = (1..=l).rfind(|&x| s.is_char_boundary(x))?;
-                Some(data[..split].to_vec())
-            }
-            _ => Some(data[..l].to_vec()),
-        })
-        .map(|t| (t, true))
-        .unwrap_or_else(|| (data.to_vec(), false))
-}
-
-/// `data` cut to at most `length` bytes and its last character (byte, if not UTF-8)
-/// incremented, and whether it was cut: an upper bound, as parquet-rs truncates maxima.
-fn truncate_max(length: Option<usize>, data: &[u8], utf8: bool) -> (Vec<u8>, bool) {
-    length
-        .filter(|&l| data.len() > l)
-        .and_then(|l| match std::str::from_utf8(data) {
-            Ok(s) if utf8 => {
-                let split = (l.saturating_sub(3)..=l).rfind(|&x| s.is_char_boundary(x))?;
-                increment_utf8(s.get(..split)?)
-            }
-            _ => increment(data[..l].to_vec()),
-        })
-        .map(|t| (t, true))
-        .unwrap_or_else(|| (data.to_vec(), false))
-}
-
-/// The string with its last character that can be incremented without changing its UTF-8
-/// length incremented, and what followed it dropped.
-fn increment_utf8(data: &str) -> Option<Vec<u8>> {
-    for (idx, c) in data.char_indices().rev() {
-        let len = c.len_utf8();
-        if let Some(next) = char::from_u32(c as u32 + 1)
-            && next.len_utf8() == len
-        {
-            let mut out = data.as_bytes()[..idx + len].to_vec();
-            next.encode_utf8(&mut out[idx..]);
-            return Some(out);
-        }
-    }
-    None
-}
-
-/// The bytes incremented as a big-endian number; `None` if all are 0xFF.
-fn increment(mut data: Vec<u8>) -> Option<Vec<u8>> {
-    for byte in data.iter_mut().rev() {
-        let (b, overflow) = byte.overflowing_add(1);
-        *byte = b;
-        if !overflow {
-            return Some(data);
-        }
-    }
-    None
+    let statistics = byte_array_statistics(props, &bounds, chunk.nulls(), utf8);
+    chunk.finish(bounds.order(), statistics)
 }
 
 #[cfg(test)]
@@ -1013,13 +715,13 @@ pub(super) mod tests {
         };
         let first = chunk();
         assert_eq!(
-            CODECS.with_borrow(Vec::len),
+            super::super::chunk::CODECS.with_borrow(Vec::len),
             1,
             "the codec went back to the cache"
         );
         let second = chunk();
         assert_eq!(
-            CODECS.with_borrow(Vec::len),
+            super::super::chunk::CODECS.with_borrow(Vec::len),
             1,
             "and was taken again, not a new one"
         );

@@ -25,25 +25,15 @@ use std::borrow::Cow;
 use std::hash::Hash;
 
 use arrow::array::{Array, ArrayData};
-use arrow::datatypes::ToByteSlice;
-use arrow::datatypes::{ArrowNativeType, DataType, TimeUnit};
+use arrow::datatypes::{ArrowNativeType, DataType, TimeUnit, ToByteSlice};
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
 use foldhash::fast::FixedState;
-use parquet::basic::{
-    BoundaryOrder, Encoding, EncodingMask, PageType, SortOrder, Type as PhysicalType,
-};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
-use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{
-    ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
-};
+use parquet::basic::{Encoding, SortOrder, Type as PhysicalType};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::dict_column::{CachedCodec, Chunk, compress_bound, write_levels};
+use super::chunk::{Bounds, Chunk, ChunkBuilder, PageInfo, write_levels};
 use super::rle;
 use super::writer::Selection;
 use crate::error::Result;
@@ -290,55 +280,15 @@ fn write_chunk<T: Int>(
     levels: &[u8],
     pages: &[PageSpan],
 ) -> Result<Chunk> {
-    let path = descr.path();
-    let codec = props.compression(path);
-    let mut compressor = CachedCodec::take(codec)?;
-    let mut compress = |buf: Cow<'_, [u8]>| -> Result<Vec<u8>> {
-        Ok(match compressor.as_mut() {
-            Some(c) => {
-                let mut out = Vec::with_capacity(compress_bound(buf.len()));
-                c.compress(&buf, &mut out)?;
-                out
-            }
-            None => buf.into_owned(),
-        })
-    };
     let max_def = descr.max_def_level();
-    let mut sink = TrackedWrite::new(Vec::new());
-    let mut writer = SerializedPageWriter::new(&mut sink);
-    let (mut total_compressed, mut total_uncompressed) = (0i64, 0i64);
-
+    let mut chunk = ChunkBuilder::new(descr, props)?;
     // With a dictionary, its page first: the values, PLAIN.
-    let mut data_page_offset = 0;
     if let Some((dict, _)) = dict {
-        let plain = dict.values.to_byte_slice().to_vec();
-        let len = plain.len();
-        let page = CompressedPage::new(
-            Page::DictionaryPage {
-                buf: compress(Cow::Owned(plain))?.into(),
-                num_values: dict.values.len() as u32,
-                encoding: props.dictionary_page_encoding(),
-                is_sorted: false,
-            },
-            len,
-        );
-        let spec = writer.write_page(page)?;
-        total_compressed += spec.compressed_size as i64;
-        total_uncompressed += spec.uncompressed_size as i64;
-        data_page_offset = spec.offset as i64 + spec.compressed_size as i64;
+        let plain = Cow::Borrowed(dict.values.to_byte_slice());
+        chunk.dictionary_page(plain, dict.values.len(), props.dictionary_page_encoding())?;
     }
-    let encoding = match dict {
-        Some(_) => Encoding::RLE_DICTIONARY,
-        None => Encoding::DELTA_BINARY_PACKED,
-    };
-
-    let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
-    let mut offset_index = OffsetIndexBuilder::new();
-    let mut chunk_hist = LevelHistogram::try_new(max_def);
-    let (mut ascending, mut descending) = (true, true);
-    let mut last_min_max: Option<(T, T)> = None;
-    let (mut chunk_min, mut chunk_max): (Option<T>, Option<T>) = (None, None);
-    let (mut chunk_nulls, mut rows, mut start) = (0u64, 0usize, 0usize);
+    let mut bounds = Bounds::new();
+    let (mut rows, mut start) = (0usize, 0usize);
     // Dictionary entries so far: a page's keys are packed at the width of those it has seen.
     let mut seen_entries = 0u32;
     for page in pages {
@@ -347,115 +297,44 @@ fn write_chunk<T: Int>(
         let mut buf = Vec::with_capacity(64 + page.rows / 8 + page_values.len() * 9);
         let page_levels = levels.get(rows..rows + page.rows).unwrap_or_default();
         let hist = write_levels(&mut buf, page_levels, page.rows, nulls, max_def);
-        match dict {
+        let encoding = match dict {
             Some((_, keys)) => {
                 let page_keys = &keys[start..page.values_end];
                 seen_entries = page_keys.iter().fold(seen_entries, |m, &k| m.max(k + 1));
                 let bit_width = (u32::BITS - seen_entries.saturating_sub(1).leading_zeros()) as u8;
                 buf.push(bit_width);
                 rle::encode(page_keys, bit_width, &mut buf);
+                Encoding::RLE_DICTIONARY
             }
-            None => delta_binary_packed(page_values, &mut buf),
-        }
+            None => {
+                delta_binary_packed(page_values, &mut buf);
+                Encoding::DELTA_BINARY_PACKED
+            }
+        };
         start = page.values_end;
-        let uncompressed = buf.len();
-        let data_page = CompressedPage::new(
-            Page::DataPage {
-                buf: compress(Cow::Owned(buf))?.into(),
-                num_values: page.rows as u32,
-                encoding,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            },
-            uncompressed,
-        );
-
-        // Column index, as the column writer builds it.
+        rows += page.rows;
         let min_max = page_values
             .iter()
             .fold(None, |m: Option<(T, T)>, &v| match m {
                 None => Some((v, v)),
                 Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
             });
-        match min_max {
-            None => column_index.append(true, vec![], vec![], nulls as i64),
-            Some((min, max)) => {
-                if let Some((last_min, last_max)) = last_min_max {
-                    ascending &= !(last_min > min || last_max > max);
-                    descending &= !(min > last_min || max > last_max);
-                }
-                last_min_max = Some((min, max));
-                chunk_min = Some(chunk_min.map_or(min, |m| m.min(min)));
-                chunk_max = Some(chunk_max.map_or(max, |m| m.max(max)));
-                column_index.append(
-                    false,
-                    min.to_byte_slice().to_vec(),
-                    max.to_byte_slice().to_vec(),
-                    nulls as i64,
-                );
-            }
-        }
-        column_index.append_histograms(&None, &hist);
-        offset_index.append_row_count(page.rows as i64);
-        if let (Some(c), Some(h)) = (chunk_hist.as_mut(), hist.as_ref()) {
-            c.add(h);
-        }
-        chunk_nulls += nulls;
-        rows += page.rows;
-
-        let spec = writer.write_page(data_page)?;
-        offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-        total_compressed += spec.compressed_size as i64;
-        total_uncompressed += spec.uncompressed_size as i64;
-    }
-    writer.close()?;
-    let bytes = Bytes::from(sink.into_inner()?);
-
-    column_index.set_boundary_order(match (ascending, descending) {
-        (true, _) => BoundaryOrder::ASCENDING,
-        (false, true) => BoundaryOrder::DESCENDING,
-        (false, false) => BoundaryOrder::UNORDERED,
-    });
-    let dict_encoding = props.dictionary_page_encoding();
-    let mut stats = Vec::new();
-    let mut encodings = vec![Encoding::RLE, encoding];
-    if dict.is_some() {
-        encodings.push(dict_encoding);
-        stats.push(PageEncodingStats {
-            page_type: PageType::DICTIONARY_PAGE,
-            encoding: dict_encoding,
-            count: 1,
+        let min_max = min_max.map(|(min, max)| {
+            bounds.page(min, max);
+            (min.to_byte_slice().to_vec(), max.to_byte_slice().to_vec())
         });
+        let info = PageInfo {
+            rows: page.rows,
+            nulls,
+            encoding,
+            min_max,
+            hist,
+            value_bytes: None,
+        };
+        chunk.data_page(buf, info)?;
     }
-    stats.push(PageEncodingStats {
-        page_type: PageType::DATA_PAGE,
-        encoding,
-        count: pages.len() as i32,
-    });
-    let metadata = ColumnChunkMetaData::builder(descr.clone())
-        .set_compression(codec)
-        .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
-        .set_page_encoding_stats(stats)
-        .set_total_compressed_size(total_compressed)
-        .set_total_uncompressed_size(total_uncompressed)
-        .set_num_values(rows as i64)
-        .set_data_page_offset(data_page_offset)
-        .set_dictionary_page_offset(dict.map(|_| 0))
-        .set_statistics(T::statistics(chunk_min, chunk_max, chunk_nulls))
-        .set_unencoded_byte_array_data_bytes(None)
-        .set_repetition_level_histogram(None)
-        .set_definition_level_histogram(chunk_hist)
-        .build()?;
-    let close = ColumnCloseResult {
-        bytes_written: bytes.len() as u64,
-        rows_written: rows as u64,
-        metadata,
-        bloom_filter: None,
-        column_index: Some(column_index.build()?),
-        offset_index: Some(offset_index.build()),
-    };
-    Ok(Chunk { bytes, close })
+    let statistics = T::statistics(bounds.min, bounds.max, chunk.nulls());
+    chunk.finish(bounds.order(), statistics)
 }
 
 /// Miniblocks in a `DELTA_BINARY_PACKED` block (parquet-rs's choice).

@@ -6,6 +6,7 @@
 //! [`commit`], under the locks of [`lock`]. Nothing above this module knows which kind of
 //! store holds the lake.
 
+pub mod chunk;
 pub mod commit;
 pub mod compact;
 pub mod dict_column;

@@ -37,7 +37,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::commit::FileMove;
 use super::{Lake, QUARANTINE_DB, paths};
-use super::{dict_column, int_column};
+use super::{chunk, dict_column, int_column};
 use crate::error::{Error, Result};
 use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
 use crate::schema::{LogSchema, TIMESTAMP, standard_fields};
@@ -895,7 +895,7 @@ enum Own {
 /// A column chunk encoded by parquet-rs or by [`dict_column`] or [`int_column`].
 enum Encoded {
     Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
-    Own(dict_column::Chunk),
+    Own(chunk::Chunk),
 }
 
 /// Rows to gather, as runs of consecutive rows of one batch, in output order.
