@@ -1,4 +1,5 @@
-//! What this crate's column writers ([`super::dict_column`], [`super::int_column`])
+//! What this crate's column writers ([`super::dict_column`], [`super::int_column`],
+//! [`super::delta_strings`])
 //! share: a column chunk assembled page by page the way parquet-rs's
 //! column writer assembles it ([`ChunkBuilder`]: page headers, compression, column index,
 //! offset index, level histograms, chunk metadata), data page v1 definition levels, the
@@ -169,6 +170,11 @@ impl<'a> ChunkBuilder<'a> {
         self.offset_index
             .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
         Ok(())
+    }
+
+    /// The column's largest definition level.
+    pub(super) fn max_def(&self) -> i16 {
+        self.descr.max_def_level()
     }
 
     /// NULLs in the pages so far.

@@ -432,7 +432,7 @@ pub(super) mod tests {
     use super::*;
 
     /// A column chunk's values: `None` is a null.
-    type Values = Vec<Option<String>>;
+    pub(in crate::lake) type Values = Vec<Option<String>>;
 
     /// The file `encode_groups` writes (this module's chunks) and the one `ArrowWriter` writes
     /// for the same rows, one batch per row group, cutting pages at the same rows.
@@ -440,7 +440,7 @@ pub(super) mod tests {
     /// The batches `interned` marks go to `encode_groups` as dictionaries, as parsers hand
     /// over the columns they intern (all of a file's or none: a table's batches come from one
     /// parser).
-    fn both(
+    pub(in crate::lake) fn both(
         nullable: bool,
         batches: &[Values],
         interned: &[bool],
@@ -529,7 +529,11 @@ pub(super) mod tests {
 
     /// Every row of `batches`, as runs of `run` rows taken in an interleaved order, in row
     /// groups of `group` selections.
-    fn interleaved(batches: &[Values], run: usize, group: usize) -> Vec<Vec<Selection>> {
+    pub(in crate::lake) fn interleaved(
+        batches: &[Values],
+        run: usize,
+        group: usize,
+    ) -> Vec<Vec<Selection>> {
         let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
         interleaved_rows(&lens, run, group)
     }
@@ -728,7 +732,7 @@ pub(super) mod tests {
         assert_eq!(first, second);
     }
 
-    fn value() -> impl Strategy<Value = Option<String>> {
+    pub(in crate::lake) fn value() -> impl Strategy<Value = Option<String>> {
         prop_oneof![
             1 => Just(None),
             6 => "[ab\u{e9}\u{7ff}\u{ffff}\u{10ffff}]{0,4}".prop_map(Some),

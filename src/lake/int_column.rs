@@ -71,7 +71,7 @@ pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterPrope
 }
 
 /// The two physical integer types, as this module reads and writes them.
-trait Int: ArrowNativeType + Ord + Hash {
+pub(super) trait Int: ArrowNativeType + Ord + Hash {
     /// Values in a `DELTA_BINARY_PACKED` miniblock.
     const MINIBLOCK: usize;
     fn widen(self) -> i64;
@@ -346,7 +346,7 @@ const MINIBLOCKS: usize = 4;
 /// bit widths and the miniblocks, each delta less the smallest packed least significant bit
 /// first and the last miniblock padded with zeros (miniblocks past the last delta: width 0, no
 /// bytes).
-fn delta_binary_packed<T: Int>(values: &[T], out: &mut Vec<u8>) {
+pub(super) fn delta_binary_packed<T: Int>(values: &[T], out: &mut Vec<u8>) {
     let block = T::MINIBLOCK * MINIBLOCKS;
     uleb(out, block as u64);
     uleb(out, MINIBLOCKS as u64);

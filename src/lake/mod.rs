@@ -9,6 +9,7 @@
 pub mod chunk;
 pub mod commit;
 pub mod compact;
+pub mod delta_strings;
 pub mod dict_column;
 pub mod int_column;
 pub mod lock;

@@ -37,7 +37,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::commit::FileMove;
 use super::{Lake, QUARANTINE_DB, paths};
-use super::{chunk, dict_column, int_column};
+use super::{chunk, delta_strings, dict_column, int_column};
 use crate::error::{Error, Result};
 use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
 use crate::schema::{LogSchema, TIMESTAMP, standard_fields};
@@ -802,8 +802,8 @@ pub(super) fn encode_groups(
     }
     let descr = descr.columns().to_vec();
     // String and number columns parquet-rs's column writer would spend most of the encoding
-    // time on are written by `dict_column` and `int_column`, straight from the batches; the
-    // rest through parquet-rs.
+    // time on are written by `dict_column`, `int_column` and `delta_strings`, straight from
+    // the batches; the rest (lists) through parquet-rs.
     let own: Vec<Option<(Own, &ColumnDescPtr)>> = (0..leaves.len())
         .map(|f| {
             let leaf = &descr[leaves[..f].iter().sum::<usize>()];
@@ -814,6 +814,8 @@ pub(super) fn encode_groups(
                 Some((Own::Strings, leaf))
             } else if int_column::eligible(leaf, data_type, &props) {
                 Some((Own::Numbers, leaf))
+            } else if delta_strings::eligible(leaf, data_type, &props) {
+                Some((Own::Ids, leaf))
             } else {
                 None
             }
@@ -844,6 +846,7 @@ pub(super) fn encode_groups(
                 Some((Own::Numbers, descr)) => {
                     int_column::encode(batches, sels, f, field.data_type(), descr, &props)?
                 }
+                Some((Own::Ids, descr)) => delta_strings::encode(batches, sels, f, descr, &props)?,
                 None => None,
             };
             if let Some(chunk) = chunk {
@@ -888,11 +891,15 @@ pub(super) fn encode_groups(
 /// Which of this crate's column writers encodes a column.
 #[derive(Clone, Copy)]
 enum Own {
+    /// Strings with a dictionary: [`dict_column`].
     Strings,
+    /// Integers and times: [`int_column`].
     Numbers,
+    /// Strings without a dictionary: [`delta_strings`].
+    Ids,
 }
 
-/// A column chunk encoded by parquet-rs or by [`dict_column`] or [`int_column`].
+/// A column chunk encoded by parquet-rs or by one of this crate's column writers ([`Own`]).
 enum Encoded {
     Arrow(parquet::arrow::arrow_writer::ArrowColumnChunk),
     Own(chunk::Chunk),
