@@ -35,14 +35,19 @@ pub struct Chunk {
 
 /// What the column index and offset index record of a data page.
 pub(super) struct PageInfo {
-    /// Rows (levels) in the page.
+    /// Rows in the page.
     pub rows: usize,
+    /// Levels (values and NULLs) in the page: its rows, unless the column is repeated.
+    pub levels: usize,
+    /// Levels without a value.
     pub nulls: u64,
     pub encoding: Encoding,
     /// The page's smallest and largest value as the column index stores them (truncated,
     /// little-endian for numbers); `None` for a page of NULLs.
     pub min_max: Option<(Vec<u8>, Vec<u8>)>,
     pub hist: Option<LevelHistogram>,
+    /// Its repetition level histogram (repeated columns).
+    pub rep_hist: Option<LevelHistogram>,
     /// Bytes of its byte-array values, unencoded.
     pub value_bytes: Option<i64>,
 }
@@ -57,6 +62,7 @@ pub(super) struct ChunkBuilder<'a> {
     column_index: ColumnIndexBuilder,
     offset_index: OffsetIndexBuilder,
     hist: Option<LevelHistogram>,
+    rep_hist: Option<LevelHistogram>,
     total_compressed: i64,
     total_uncompressed: i64,
     /// The dictionary page's encoding, once written.
@@ -65,6 +71,7 @@ pub(super) struct ChunkBuilder<'a> {
     /// Data pages written, and their encoding.
     data_pages: (i32, Encoding),
     rows: usize,
+    levels: usize,
     nulls: u64,
     value_bytes: Option<i64>,
 }
@@ -80,12 +87,14 @@ impl<'a> ChunkBuilder<'a> {
             column_index: ColumnIndexBuilder::new(descr.physical_type()),
             offset_index: OffsetIndexBuilder::new(),
             hist: LevelHistogram::try_new(descr.max_def_level()),
+            rep_hist: LevelHistogram::try_new(descr.max_rep_level()),
             total_compressed: 0,
             total_uncompressed: 0,
             dictionary: None,
             data_page_offset: None,
             data_pages: (0, Encoding::PLAIN),
             rows: 0,
+            levels: 0,
             nulls: 0,
             value_bytes: None,
         })
@@ -138,7 +147,7 @@ impl<'a> ChunkBuilder<'a> {
         let data_page = CompressedPage::new(
             Page::DataPage {
                 buf: self.compress(Cow::Owned(buf))?.into(),
-                num_values: page.rows as u32,
+                num_values: page.levels as u32,
                 encoding: page.encoding,
                 def_level_encoding: Encoding::RLE,
                 rep_level_encoding: Encoding::RLE,
@@ -151,11 +160,15 @@ impl<'a> ChunkBuilder<'a> {
             None => self.column_index.append(true, vec![], vec![], nulls),
             Some((min, max)) => self.column_index.append(false, min, max, nulls),
         }
-        self.column_index.append_histograms(&None, &page.hist);
+        self.column_index
+            .append_histograms(&page.rep_hist, &page.hist);
         self.offset_index.append_row_count(page.rows as i64);
         self.offset_index
             .append_unencoded_byte_array_data_bytes(page.value_bytes);
         if let (Some(c), Some(h)) = (self.hist.as_mut(), page.hist.as_ref()) {
+            c.add(h);
+        }
+        if let (Some(c), Some(h)) = (self.rep_hist.as_mut(), page.rep_hist.as_ref()) {
             c.add(h);
         }
         if let Some(b) = page.value_bytes {
@@ -163,6 +176,7 @@ impl<'a> ChunkBuilder<'a> {
         }
         self.nulls += page.nulls;
         self.rows += page.rows;
+        self.levels += page.levels;
         self.data_pages = (self.data_pages.0 + 1, page.encoding);
 
         let spec = self.write(data_page)?;
@@ -209,12 +223,12 @@ impl<'a> ChunkBuilder<'a> {
             .set_page_encoding_stats(stats)
             .set_total_compressed_size(self.total_compressed)
             .set_total_uncompressed_size(self.total_uncompressed)
-            .set_num_values(self.rows as i64)
+            .set_num_values(self.levels as i64)
             .set_data_page_offset(self.data_page_offset.unwrap_or(0))
             .set_dictionary_page_offset(self.dictionary.map(|_| 0))
             .set_statistics(statistics)
             .set_unencoded_byte_array_data_bytes(self.value_bytes)
-            .set_repetition_level_histogram(None)
+            .set_repetition_level_histogram(self.rep_hist)
             .set_definition_level_histogram(self.hist)
             .build()?;
         let close = ColumnCloseResult {
@@ -257,6 +271,12 @@ impl<T: PartialOrd + Copy> Bounds<T> {
             self.descending &= !(min > last_min || max > last_max);
         }
         self.last = Some((min, max));
+        self.include(min, max);
+    }
+
+    /// The bounds of a page the column index counts as a page of NULLs (parquet-rs counts a
+    /// list page's NULL elements as NULL rows): in the chunk's statistics, not in the order.
+    pub(super) fn include(&mut self, min: T, max: T) {
         self.min = Some(self.min.map_or(min, |m| if min < m { min } else { m }));
         self.max = Some(self.max.map_or(max, |m| if max > m { max } else { m }));
     }

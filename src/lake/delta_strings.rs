@@ -263,6 +263,7 @@ fn write_page<'a>(
     });
     let info = PageInfo {
         rows: page.rows,
+        levels: page.rows,
         nulls,
         encoding: if delta {
             Encoding::DELTA_BYTE_ARRAY
@@ -271,6 +272,7 @@ fn write_page<'a>(
         },
         min_max,
         hist,
+        rep_hist: None,
         value_bytes: Some(page.value_bytes),
     };
     chunk.data_page(buf, info)

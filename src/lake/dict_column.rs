@@ -95,8 +95,8 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// The interned values of a column chunk: the dictionary page as it is written (PLAIN: each
 /// value's length as a little-endian `u32`, then its bytes), in key order.
-struct Dictionary {
-    page: Vec<u8>,
+pub(super) struct Dictionary {
+    pub(super) page: Vec<u8>,
     /// Start and length of each key's bytes in `page`.
     values: Vec<(u32, u32)>,
     hashes: Vec<u64>,
@@ -105,7 +105,7 @@ struct Dictionary {
 }
 
 impl Dictionary {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             page: Vec::new(),
             values: Vec::new(),
@@ -122,7 +122,7 @@ impl Dictionary {
     }
 
     #[inline]
-    fn intern(&mut self, value: &[u8]) -> u32 {
+    pub(super) fn intern(&mut self, value: &[u8]) -> u32 {
         let hash = self.state.hash_one(value);
         let Self {
             page,
@@ -149,7 +149,7 @@ impl Dictionary {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.values.len()
     }
 }
@@ -345,7 +345,7 @@ pub fn encode(
 
 /// Min and max of a page's values, comparing each distinct key once: `seen[k]` holds the
 /// number of the last page key `k` was compared in.
-fn page_min_max<'a>(
+pub(super) fn page_min_max<'a>(
     dict: &'a Dictionary,
     keys: &[u32],
     seen: &mut [u32],
@@ -405,10 +405,12 @@ fn write_chunk(
         });
         let info = PageInfo {
             rows: page.rows,
+            levels: page.rows,
             nulls,
             encoding: Encoding::RLE_DICTIONARY,
             min_max,
             hist,
+            rep_hist: None,
             value_bytes: Some(page.value_bytes),
         };
         chunk.data_page(buf, info)?;

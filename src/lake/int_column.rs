@@ -325,10 +325,12 @@ fn write_chunk<T: Int>(
         });
         let info = PageInfo {
             rows: page.rows,
+            levels: page.rows,
             nulls,
             encoding,
             min_max,
             hist,
+            rep_hist: None,
             value_bytes: None,
         };
         chunk.data_page(buf, info)?;

@@ -12,6 +12,7 @@ pub mod compact;
 pub mod delta_strings;
 pub mod dict_column;
 pub mod int_column;
+pub mod list_column;
 pub mod lock;
 pub mod paths;
 pub mod rle;

@@ -37,7 +37,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::commit::FileMove;
 use super::{Lake, QUARANTINE_DB, paths};
-use super::{chunk, delta_strings, dict_column, int_column};
+use super::{chunk, delta_strings, dict_column, int_column, list_column};
 use crate::error::{Error, Result};
 use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
 use crate::schema::{LogSchema, TIMESTAMP, standard_fields};
@@ -802,8 +802,8 @@ pub(super) fn encode_groups(
     }
     let descr = descr.columns().to_vec();
     // String and number columns parquet-rs's column writer would spend most of the encoding
-    // time on are written by `dict_column`, `int_column` and `delta_strings`, straight from
-    // the batches; the rest (lists) through parquet-rs.
+    // time on are written by `dict_column`, `int_column`, `delta_strings` and `list_column`,
+    // straight from the batches; the rest through parquet-rs.
     let own: Vec<Option<(Own, &ColumnDescPtr)>> = (0..leaves.len())
         .map(|f| {
             let leaf = &descr[leaves[..f].iter().sum::<usize>()];
@@ -816,6 +816,8 @@ pub(super) fn encode_groups(
                 Some((Own::Numbers, leaf))
             } else if delta_strings::eligible(leaf, data_type, &props) {
                 Some((Own::Ids, leaf))
+            } else if list_column::eligible(leaf, data_type, &props) {
+                Some((Own::Lists, leaf))
             } else {
                 None
             }
@@ -847,6 +849,7 @@ pub(super) fn encode_groups(
                     int_column::encode(batches, sels, f, field.data_type(), descr, &props)?
                 }
                 Some((Own::Ids, descr)) => delta_strings::encode(batches, sels, f, descr, &props)?,
+                Some((Own::Lists, descr)) => list_column::encode(batches, sels, f, descr, &props)?,
                 None => None,
             };
             if let Some(chunk) = chunk {
@@ -897,6 +900,8 @@ enum Own {
     Numbers,
     /// Strings without a dictionary: [`delta_strings`].
     Ids,
+    /// Lists of strings with a dictionary: [`list_column`].
+    Lists,
 }
 
 /// A column chunk encoded by parquet-rs or by one of this crate's column writers ([`Own`]).
