@@ -313,13 +313,9 @@ fn write_chunk<T: Int>(
         };
         start = page.values_end;
         rows += page.rows;
-        let min_max = page_values
-            .iter()
-            .fold(None, |m: Option<(T, T)>, &v| match m {
-                None => Some((v, v)),
-                Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-            });
-        let min_max = min_max.map(|(min, max)| {
+        // Two plain passes (vectorized) rather than one carrying an `Option` per value.
+        let min_max = page_values.iter().min().zip(page_values.iter().max());
+        let min_max = min_max.map(|(&min, &max)| {
             bounds.page(min, max);
             (min.to_byte_slice().to_vec(), max.to_byte_slice().to_vec())
         });
