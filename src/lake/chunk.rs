@@ -1,9 +1,9 @@
 //! What this crate's column writers ([`super::dict_column`], [`super::int_column`],
-//! [`super::delta_strings`])
-//! share: a column chunk assembled page by page the way parquet-rs's
-//! column writer assembles it ([`ChunkBuilder`]: page headers, compression, column index,
-//! offset index, level histograms, chunk metadata), data page v1 definition levels, the
-//! ascending/descending order of page bounds, and min/max truncation as parquet-rs does it.
+//! [`super::delta_strings`], [`super::list_column`]) share: a column chunk assembled page by
+//! page the way parquet-rs's column writer assembles it (`ChunkBuilder`: page headers,
+//! compression, column index, offset index, level histograms, chunk metadata), data page v1
+//! definition levels, the ascending/descending order of page bounds, and min/max truncation
+//! as parquet-rs does it.
 
 use std::borrow::Cow;
 use std::cell::RefCell;

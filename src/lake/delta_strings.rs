@@ -8,7 +8,7 @@
 //! one page at a time:
 //!
 //! - `DELTA_LENGTH_BYTE_ARRAY`: the values' lengths as `DELTA_BINARY_PACKED` `INT32`s
-//!   ([`super::int_column::delta_binary_packed`]), then their bytes;
+//!   ([`super::int_column`]'s `delta_binary_packed`), then their bytes;
 //! - `DELTA_BYTE_ARRAY`: the length of the prefix each value shares with the one before it
 //!   in the page, then the length of the rest (both `DELTA_BINARY_PACKED`), then the rests.
 //!

@@ -15,9 +15,11 @@
 //! [`WriterConfig::row_group_rows`], dictionary encoding except for columns the schema marks
 //! unique, bloom filters where the schema asks. Files are encoded in memory and staged whole
 //! ([`super::commit`] moves them into the table). Each column of each row group is encoded as
-//! a task on the rayon pool ([`encode`]), so a file encoded alone uses every core. String
-//! columns with a dictionary are written by [`super::dict_column`] straight from the buffered
-//! batches (the same bytes parquet-rs would write, faster); the rest by parquet-rs.
+//! a task on the rayon pool ([`encode`]), so a file encoded alone uses every core. Strings,
+//! numbers, times, ids and lists of strings are written by this crate's column writers
+//! ([`super::dict_column`], [`super::int_column`], [`super::delta_strings`],
+//! [`super::list_column`]) straight from the buffered batches (the same bytes parquet-rs
+//! would write, faster); other columns (struct members, booleans, doubles) by parquet-rs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
