@@ -17,13 +17,31 @@ use parquet::data_type::ByteArray;
 use parquet::file::metadata::{
     ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
 };
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::rle;
 use crate::error::Result;
+
+/// Whether `props` asks, for column `descr`, for what this crate's column writers write: data
+/// page v1, page statistics and the page index, without page header statistics or
+/// content-defined chunking.
+pub(super) fn replicable(descr: &ColumnDescPtr, props: &WriterProperties) -> bool {
+    let path = descr.path();
+    props.writer_version() == WriterVersion::PARQUET_1_0
+        && props.statistics_enabled(path) == EnabledStatistics::Page
+        && !props.write_page_header_statistics(path)
+        && !props.offset_index_disabled()
+        && props.content_defined_chunking().is_none()
+}
+
+/// Whether column `descr` is a top-level column, not repeated: its definition level is 1
+/// (nullable) or 0.
+pub(super) fn flat(descr: &ColumnDescPtr) -> bool {
+    descr.max_rep_level() == 0 && descr.max_def_level() <= 1 && descr.path().parts().len() == 1
+}
 
 /// An encoded column chunk: its pages (the dictionary page first, offsets from 0) and what
 /// the row group writer needs to splice them into a file

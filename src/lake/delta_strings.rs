@@ -28,11 +28,12 @@ use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use parquet::basic::{Encoding, LogicalType, Type as PhysicalType};
 use parquet::bloom_filter::Sbbf;
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{
-    Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics, write_levels,
+    Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics, flat,
+    replicable, write_levels,
 };
 use super::int_column::delta_binary_packed;
 use super::writer::Selection;
@@ -46,19 +47,13 @@ pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterPrope
     let path = descr.path();
     *data_type == DataType::Utf8
         && descr.physical_type() == PhysicalType::BYTE_ARRAY
-        && descr.max_rep_level() == 0
-        && descr.max_def_level() <= 1
-        && path.parts().len() == 1
+        && flat(descr)
         && !props.dictionary_enabled(path)
         && matches!(
             props.encoding(path),
             Some(Encoding::DELTA_LENGTH_BYTE_ARRAY | Encoding::DELTA_BYTE_ARRAY)
         )
-        && props.writer_version() == WriterVersion::PARQUET_1_0
-        && props.statistics_enabled(path) == EnabledStatistics::Page
-        && !props.write_page_header_statistics(path)
-        && !props.offset_index_disabled()
-        && props.content_defined_chunking().is_none()
+        && replicable(descr, props)
 }
 
 /// A page's values as they are gathered.

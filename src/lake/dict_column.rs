@@ -29,11 +29,12 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use parquet::basic::{Encoding, LogicalType, Type as PhysicalType};
 use parquet::encodings::rle::RleEncoder;
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{
-    Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics, write_levels,
+    Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics, flat,
+    replicable, write_levels,
 };
 use super::rle;
 use super::writer::Selection;
@@ -47,16 +48,10 @@ pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterPrope
     let path = descr.path();
     *data_type == DataType::Utf8
         && descr.physical_type() == PhysicalType::BYTE_ARRAY
-        && descr.max_rep_level() == 0
-        && descr.max_def_level() <= 1
-        && path.parts().len() == 1
+        && flat(descr)
         && props.dictionary_enabled(path)
-        && props.writer_version() == WriterVersion::PARQUET_1_0
-        && props.statistics_enabled(path) == EnabledStatistics::Page
-        && !props.write_page_header_statistics(path)
+        && replicable(descr, props)
         && props.bloom_filter_properties(path).is_none()
-        && !props.offset_index_disabled()
-        && props.content_defined_chunking().is_none()
         // A page's keys always fit the data page size limit (4 bytes a key at most).
         && 1 + RleEncoder::max_buffer_size(32, props.data_page_row_count_limit())
             < props.column_data_page_size_limit(path)
@@ -425,7 +420,7 @@ pub(super) mod tests {
 
     use arrow::array::{ArrayRef, StringArray};
     use arrow::compute::concat;
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{Field, Schema, SchemaRef};
     use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};
     use proptest::prelude::*;
@@ -477,25 +472,40 @@ pub(super) mod tests {
         encode_groups(&mut got, &schema, props.clone(), &handed, groups).unwrap();
         let refs: Vec<&RecordBatch> = batches.iter().collect();
 
+        // Built anew so that a column without nulls has no null buffer, as parsers make it.
+        let plain =
+            |c: ArrayRef| -> ArrayRef { Arc::new(StringArray::from_iter(c.as_string::<i32>())) };
+        let want = arrow_writer_file(&schema, &refs, groups, props, plain);
+        (got, want)
+    }
+
+    /// The file `ArrowWriter` writes for column 0 of the rows `groups` select from `batches`,
+    /// one batch per row group (each group's rows gathered and passed through `rebuild`),
+    /// with `data_page_row_count_limit` as the write batch size: the file this crate's
+    /// column writers must match.
+    pub(in crate::lake) fn arrow_writer_file(
+        schema: &SchemaRef,
+        batches: &[&RecordBatch],
+        groups: &[Vec<Selection>],
+        props: WriterProperties,
+        rebuild: impl Fn(ArrayRef) -> ArrayRef,
+    ) -> Vec<u8> {
         let limit = props.data_page_row_count_limit();
         let reference = props.into_builder().set_write_batch_size(limit).build();
         let mut want = Vec::new();
         let mut w = ArrowWriter::try_new(&mut want, schema.clone(), Some(reference)).unwrap();
         for sels in groups {
-            let parts: Vec<ArrayRef> = sels
-                .iter()
-                .map(|s| gather_column(&refs, s, 0).unwrap())
+            let parts: Vec<ArrayRef> = (sels.iter())
+                .map(|s| gather_column(batches, s, 0).unwrap())
                 .collect();
             let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            // Built anew so that a column without nulls has no null buffer, as parsers make it.
-            let column = concat(&parts).unwrap();
-            let column: ArrayRef = Arc::new(StringArray::from_iter(column.as_string::<i32>()));
+            let column = rebuild(concat(&parts).unwrap());
             w.write(&RecordBatch::try_new(schema.clone(), vec![column]).unwrap())
                 .unwrap();
             w.flush().unwrap();
         }
         w.close().unwrap();
-        (got, want)
+        want
     }
 
     pub(in crate::lake) fn read(file: Vec<u8>) -> Vec<RecordBatch> {

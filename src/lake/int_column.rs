@@ -29,11 +29,11 @@ use arrow::datatypes::{ArrowNativeType, DataType, TimeUnit, ToByteSlice};
 use arrow::record_batch::RecordBatch;
 use foldhash::fast::FixedState;
 use parquet::basic::{Encoding, SortOrder, Type as PhysicalType};
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::chunk::{Bounds, Chunk, ChunkBuilder, PageInfo, write_levels};
+use super::chunk::{Bounds, Chunk, ChunkBuilder, PageInfo, flat, replicable, write_levels};
 use super::rle;
 use super::writer::Selection;
 use crate::error::Result;
@@ -54,17 +54,11 @@ pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterPrope
     );
     typed
         && descr.sort_order() == SortOrder::SIGNED
-        && descr.max_rep_level() == 0
-        && descr.max_def_level() <= 1
-        && path.parts().len() == 1
+        && flat(descr)
         && (props.dictionary_enabled(path)
             || props.encoding(path) == Some(Encoding::DELTA_BINARY_PACKED))
-        && props.writer_version() == WriterVersion::PARQUET_1_0
-        && props.statistics_enabled(path) == EnabledStatistics::Page
-        && !props.write_page_header_statistics(path)
+        && replicable(descr, props)
         && props.bloom_filter_properties(path).is_none()
-        && !props.offset_index_disabled()
-        && props.content_defined_chunking().is_none()
         // A page's values always fit the data page size limit (9 bytes a value at most, with
         // the block headers), so pages end at the row count limit only.
         && 64 + 9 * props.data_page_row_count_limit() < props.column_data_page_size_limit(path)
@@ -411,15 +405,13 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, Int32Array, Int64Array, TimestampMicrosecondArray};
-    use arrow::compute::concat;
     use arrow::datatypes::{Field, Schema};
-    use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::schema::types::ColumnPath;
     use proptest::prelude::*;
 
-    use super::super::dict_column::tests::{interleaved_rows, read};
-    use super::super::writer::{encode_groups, gather_column};
+    use super::super::dict_column::tests::{arrow_writer_file, interleaved_rows, read};
+    use super::super::writer::encode_groups;
     use super::*;
 
     /// A column of `data_type` holding `values` (`None` is a null).
@@ -484,22 +476,7 @@ mod tests {
         let mut got = Vec::new();
         encode_groups(&mut got, &schema, props.clone(), &refs, groups).unwrap();
 
-        let limit = props.data_page_row_count_limit();
-        let reference = props.into_builder().set_write_batch_size(limit).build();
-        let mut want = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut want, schema.clone(), Some(reference)).unwrap();
-        for sels in groups {
-            let parts: Vec<ArrayRef> = sels
-                .iter()
-                .map(|s| gather_column(&refs, s, 0).unwrap())
-                .collect();
-            let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            let column = concat(&parts).unwrap();
-            w.write(&RecordBatch::try_new(schema.clone(), vec![column]).unwrap())
-                .unwrap();
-            w.flush().unwrap();
-        }
-        w.close().unwrap();
+        let want = arrow_writer_file(&schema, &refs, groups, props, |c| c);
         (got, want)
     }
 

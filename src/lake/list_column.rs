@@ -27,11 +27,11 @@ use arrow::record_batch::RecordBatch;
 use parquet::basic::{Encoding, LogicalType, Type as PhysicalType};
 use parquet::encodings::rle::RleEncoder;
 use parquet::file::metadata::LevelHistogram;
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{
-    Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics,
+    Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics, replicable,
 };
 use super::dict_column::{Dictionary, page_min_max};
 use super::rle;
@@ -56,12 +56,8 @@ pub fn eligible(descr: &ColumnDescPtr, data_type: &DataType, props: &WriterPrope
         && descr.max_def_level() == i16::from(VALUE)
         && path.parts().len() == 3
         && props.dictionary_enabled(path)
-        && props.writer_version() == WriterVersion::PARQUET_1_0
-        && props.statistics_enabled(path) == EnabledStatistics::Page
-        && !props.write_page_header_statistics(path)
+        && replicable(descr, props)
         && props.bloom_filter_properties(path).is_none()
-        && !props.offset_index_disabled()
-        && props.content_defined_chunking().is_none()
 }
 
 /// What a data page holds, recorded while interning.
@@ -76,6 +72,35 @@ struct PageSpan {
     dict_len: usize,
     /// Bytes of its values.
     value_bytes: i64,
+}
+
+/// A chunk's pages so far, and the one being filled.
+struct Pages {
+    done: Vec<PageSpan>,
+    open: PageSpan,
+    page_rows: usize,
+    page_bytes: usize,
+}
+
+impl Pages {
+    /// End the open page where the chunk's levels, keys and dictionary are now.
+    fn cut(&mut self, levels: usize, keys: usize, dict_len: usize) {
+        self.open.levels_end = levels;
+        self.open.keys_end = keys;
+        self.open.dict_len = dict_len;
+        self.done.push(std::mem::take(&mut self.open));
+    }
+
+    /// After a mini-batch: end the open page when parquet-rs's column writer would, once it
+    /// holds `page_rows` rows or its keys' worst-case size reaches `page_bytes`.
+    fn end_batch(&mut self, levels: usize, keys: usize, dict_len: usize) {
+        let first_key = self.done.last().map_or(0, |p| p.keys_end);
+        let bit_width = (usize::BITS - dict_len.saturating_sub(1).leading_zeros()) as u8;
+        let estimate = 1 + RleEncoder::max_buffer_size(bit_width, keys - first_key);
+        if self.open.rows >= self.page_rows || estimate >= self.page_bytes {
+            self.cut(levels, keys, dict_len);
+        }
+    }
 }
 
 /// Column `col` of the rows `sels` select from `batches`, in order, as one column chunk of
@@ -106,29 +131,15 @@ pub fn encode(
     let mut dict = Dictionary::new();
     let (mut rep, mut def): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
     let mut keys: Vec<u32> = Vec::new();
-    let mut pages: Vec<PageSpan> = Vec::new();
-    let mut page = PageSpan::default();
-    let mut page_start = PageSpan::default();
+    let mut pages = Pages {
+        done: Vec::new(),
+        open: PageSpan::default(),
+        page_rows,
+        page_bytes,
+    };
     // Levels since the mini-batch began: parquet-rs checks whether to end the page after
     // each.
     let mut batch_levels = 0;
-    let end_batch = |page: &mut PageSpan,
-                     start: &mut PageSpan,
-                     pages: &mut Vec<PageSpan>,
-                     levels: usize,
-                     keys: usize,
-                     dict_len: usize| {
-        let bit_width = (usize::BITS - dict_len.saturating_sub(1).leading_zeros()) as u8;
-        let estimate = 1 + RleEncoder::max_buffer_size(bit_width, keys - start.keys_end);
-        if page.rows >= page_rows || estimate >= page_bytes {
-            page.levels_end = levels;
-            page.keys_end = keys;
-            page.dict_len = dict_len;
-            pages.push(*page);
-            *start = *page;
-            *page = PageSpan::default();
-        }
-    };
     for sel in sels {
         for &(b, start, end) in sel.runs() {
             let (list, items) = lists[b];
@@ -138,14 +149,7 @@ pub fn encode(
             let (item_offsets, data) = (items.value_offsets(), items.value_data());
             for r in start..end {
                 if batch_levels >= page_rows {
-                    end_batch(
-                        &mut page,
-                        &mut page_start,
-                        &mut pages,
-                        def.len(),
-                        keys.len(),
-                        dict.len(),
-                    );
+                    pages.end_batch(def.len(), keys.len(), dict.len());
                     batch_levels = 0;
                 }
                 let before = def.len();
@@ -167,30 +171,21 @@ pub fn encode(
                         def.push(VALUE);
                         let value = &data[item_offsets[i] as usize..item_offsets[i + 1] as usize];
                         keys.push(dict.intern(value));
-                        page.value_bytes += value.len() as i64;
+                        pages.open.value_bytes += value.len() as i64;
                     }
                 }
                 batch_levels += def.len() - before;
-                page.rows += 1;
+                pages.open.rows += 1;
             }
         }
     }
     if batch_levels > 0 {
-        end_batch(
-            &mut page,
-            &mut page_start,
-            &mut pages,
-            def.len(),
-            keys.len(),
-            dict.len(),
-        );
+        pages.end_batch(def.len(), keys.len(), dict.len());
     }
-    if page.rows > 0 {
-        page.levels_end = def.len();
-        page.keys_end = keys.len();
-        page.dict_len = dict.len();
-        pages.push(page);
+    if pages.open.rows > 0 {
+        pages.cut(def.len(), keys.len(), dict.len());
     }
+    let pages = pages.done;
     if pages.is_empty() || dict.page.len() >= props.column_dictionary_page_size_limit(path) {
         return Ok(None);
     }
@@ -285,14 +280,12 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, ListBuilder, StringBuilder};
-    use arrow::compute::concat;
     use arrow::datatypes::Schema;
-    use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};
     use proptest::prelude::*;
 
-    use super::super::dict_column::tests::{interleaved_rows, read, value};
-    use super::super::writer::{encode_groups, gather_column};
+    use super::super::dict_column::tests::{arrow_writer_file, interleaved_rows, read, value};
+    use super::super::writer::encode_groups;
     use super::*;
 
     /// A list column's rows: `None` is a NULL list.
@@ -354,21 +347,7 @@ mod tests {
         let mut got = Vec::new();
         encode_groups(&mut got, &schema, props.clone(), &refs, groups).unwrap();
 
-        let limit = props.data_page_row_count_limit();
-        let reference = props.into_builder().set_write_batch_size(limit).build();
-        let mut want = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut want, schema.clone(), Some(reference)).unwrap();
-        for sels in groups {
-            let parts: Vec<ArrayRef> = (sels.iter())
-                .map(|s| gather_column(&refs, s, 0).unwrap())
-                .collect();
-            let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            let column = concat(&parts).unwrap();
-            w.write(&RecordBatch::try_new(schema.clone(), vec![column]).unwrap())
-                .unwrap();
-            w.flush().unwrap();
-        }
-        w.close().unwrap();
+        let want = arrow_writer_file(&schema, &refs, groups, props, |c| c);
         (got, want)
     }
 
