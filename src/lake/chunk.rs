@@ -418,22 +418,54 @@ pub(super) fn write_levels(
 ) -> Option<LevelHistogram> {
     let mut hist = LevelHistogram::try_new(max_def);
     if max_def > 0 {
-        let at = buf.len();
-        buf.extend_from_slice(&[0; 4]);
-        if nulls == 0 {
-            // All 1: what `encode` makes of them, one RLE run, without reading them.
-            rle::run(buf, rows, 1, 1);
-        } else {
-            rle::encode(levels, 1, buf);
-        }
-        let len = (buf.len() - at - 4) as u32;
-        buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        length_prefixed(buf, |buf| {
+            if nulls == 0 {
+                // All 1: what `encode` makes of them, one RLE run, without reading them.
+                rle::run(buf, rows, 1, 1);
+            } else {
+                rle::encode(levels, 1, buf);
+            }
+        });
         if let Some(h) = hist.as_mut() {
             h.increment_by(0, nulls as i64);
             h.increment_by(1, rows as i64 - nulls as i64);
         }
     }
     hist
+}
+
+/// Append a data page v1's levels up to `max` (repetition or definition levels of a repeated
+/// column) to `buf`: their byte length, then the RLE hybrid at `max`'s bit width. Returns their
+/// histogram.
+pub(super) fn write_level_section(
+    buf: &mut Vec<u8>,
+    levels: &[u8],
+    max: u8,
+) -> Option<LevelHistogram> {
+    length_prefixed(buf, |buf| {
+        rle::encode(levels, rle::bit_width(u64::from(max)), buf)
+    });
+    let mut hist = LevelHistogram::try_new(i16::from(max));
+    if let Some(h) = hist.as_mut() {
+        let mut counts = [0i64; 256];
+        for &l in levels {
+            counts[l as usize] += 1;
+        }
+        for (level, &n) in counts.iter().enumerate().take(max as usize + 1) {
+            h.increment_by(level as i16, n);
+        }
+    }
+    hist
+}
+
+/// Append what `write` appends to `buf`, preceded by its length as a little-endian `u32` (how
+/// data page v1 stores each kind of levels).
+fn length_prefixed(buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    write(buf);
+    let len = (buf.len() - at - 4) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// `data` cut to at most `length` bytes (at a character boundary for UTF-8), and whether it

@@ -385,14 +385,10 @@ fn write_chunk(
         let page_keys = &keys[keys_start..page.keys_end];
         keys_start = page.keys_end;
         let nulls = (page.rows - page_keys.len()) as u64;
-        let bit_width = (usize::BITS - page.dict_len.saturating_sub(1).leading_zeros()) as u8;
-        let mut buf = Vec::with_capacity(
-            4 + page.rows / 8 + 1 + RleEncoder::max_buffer_size(bit_width, page_keys.len()),
-        );
+        let mut buf = Vec::with_capacity(4 + page.rows / 8);
         let page_levels = levels.get(rows..rows + page.rows).unwrap_or_default();
         let hist = write_levels(&mut buf, page_levels, page.rows, nulls, max_def);
-        buf.push(bit_width);
-        rle::encode(page_keys, bit_width, &mut buf);
+        rle::encode_keys(page_keys, page.dict_len, &mut buf);
         rows += page.rows;
         let min_max = page_min_max(dict, page_keys, &mut seen, no as u32 + 1).map(|(min, max)| {
             bounds.page(min, max);

@@ -284,7 +284,7 @@ fn write_chunk<T: Int>(
     let mut bounds = Bounds::new();
     let (mut rows, mut start) = (0usize, 0usize);
     // Dictionary entries so far: a page's keys are packed at the width of those it has seen.
-    let mut seen_entries = 0u32;
+    let mut seen_entries = 0usize;
     for page in pages {
         let page_values = &values[start..page.values_end];
         let nulls = (page.rows - page_values.len()) as u64;
@@ -294,10 +294,10 @@ fn write_chunk<T: Int>(
         let encoding = match dict {
             Some((_, keys)) => {
                 let page_keys = &keys[start..page.values_end];
-                seen_entries = page_keys.iter().fold(seen_entries, |m, &k| m.max(k + 1));
-                let bit_width = (u32::BITS - seen_entries.saturating_sub(1).leading_zeros()) as u8;
-                buf.push(bit_width);
-                rle::encode(page_keys, bit_width, &mut buf);
+                seen_entries = page_keys
+                    .iter()
+                    .fold(seen_entries, |m, &k| m.max(k as usize + 1));
+                rle::encode_keys(page_keys, seen_entries, &mut buf);
                 Encoding::RLE_DICTIONARY
             }
             None => {
@@ -340,9 +340,9 @@ const MINIBLOCKS: usize = 4;
 /// bytes).
 pub(super) fn delta_binary_packed<T: Int>(values: &[T], out: &mut Vec<u8>) {
     let block = T::MINIBLOCK * MINIBLOCKS;
-    uleb(out, block as u64);
-    uleb(out, MINIBLOCKS as u64);
-    uleb(out, values.len() as u64);
+    rle::vlq(out, block as u64);
+    rle::vlq(out, MINIBLOCKS as u64);
+    rle::vlq(out, values.len() as u64);
     zigzag(out, values.first().map_or(0, |v| v.widen()));
     let mut deltas = vec![0i64; block];
     // The deltas of every value after the first, a block at a time.
@@ -358,8 +358,8 @@ pub(super) fn delta_binary_packed<T: Int>(values: &[T], out: &mut Vec<u8>) {
         out.extend_from_slice(&[0; MINIBLOCKS]);
         for (m, mini) in deltas.chunks(T::MINIBLOCK).enumerate() {
             let max = *mini.iter().max().expect("a miniblock has a delta");
-            let width = 64 - T::spread(max, min).leading_zeros();
-            out[widths + m] = width as u8;
+            let width = rle::bit_width(T::spread(max, min));
+            out[widths + m] = width;
             let packed = mini.iter().map(|&d| T::spread(d, min));
             let padding = std::iter::repeat_n(0, T::MINIBLOCK - mini.len());
             pack(out, packed.chain(padding), width);
@@ -370,10 +370,11 @@ pub(super) fn delta_binary_packed<T: Int>(values: &[T], out: &mut Vec<u8>) {
 /// Append `values`, each below `2^width`, bit-packed least significant bit first; a whole
 /// number of bytes (a miniblock's values times its width is a multiple of 8).
 #[inline]
-fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, width: u32) {
+fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, width: u8) {
     if width == 0 {
         return;
     }
+    let width = u32::from(width);
     let (mut acc, mut bits) = (0u64, 0u32);
     for v in values {
         acc |= v << bits;
@@ -387,17 +388,9 @@ fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, width: u32) {
     out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
 }
 
-/// `v` as an unsigned LEB128 (VLQ).
-fn uleb(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
+/// `v` zigzag-encoded (small magnitudes of either sign small), as a VLQ.
 fn zigzag(out: &mut Vec<u8>, v: i64) {
-    uleb(out, ((v << 1) ^ (v >> 63)) as u64);
+    rle::vlq(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
 #[cfg(test)]

@@ -26,12 +26,12 @@ use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use parquet::basic::{Encoding, LogicalType, Type as PhysicalType};
 use parquet::encodings::rle::RleEncoder;
-use parquet::file::metadata::LevelHistogram;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{
     Bounds, Chunk, ChunkBuilder, PageInfo, byte_array_index, byte_array_statistics, replicable,
+    write_level_section,
 };
 use super::dict_column::{Dictionary, page_min_max};
 use super::rle;
@@ -95,7 +95,7 @@ impl Pages {
     /// holds `page_rows` rows or its keys' worst-case size reaches `page_bytes`.
     fn end_batch(&mut self, levels: usize, keys: usize, dict_len: usize) {
         let first_key = self.done.last().map_or(0, |p| p.keys_end);
-        let bit_width = (usize::BITS - dict_len.saturating_sub(1).leading_zeros()) as u8;
+        let bit_width = rle::bit_width(dict_len.saturating_sub(1) as u64);
         let estimate = 1 + RleEncoder::max_buffer_size(bit_width, keys - first_key);
         if self.open.rows >= self.page_rows || estimate >= self.page_bytes {
             self.cut(levels, keys, dict_len);
@@ -219,14 +219,10 @@ fn write_chunk(
         if min_max.is_none() && nulls != page.rows as u64 {
             return Ok(None);
         }
-        let bit_width = (usize::BITS - page.dict_len.saturating_sub(1).leading_zeros()) as u8;
-        let mut buf = Vec::with_capacity(
-            10 + page_def.len() / 2 + RleEncoder::max_buffer_size(bit_width, page_keys.len()),
-        );
-        let rep_hist = levels(&mut buf, page_rep, 1);
-        let hist = levels(&mut buf, page_def, VALUE);
-        buf.push(bit_width);
-        rle::encode(page_keys, bit_width, &mut buf);
+        let mut buf = Vec::with_capacity(10 + page_def.len() / 2);
+        let rep_hist = write_level_section(&mut buf, page_rep, 1);
+        let hist = write_level_section(&mut buf, page_def, VALUE);
+        rle::encode_keys(page_keys, page.dict_len, &mut buf);
         // parquet-rs takes a page with as many NULL levels as rows for a page of NULLs, even
         // when NULL elements of a list make up the count beside values.
         let null_page = nulls == page.rows as u64;
@@ -252,27 +248,6 @@ fn write_chunk(
     }
     let statistics = byte_array_statistics(props, &bounds, chunk.nulls(), utf8);
     chunk.finish(bounds.order(), statistics).map(Some)
-}
-
-/// Append data page v1 levels up to `max` to `buf` (their byte length, then the RLE hybrid
-/// at `max`'s bit width), and return their histogram.
-fn levels(buf: &mut Vec<u8>, levels: &[u8], max: u8) -> Option<LevelHistogram> {
-    let at = buf.len();
-    buf.extend_from_slice(&[0; 4]);
-    rle::encode(levels, (u8::BITS - max.leading_zeros()) as u8, buf);
-    let len = (buf.len() - at - 4) as u32;
-    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
-    let mut hist = LevelHistogram::try_new(i16::from(max));
-    if let Some(h) = hist.as_mut() {
-        let mut counts = [0i64; 256];
-        for &l in levels {
-            counts[l as usize] += 1;
-        }
-        for (level, &n) in counts.iter().enumerate().take(max as usize + 1) {
-            h.increment_by(level as i16, n);
-        }
-    }
-    hist
 }
 
 #[cfg(test)]

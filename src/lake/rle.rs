@@ -84,13 +84,33 @@ fn open_run<'a>(out: &mut Vec<u8>, open: &'a mut Option<(usize, usize)>) -> &'a 
 /// the low bit 0), then the value in `ceil(w / 8)` bytes. What [`encode`] writes for `len`
 /// (at least one) equal values.
 pub fn run(out: &mut Vec<u8>, len: usize, value: u64, w: usize) {
-    let mut header = (len as u64) << 1;
-    while header >= 0x80 {
-        out.push((header as u8 & 0x7f) | 0x80);
-        header >>= 7;
-    }
-    out.push(header as u8);
+    vlq(out, (len as u64) << 1);
     out.extend_from_slice(&value.to_le_bytes()[..w.div_ceil(8)]);
+}
+
+/// `v` as an unsigned VLQ (ULEB128): seven bits a byte, least significant first, the high
+/// bit set on every byte but the last.
+pub fn vlq(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Bits needed for values up to `max` (0 for 0), as parquet counts them.
+pub fn bit_width(max: u64) -> u8 {
+    (u64::BITS - max.leading_zeros()) as u8
+}
+
+/// Append a dictionary-encoded data page's values: the bit width of keys below `entries`
+/// (the dictionary's size when the page ends), then `keys` at that width. Room for their
+/// worst case is reserved first, so that the buffer grows at most once.
+pub fn encode_keys(keys: &[u32], entries: usize, out: &mut Vec<u8>) {
+    let w = bit_width(entries.saturating_sub(1) as u64);
+    out.reserve(1 + parquet::encodings::rle::RleEncoder::max_buffer_size(w, keys.len()));
+    out.push(w);
+    encode(keys, w, out);
 }
 
 /// Eight values of `w` bits each, least significant bits first: `w` bytes.
