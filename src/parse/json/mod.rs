@@ -3,16 +3,18 @@
 //! Input is either one record per line, or documents whose envelope key holds an array of
 //! records (`{"Records": [...]}`, as CloudTrail delivers): [`JsonParser::whole_document`]
 //! tells the reader which, from the first bytes of a file. An envelope is read in one pass,
-//! each record appended as serde meets it. When anything in it does not go through (a
+//! each record appended as the reader meets it. When anything in it does not go through (a
 //! malformed record, a value of the wrong type, a record without event time), the document is
 //! read again the careful way: cut into records by a structural scan ([`split`]), each record
 //! then parsed on its own, so that the bad record is quarantined and every other record of
 //! the file is kept. Other documents (arrays of records, pretty-printed records) take the
 //! careful way directly.
 //!
-//! Each record is read in one pass (serde_json, zero-copy where the text has no escapes) into
-//! per-record slots, one per leaf column; only a record that parsed whole is appended to the
-//! column builders. Keys match column paths case-insensitively (`eventTime` → `eventtime`).
+//! Each record is read in one pass into per-record slots, one per leaf column, zero-copy where
+//! the text has no escapes; only a record that parsed whole is appended to the column
+//! builders. The reader is [`scan`], made for this; what it declines (malformed text, above
+//! all) serde_json reads instead ([`NodeSeed`]), to the same slots or to the error that
+//! quarantines the record. Keys match column paths case-insensitively (`eventTime` → `eventtime`).
 //! Free-form blocks (`json` columns) keep the record's exact text. Fields the schema does not
 //! declare, at any depth, go to the `unknown_fields` column under their dotted path, so a field
 //! AWS adds later is queryable, not lost.
@@ -26,10 +28,11 @@
 //! time. A document holding none of the records but one of `skip_documents_with`'s keys (a
 //! CloudTrail digest file) is skipped with a note.
 
+mod keys;
+mod scan;
 pub mod split;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -123,7 +126,7 @@ struct Leaf {
 /// An object level of the record: its keys (lower case) and, for a struct column, its id.
 #[derive(Debug, Default)]
 struct Node {
-    keys: HashMap<String, Child, foldhash::fast::RandomState>,
+    keys: keys::Keys<Child>,
     struct_id: Option<usize>,
     /// Dotted JSON path of this object, for unknown-field names (`userIdentity.`).
     prefix: String,
@@ -246,13 +249,14 @@ impl Plan {
         let mut here = node;
         for (i, seg) in path[..path.len() - 1].iter().enumerate() {
             let prefix = format!("{}{}.", here.prefix, raw_path[i]);
-            let child = here.keys.entry(seg.clone()).or_insert_with(|| {
-                Child::Node(Node {
+            if !here.keys.contains_key(seg) {
+                let node = Node {
                     prefix,
                     ..Node::default()
-                })
-            });
-            here = match child {
+                };
+                here.keys.insert(seg.clone(), Child::Node(node));
+            }
+            here = match here.keys.get_mut(seg).expect("just inserted") {
                 Child::Node(n) if n.struct_id.is_none() => n,
                 _ => {
                     return Err(format!(
@@ -300,8 +304,7 @@ impl Plan {
 struct State<'a> {
     vals: Vec<Val<'a>>,
     present: Vec<bool>,
-    unknown: Vec<(String, &'a RawValue)>,
-    key: String,
+    unknown: Vec<(String, &'a str)>,
 }
 
 impl<'a> State<'a> {
@@ -310,7 +313,6 @@ impl<'a> State<'a> {
             vals: vec![Val::Null; plan.leaves.len()],
             present: vec![false; plan.structs],
             unknown: Vec::new(),
-            key: String::new(),
         }
     }
 
@@ -318,102 +320,6 @@ impl<'a> State<'a> {
         self.vals.iter_mut().for_each(|v| *v = Val::Null);
         self.present.iter_mut().for_each(|p| *p = false);
         self.unknown.clear();
-    }
-}
-
-/// Reads an envelope document: the records under its records key, each appended as it is
-/// read; other keys are skipped. Its value says whether the records key was there; a second
-/// one is an error (the careful path takes the first).
-struct EnvelopeSeed<'p, 's, 'a> {
-    parser: &'p JsonParser,
-    records: &'p str,
-    st: &'s mut State<'a>,
-    /// `out.lines` before this document: its records are numbered from 1 after it.
-    first: u64,
-    out: &'s mut Batch,
-}
-
-impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_, 'de> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an envelope of records")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<bool, A::Error> {
-        let EnvelopeSeed {
-            parser,
-            records,
-            st,
-            first,
-            out,
-        } = self;
-        let mut found = false;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            // As written, like the careful path's `framing`: an escaped spelling is another key.
-            if !matches!(key, Cow::Borrowed(k) if k == records) {
-                map.next_value::<de::IgnoredAny>()?;
-            } else if found {
-                return Err(de::Error::custom("a second records key"));
-            } else {
-                found = true;
-                map.next_value_seed(RecordsSeed {
-                    parser,
-                    st: &mut *st,
-                    first,
-                    out: &mut *out,
-                })?;
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// The array of records of an envelope (see [`EnvelopeSeed`]).
-struct RecordsSeed<'p, 's, 'a> {
-    parser: &'p JsonParser,
-    st: &'s mut State<'a>,
-    first: u64,
-    out: &'s mut Batch,
-}
-
-impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordsSeed<'_, '_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of records")
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        let RecordsSeed {
-            parser,
-            st,
-            first,
-            out,
-        } = self;
-        let plan = &parser.plan;
-        loop {
-            st.reset();
-            let seed = NodeSeed {
-                plan,
-                node: &plan.root,
-                st: &mut *st,
-            };
-            if seq.next_element_seed(seed)?.is_none() {
-                return Ok(());
-            }
-            parser.append(st, out).map_err(de::Error::custom)?;
-            // Records of a document are numbered 1, 2, … (as `Numbering::Document` does).
-            out.lines += 1;
-            out.rows.push(out.lines - first);
-        }
     }
 }
 
@@ -478,17 +384,9 @@ impl<'de, 'p, 's> Visitor<'de> for NodeSeed<'p, 's, 'de> {
             st.present[id] = true;
         }
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let child = if key.bytes().any(|b| b.is_ascii_uppercase()) {
-                st.key.clear();
-                st.key.push_str(&key);
-                st.key.make_ascii_lowercase();
-                node.keys.get(st.key.as_str())
-            } else {
-                node.keys.get(key.as_ref())
-            };
-            match child {
+            match node.keys.get(&key) {
                 Some(Child::Leaf(i)) => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = map.next_value::<&'de RawValue>()?.get();
                     if !matches!(st.vals[*i], Val::Null) {
                         st.unknown.push((format!("{}{key}", node.prefix), raw));
                         continue;
@@ -503,7 +401,7 @@ impl<'de, 'p, 's> Visitor<'de> for NodeSeed<'p, 's, 'de> {
                     st: &mut *st,
                 })?,
                 None => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = map.next_value::<&'de RawValue>()?.get();
                     st.unknown.push((format!("{}{key}", node.prefix), raw));
                 }
             }
@@ -537,8 +435,7 @@ fn shown(s: &str) -> String {
 }
 
 /// Read a raw JSON value as `kind`.
-fn convert<'a>(kind: &Kind, raw: &'a RawValue) -> Result<Val<'a>, String> {
-    let s = raw.get();
+fn convert<'a>(kind: &Kind, s: &'a str) -> Result<Val<'a>, String> {
     let wrong = || format!("expected {}, got {}", kind.name(), shown(s));
     let first = s.as_bytes().first().copied().unwrap_or(b'n');
     if first == b'n' {
@@ -553,11 +450,11 @@ fn convert<'a>(kind: &Kind, raw: &'a RawValue) -> Result<Val<'a>, String> {
             Val::List(
                 items
                     .into_iter()
-                    .map(|r| convert(inner, r))
+                    .map(|r| convert(inner, r.get()))
                     .collect::<Result<_, _>>()?,
             )
         }
-        Kind::List(inner) => Val::List(vec![convert(inner, raw)?]),
+        Kind::List(inner) => Val::List(vec![convert(inner, s)?]),
         Kind::Bool => match s {
             "true" | "\"true\"" => Val::Bool(true),
             "false" | "\"false\"" => Val::Bool(false),
@@ -818,15 +715,19 @@ impl JsonParser {
         } else {
             std::str::from_utf8(text).map_err(|e| format!("invalid UTF-8: {e}"))?
         };
-        let mut de = serde_json::Deserializer::from_str(text);
-        NodeSeed {
-            plan: &self.plan,
-            node: &self.plan.root,
-            st: &mut *st,
+        if scan::Scan::new(text).record(&self.plan, st).is_err() {
+            // serde reads what the scanner declines, and says what is wrong with it.
+            st.reset();
+            let mut de = serde_json::Deserializer::from_str(text);
+            NodeSeed {
+                plan: &self.plan,
+                node: &self.plan.root,
+                st: &mut *st,
+            }
+            .deserialize(&mut de)
+            .map_err(|e| e.to_string())?;
+            de.end().map_err(|e| e.to_string())?;
         }
-        .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
-        de.end().map_err(|e| e.to_string())?;
         self.append(st, out).map_err(|why| {
             if text.trim_start().starts_with('{') {
                 why
@@ -884,16 +785,18 @@ impl JsonParser {
         };
         out.utf8 = true;
         let mut st = State::new(&self.plan);
-        let mut de = serde_json::Deserializer::from_str(text);
-        let seed = EnvelopeSeed {
-            parser: self,
-            records,
-            st: &mut st,
-            first: out.lines,
-            out,
-        };
-        de::Deserializer::deserialize_map(&mut de, seed).is_ok_and(|found| found)
-            && de.end().is_ok()
+        let first = out.lines;
+        let mut scan = scan::Scan::new(text);
+        let found = scan.envelope(records, |scan| {
+            st.reset();
+            scan.node(&self.plan, &self.plan.root, &mut st)?;
+            self.append(&mut st, out).map_err(|_| scan::Declined)?;
+            // Records of a document are numbered 1, 2, … (as `Numbering::Document` does).
+            out.lines += 1;
+            out.rows.push(out.lines - first);
+            Ok(())
+        });
+        found == Ok(true) && scan.end().is_ok()
     }
 
     /// `docs` read as envelopes in one pass into one set of builders ([`Self::read_together`]);
@@ -1206,6 +1109,31 @@ impl JsonParser {
         })
     }
 
+    /// Whether the record reader ([`scan`]) and serde's visitors read `text`, one record, to
+    /// the same values, or both reject it: what the differential fuzz target checks.
+    #[doc(hidden)]
+    pub fn readers_agree(&self, text: &str) -> bool {
+        let mut fast = State::new(&self.plan);
+        let fast_ok = scan::Scan::new(text).record(&self.plan, &mut fast).is_ok();
+        let mut slow = State::new(&self.plan);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = NodeSeed {
+            plan: &self.plan,
+            node: &self.plan.root,
+            st: &mut slow,
+        };
+        let slow_ok = seed.deserialize(&mut de).is_ok() && de.end().is_ok();
+        match (fast_ok, slow_ok) {
+            (true, true) => {
+                (fast.vals, fast.present, fast.unknown) == (slow.vals, slow.present, slow.unknown)
+            }
+            (false, false) => true,
+            // Nesting deeper than the reader takes is serde's alone.
+            (false, true) => split::max_depth(text.as_bytes()) >= scan::DEPTH as usize,
+            (true, false) => false,
+        }
+    }
+
     /// Whether [`JsonParser::detect_score`] of `head`, a prefix of a file, is what any longer
     /// prefix would give: the record it reads (or the document it skips) is whole in `head`.
     pub fn detect_settled(&self, head: &[u8]) -> bool {
@@ -1355,7 +1283,7 @@ fn may_be(kind: Indicator, value: &str) -> bool {
 }
 
 /// The unknown fields of a record as one JSON object, NULL when there are none.
-fn unknown_json<'a>(fields: &[(String, &'a RawValue)]) -> Val<'a> {
+fn unknown_json<'a>(fields: &[(String, &'a str)]) -> Val<'a> {
     if fields.is_empty() {
         return Val::Null;
     }
@@ -1366,7 +1294,7 @@ fn unknown_json<'a>(fields: &[(String, &'a RawValue)]) -> Val<'a> {
         }
         s.push_str(&serde_json::to_string(k).unwrap_or_else(|_| "\"\"".into()));
         s.push(':');
-        s.push_str(v.get());
+        s.push_str(v);
     }
     s.push('}');
     Val::Str(Cow::Owned(s))

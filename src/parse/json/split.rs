@@ -178,6 +178,27 @@ pub fn strings<'a>(s: &'a str, mut f: impl FnMut(&'a str, &'a str)) {
     }
 }
 
+/// How deep objects and arrays nest in `b` (strings skipped; malformed text counted as met).
+pub fn max_depth(b: &[u8]) -> usize {
+    let (mut depth, mut max, mut i) = (0usize, 0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i = skip_string(b, i).unwrap_or(b.len());
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    max
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +211,8 @@ mod tests {
         assert_eq!(skip_value(b"\"ab", 0), Err("unterminated string"));
         assert!(skip_value(b"{\"a\":[1,2}", 0).is_err());
         assert_eq!(skip_value(b"", 0), Err("unexpected end of input"));
+        assert_eq!(max_depth(br#"{"a":[{"b":"[[[["}],"c":{}}"#), 3);
+        assert_eq!(max_depth(b"\"open [["), 0);
     }
 
     #[test]

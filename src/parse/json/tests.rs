@@ -517,3 +517,185 @@ proptest::proptest! {
         }
     }
 }
+
+/// The record reader ([`scan`]) against serde's visitors ([`NodeSeed`]), which it replaces
+/// wherever it does not decline: on generated records and on the same records with a few
+/// bytes changed, both accept or both reject, and what they accept lands in the same slots.
+mod scan_and_serde {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    type Slots<'a> = (Vec<Val<'a>>, Vec<bool>, Vec<(String, &'a str)>);
+
+    fn slots<'a>(st: State<'a>) -> Slots<'a> {
+        (st.vals, st.present, st.unknown)
+    }
+
+    fn by_scan<'a>(p: &JsonParser, text: &'a str) -> Option<Slots<'a>> {
+        let mut st = State::new(&p.plan);
+        let read = scan::Scan::new(text).record(&p.plan, &mut st);
+        read.is_ok().then(|| slots(st))
+    }
+
+    fn by_serde<'a>(p: &JsonParser, text: &'a str) -> Option<Slots<'a>> {
+        let mut st = State::new(&p.plan);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = NodeSeed {
+            plan: &p.plan,
+            node: &p.plan.root,
+            st: &mut st,
+        };
+        (seed.deserialize(&mut de).is_ok() && de.end().is_ok()).then(|| slots(st))
+    }
+
+    /// Keys of the CloudTrail schema at any depth, in any case, and others.
+    fn key() -> impl Strategy<Value = String> {
+        let names = prop::sample::select(vec![
+            "eventTime",
+            "eventName",
+            "eventVersion",
+            "userIdentity",
+            "type",
+            "arn",
+            "accountId",
+            "sessionContext",
+            "sessionIssuer",
+            "attributes",
+            "creationDate",
+            "mfaAuthenticated",
+            "webIdFederationData",
+            "requestParameters",
+            "responseElements",
+            "resources",
+            "readOnly",
+            "managementEvent",
+            "tlsDetails",
+            "tlsVersion",
+            "errorCode",
+            "sourceIPAddress",
+            "additionalEventData",
+            "Records",
+            "x",
+            "",
+        ]);
+        prop_oneof![
+            4 => (names, 0u8..3).prop_map(|(n, case)| match case {
+                0 => n.to_string(),
+                1 => n.to_ascii_lowercase(),
+                _ => n.to_ascii_uppercase(),
+            }),
+            1 => "\\PC{0,6}",
+            1 => Just("event\\u0054ime".to_string()),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,10}".prop_map(Value::from),
+            "[a-z\"\\\\/\n\t\u{1}é]{0,6}".prop_map(Value::from),
+            Just(Value::from("2020-05-12T10:15:00Z")),
+            Just(Value::from("198.51.100.7")),
+            Just(Value::from("true")),
+            Just(Value::from("")),
+            Just(Value::from(" 17 ")),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A record's text with some keys repeated (serde_json's maps hold each key once).
+    fn record() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((key(), value()), 0..10),
+            any::<bool>(),
+            prop::option::of(0usize..10),
+        )
+            .prop_map(|(members, pretty, repeat)| {
+                let text = |v: &Value| {
+                    if pretty {
+                        serde_json::to_string_pretty(v)
+                    } else {
+                        serde_json::to_string(v)
+                    }
+                    .expect("serialisable")
+                };
+                let mut parts: Vec<String> = (members.iter())
+                    .map(|(k, v)| format!("{}:{}", text(&Value::from(k.as_str())), text(v)))
+                    .collect();
+                if let Some(i) = repeat.filter(|&i| i < parts.len()) {
+                    parts.push(parts[i].clone());
+                }
+                // Keys that spell an escape (`event\u0054ime`) are written as they are.
+                format!("{{{}}}", parts.join(",")).replace("\\\\u0054", "\\u0054")
+            })
+    }
+
+    /// Edits that make JSON wrong in the ways a scanner can get wrong.
+    fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
+        let bytes = prop::sample::select(b"\"{}[],:\\ -+0e.1nultfrE\x01\x7fu".to_vec());
+        prop::collection::vec((any::<usize>(), 0u8..3, bytes), 0..3)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn the_scanner_reads_what_serde_reads(text in record(), edits in edits()) {
+            let mut b = text.into_bytes();
+            for (at, how, byte) in edits {
+                let at = at % (b.len() + 1);
+                match how {
+                    0 if at < b.len() => b[at] = byte,
+                    1 if at < b.len() => {
+                        b.remove(at);
+                    }
+                    _ => b.insert(at, byte),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&b) else {
+                return Ok(());
+            };
+            let p = parser();
+            prop_assert_eq!(by_scan(&p, text), by_serde(&p, text), "{}", text);
+            prop_assert!(p.readers_agree(text));
+        }
+    }
+
+    #[test]
+    fn escapes_numbers_and_repeats_read_alike() {
+        let p = parser();
+        for text in [
+            MGMT,
+            DATA,
+            r#"{"eventTime":"2020-05-12T10:15:00Z","eventName":"a\"b\u00e9","eventName":"x"}"#,
+            r#"{"event\u0054ime":"2020-05-12T10:15:00Z","readOnly":"true","x":[1,-2.5e3,{}]}"#,
+            r#"{"eventName":"\ud800"}"#,
+            r#"{"requestParameters":{"k":"\ud800"}}"#,
+            r#"{"userIdentity":null,"tlsDetails":{"tlsVersion":1}}"#,
+            r#"{"userIdentity":"x"}"#,
+            r#"{"readOnly":01}"#,
+            r#"{"readOnly":tru}"#,
+            "{\"eventName\":\"a\u{1}\"}",
+            r#"{"a":1,}"#,
+            r#" { "eventName" : "x" } "#,
+            "null",
+            "[]",
+        ] {
+            assert_eq!(by_scan(&p, text), by_serde(&p, text), "{text}");
+        }
+        assert!(by_scan(&p, MGMT).is_some());
+    }
+}
