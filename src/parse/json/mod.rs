@@ -37,15 +37,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBufferBuilder, BooleanBuilder, Float64Builder, Int32Builder,
-    Int64Builder, ListArray, ListBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBufferBuilder, BooleanBuilder, ListArray, ListBuilder,
+    StringBuilder, StructArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
-use arrow::datatypes::{DataType, Field, Fields};
+use arrow::datatypes::{
+    DataType, Field, Fields, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::columns::DictCol;
+use super::columns::{DictCol, NumCol, StrCol};
 use super::indicators::{classify, feeds, key_feeds};
 use super::time::TimeFormat;
 use super::{
@@ -300,11 +302,25 @@ impl Plan {
     }
 }
 
+/// What [`JsonParser::read_both`] compares: slots, struct presence, unknown fields and
+/// indicator lists.
+type RecordView<'a> = (
+    Vec<Val<'a>>,
+    Vec<bool>,
+    Vec<(String, &'a str)>,
+    Vec<Vec<String>>,
+);
+
 /// Per-record slots, reused across records.
 struct State<'a> {
     vals: Vec<Val<'a>>,
     present: Vec<bool>,
     unknown: Vec<(String, &'a str)>,
+    /// Free-form leaves with indicators whose string values the reader noted, each with its
+    /// range of `strings` (the serde path notes none: the indicators then scan the text).
+    blobs: Vec<(usize, usize, usize)>,
+    /// (key, value) of each string value in those leaves, as [`split::strings`] gives them.
+    strings: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> State<'a> {
@@ -313,6 +329,8 @@ impl<'a> State<'a> {
             vals: vec![Val::Null; plan.leaves.len()],
             present: vec![false; plan.structs],
             unknown: Vec::new(),
+            blobs: Vec::new(),
+            strings: Vec::new(),
         }
     }
 
@@ -320,6 +338,8 @@ impl<'a> State<'a> {
         self.vals.iter_mut().for_each(|v| *v = Val::Null);
         self.present.iter_mut().for_each(|p| *p = false);
         self.unknown.clear();
+        self.blobs.clear();
+        self.strings.clear();
     }
 }
 
@@ -490,13 +510,13 @@ fn convert<'a>(kind: &Kind, s: &'a str) -> Result<Val<'a>, String> {
 
 /// Column builders for a chunk.
 enum Builder {
-    Str(StringBuilder),
+    Str(StrCol),
     Dict(DictCol),
-    I32(Int32Builder),
-    I64(Int64Builder),
-    F64(Float64Builder),
+    I32(NumCol<Int32Type>),
+    I64(NumCol<Int64Type>),
+    F64(NumCol<Float64Type>),
     Bool(BooleanBuilder),
-    Time(TimestampMicrosecondBuilder),
+    Time(NumCol<TimestampMicrosecondType>),
     List {
         offsets: Vec<i32>,
         valid: BooleanBufferBuilder,
@@ -509,12 +529,12 @@ impl Builder {
     /// A builder for `rows` values (and `bytes` of text, for strings).
     fn with_capacity(kind: &Kind, rows: usize, bytes: usize) -> Builder {
         match kind {
-            Kind::Str | Kind::Json => Builder::Str(StringBuilder::with_capacity(rows, bytes)),
-            Kind::I32 => Builder::I32(Int32Builder::with_capacity(rows)),
-            Kind::I64 => Builder::I64(Int64Builder::with_capacity(rows)),
-            Kind::F64 => Builder::F64(Float64Builder::with_capacity(rows)),
+            Kind::Str | Kind::Json => Builder::Str(StrCol::with_capacity(rows, bytes)),
+            Kind::I32 => Builder::I32(NumCol::with_capacity(rows)),
+            Kind::I64 => Builder::I64(NumCol::with_capacity(rows)),
+            Kind::F64 => Builder::F64(NumCol::with_capacity(rows)),
             Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
-            Kind::Time(_) => Builder::Time(TimestampMicrosecondBuilder::with_capacity(rows)),
+            Kind::Time(_) => Builder::Time(NumCol::with_capacity(rows)),
             Kind::List(inner) => Builder::List {
                 offsets: vec![0],
                 valid: BooleanBufferBuilder::new(0),
@@ -526,20 +546,20 @@ impl Builder {
 
     fn append(&mut self, v: &Val<'_>) {
         match (self, v) {
-            (Builder::Str(b), Val::Str(s)) => b.append_value(s),
-            (Builder::Str(b), _) => b.append_null(),
+            (Builder::Str(b), Val::Str(s)) => b.push(s),
+            (Builder::Str(b), _) => b.push_null(),
             (Builder::Dict(b), Val::Str(s)) => b.push(s),
             (Builder::Dict(b), _) => b.push_null(),
-            (Builder::I32(b), Val::Int(i)) => b.append_value(*i as i32),
-            (Builder::I32(b), _) => b.append_null(),
-            (Builder::I64(b), Val::Int(i)) => b.append_value(*i),
-            (Builder::I64(b), _) => b.append_null(),
-            (Builder::F64(b), Val::Float(f)) => b.append_value(*f),
-            (Builder::F64(b), _) => b.append_null(),
+            (Builder::I32(b), Val::Int(i)) => b.push(*i as i32),
+            (Builder::I32(b), _) => b.push_null(),
+            (Builder::I64(b), Val::Int(i)) => b.push(*i),
+            (Builder::I64(b), _) => b.push_null(),
+            (Builder::F64(b), Val::Float(f)) => b.push(*f),
+            (Builder::F64(b), _) => b.push_null(),
             (Builder::Bool(b), Val::Bool(x)) => b.append_value(*x),
             (Builder::Bool(b), _) => b.append_null(),
-            (Builder::Time(b), Val::Int(i)) => b.append_value(*i),
-            (Builder::Time(b), _) => b.append_null(),
+            (Builder::Time(b), Val::Int(i)) => b.push(*i),
+            (Builder::Time(b), _) => b.push_null(),
             (
                 Builder::List {
                     offsets,
@@ -568,7 +588,7 @@ impl Builder {
     /// Text bytes held so far (0 for non-text builders).
     fn text_bytes(&self) -> usize {
         match self {
-            Builder::Str(b) => b.values_slice().len(),
+            Builder::Str(b) => b.value_bytes(),
             Builder::Dict(b) => b.value_bytes(),
             Builder::List { item, .. } => item.text_bytes(),
             _ => 0,
@@ -577,13 +597,13 @@ impl Builder {
 
     fn finish(self) -> ArrayRef {
         match self {
-            Builder::Str(mut b) => Arc::new(b.finish()),
+            Builder::Str(b) => Arc::new(b.finish()),
             Builder::Dict(b) => Arc::new(b.finish()),
-            Builder::I32(mut b) => Arc::new(b.finish()),
-            Builder::I64(mut b) => Arc::new(b.finish()),
-            Builder::F64(mut b) => Arc::new(b.finish()),
+            Builder::I32(b) => Arc::new(b.finish()),
+            Builder::I64(b) => Arc::new(b.finish()),
+            Builder::F64(b) => Arc::new(b.finish()),
             Builder::Bool(mut b) => Arc::new(b.finish()),
-            Builder::Time(mut b) => Arc::new(b.finish()),
+            Builder::Time(b) => Arc::new(b.finish()),
             Builder::List {
                 offsets,
                 mut valid,
@@ -906,18 +926,26 @@ impl JsonParser {
                 }
             }
         };
-        for (leaf, v) in self.plan.leaves.iter().zip(&st.vals) {
+        for (i, (leaf, v)) in self.plan.leaves.iter().zip(&st.vals).enumerate() {
             if leaf.indicators.is_empty() {
                 continue;
             }
             match (v, &leaf.kind) {
-                (Val::Str(s), Kind::Json) => split::strings(s, |key, value| {
-                    for (kind, targets) in &leaf.indicators {
-                        if may_be(*kind, value) && key_feeds(*kind, key) {
-                            add(value, *kind, targets);
+                (Val::Str(s), Kind::Json) => {
+                    let mut each = |key: &str, value: &str| {
+                        for (kind, targets) in &leaf.indicators {
+                            if may_be(*kind, value) && key_feeds(*kind, key) {
+                                add(value, *kind, targets);
+                            }
                         }
+                    };
+                    match st.blobs.iter().find(|b| b.0 == i) {
+                        Some(&(_, from, to)) => {
+                            (st.strings[from..to].iter()).for_each(|&(k, v)| each(k, v))
+                        }
+                        None => split::strings(s, each),
                     }
-                }),
+                }
                 (Val::Str(s), _) => {
                     for (kind, targets) in &leaf.indicators {
                         add(s, *kind, targets);
@@ -1110,11 +1138,40 @@ impl JsonParser {
     }
 
     /// Whether the record reader ([`scan`]) and serde's visitors read `text`, one record, to
-    /// the same values, or both reject it: what the differential fuzz target checks.
+    /// the same values and indicators, or both reject it: what the differential fuzz target
+    /// checks.
     #[doc(hidden)]
     pub fn readers_agree(&self, text: &str) -> bool {
+        match self.read_both(text) {
+            (Some(fast), Some(slow)) => fast == slow,
+            (None, None) => true,
+            // Nesting deeper than the reader takes is serde's alone.
+            (None, Some(_)) => split::max_depth(text.as_bytes()) >= scan::DEPTH as usize,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// `text` read as one record by the reader and by serde: the slots and the indicator
+    /// lists they give (from the strings the reader noted, or from the text scanned again
+    /// after serde), or `None` when rejected.
+    fn read_both<'a>(&self, text: &'a str) -> (Option<RecordView<'a>>, Option<RecordView<'a>>) {
+        let view = |st: State<'a>| {
+            let mut out = self.batch(1024);
+            self.indicators(&st, &mut out);
+            let lists = (out.indicators.iter_mut())
+                .map(|b| {
+                    let l = b.finish();
+                    let v = arrow::array::AsArray::as_string::<i32>(l.values());
+                    v.iter()
+                        .map(|s| s.unwrap_or_default().to_string())
+                        .collect()
+                })
+                .collect();
+            (st.vals, st.present, st.unknown, lists)
+        };
         let mut fast = State::new(&self.plan);
-        let fast_ok = scan::Scan::new(text).record(&self.plan, &mut fast).is_ok();
+        let fast =
+            (scan::Scan::new(text).record(&self.plan, &mut fast).is_ok()).then(|| view(fast));
         let mut slow = State::new(&self.plan);
         let mut de = serde_json::Deserializer::from_str(text);
         let seed = NodeSeed {
@@ -1122,16 +1179,8 @@ impl JsonParser {
             node: &self.plan.root,
             st: &mut slow,
         };
-        let slow_ok = seed.deserialize(&mut de).is_ok() && de.end().is_ok();
-        match (fast_ok, slow_ok) {
-            (true, true) => {
-                (fast.vals, fast.present, fast.unknown) == (slow.vals, slow.present, slow.unknown)
-            }
-            (false, false) => true,
-            // Nesting deeper than the reader takes is serde's alone.
-            (false, true) => split::max_depth(text.as_bytes()) >= scan::DEPTH as usize,
-            (true, false) => false,
-        }
+        let read = seed.deserialize(&mut de).is_ok() && de.end().is_ok();
+        (fast, read.then(|| view(slow)))
     }
 
     /// Whether [`JsonParser::detect_score`] of `head`, a prefix of a file, is what any longer

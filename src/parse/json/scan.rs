@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 
-use super::{Child, Kind, Node, Plan, State, Val, convert};
+use super::{Child, Kind, Leaf, Node, Plan, State, Val, convert};
 
 /// This reader does not take the text on: serde reads it instead (and says why it fails).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,61 +223,82 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// After an opening bracket: whether the object or array ends right away (at `close`).
+    #[inline]
+    fn empty(&mut self, close: u8) -> bool {
+        self.i += 1;
+        self.ws();
+        let empty = self.peek() == Some(close);
+        self.i += usize::from(empty);
+        empty
+    }
+
+    /// After a member or element: whether another follows (`,`) or the object or array
+    /// ends (`close`).
+    #[inline]
+    fn more(&mut self, close: u8) -> Res<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                self.ws();
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(Declined),
+        }
+    }
+
     /// Skip the value at the position (not whitespace), checking it as serde_json's
     /// `ignore_value` does.
     fn value(&mut self, depth: u32) -> Res<()> {
+        self.value_with(depth, &mut "", &mut |_, _| {})
+    }
+
+    /// [`Scan::value`], calling `found(key, text)` for each string value in it with the last
+    /// key met before it, as [`super::split::strings`] does (raw text: escapes undecoded).
+    fn value_with<F: FnMut(&'a str, &'a str)>(
+        &mut self,
+        depth: u32,
+        key: &mut &'a str,
+        found: &mut F,
+    ) -> Res<()> {
         match self.peek().ok_or(Declined)? {
-            b'"' => self.string().map(drop),
+            b'"' => {
+                let (start, end, _) = self.string()?;
+                found(key, &self.s[start..end]);
+                Ok(())
+            }
             b'{' => {
                 let depth = depth.checked_sub(1).ok_or(Declined)?;
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
+                if self.empty(b'}') {
                     return Ok(());
                 }
                 loop {
                     if self.peek() != Some(b'"') {
                         return Err(Declined);
                     }
-                    self.string()?;
+                    let (start, end, _) = self.string()?;
+                    *key = &self.s[start..end];
                     self.eat(b':')?;
-                    self.value(depth)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(Declined),
+                    self.value_with(depth, key, found)?;
+                    if !self.more(b'}')? {
+                        return Ok(());
                     }
                 }
             }
             b'[' => {
                 let depth = depth.checked_sub(1).ok_or(Declined)?;
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
+                if self.empty(b']') {
                     return Ok(());
                 }
                 loop {
-                    self.value(depth)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(Declined),
+                    self.value_with(depth, key, found)?;
+                    if !self.more(b']')? {
+                        return Ok(());
                     }
                 }
             }
@@ -310,10 +331,7 @@ impl<'a> Scan<'a> {
         if let Some(id) = node.struct_id {
             st.present[id] = true;
         }
-        self.i += 1;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
+        if self.empty(b'}') {
             return Ok(());
         }
         loop {
@@ -324,52 +342,46 @@ impl<'a> Scan<'a> {
             let key = self.text(key)?;
             self.eat(b':')?;
             match node.keys.get(&key) {
-                Some(Child::Leaf(i)) => {
-                    let start = self.i;
-                    let kind = &plan.leaves[*i].kind;
-                    // A string without escapes, the common case, is its text (as `convert` reads it).
-                    let plain = match (self.peek(), kind) {
-                        (Some(b'"'), Kind::Str | Kind::Json) => {
-                            let (from, to, escaped) = self.string()?;
-                            let text = match kind {
-                                Kind::Str => &self.s[from..to],
-                                _ => &self.s[start..self.i],
-                            };
-                            (!escaped).then_some(text)
-                        }
-                        _ => {
-                            self.value(DEPTH)?;
-                            None
-                        }
-                    };
-                    let raw = &self.s[start..self.i];
-                    if !matches!(st.vals[*i], Val::Null) {
-                        st.unknown.push((format!("{}{key}", node.prefix), raw));
-                    } else if let Some(text) = plain {
-                        st.vals[*i] = Val::Str(Cow::Borrowed(text));
-                    } else {
-                        st.vals[*i] = convert(kind, raw).map_err(|_| Declined)?;
-                    }
+                Some(Child::Leaf(i)) if matches!(st.vals[*i], Val::Null) => {
+                    st.vals[*i] = self.leaf(&plan.leaves[*i], *i, st)?;
                 }
                 Some(Child::Node(n)) => self.node(plan, n, st)?,
-                None => {
+                // Not in the schema, or a leaf seen before.
+                _ => {
                     let raw = self.raw()?;
                     st.unknown.push((format!("{}{key}", node.prefix), raw));
                 }
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Declined),
+            if !self.more(b'}')? {
+                return Ok(());
             }
         }
+    }
+
+    /// The value at the position read as leaf `id`. A string without escapes, the common
+    /// case, is its text (as `convert` would read it). The string values of a free-form
+    /// block with indicators are noted in `st.strings` (with their keys) for the indicator
+    /// lists, which then need not scan the block again.
+    #[inline]
+    fn leaf(&mut self, leaf: &Leaf, id: usize, st: &mut State<'a>) -> Res<Val<'a>> {
+        let start = self.i;
+        match (self.peek(), &leaf.kind) {
+            (Some(b'n'), _) => self.literal(b"null")?,
+            (_, Kind::Json) if !leaf.indicators.is_empty() => {
+                let from = st.strings.len();
+                let strings = &mut st.strings;
+                self.value_with(DEPTH, &mut "", &mut |k, v| strings.push((k, v)))?;
+                st.blobs.push((id, from, st.strings.len()));
+            }
+            (Some(b'"'), Kind::Str) => {
+                let (from, to, escaped) = self.string()?;
+                if !escaped {
+                    return Ok(Val::Str(Cow::Borrowed(&self.s[from..to])));
+                }
+            }
+            _ => self.value(DEPTH)?,
+        }
+        convert(&leaf.kind, &self.s[start..self.i]).map_err(|_| Declined)
     }
 
     /// Read the text, one record (or `null`) and whitespace around it, into `st`.
@@ -392,11 +404,8 @@ impl<'a> Scan<'a> {
         if self.peek() != Some(b'{') {
             return Err(Declined);
         }
-        self.i += 1;
-        self.ws();
         let mut found = false;
-        if self.peek() == Some(b'}') {
-            self.i += 1;
+        if self.empty(b'}') {
             return Ok(false);
         }
         loop {
@@ -419,39 +428,17 @@ impl<'a> Scan<'a> {
                 if self.peek() != Some(b'[') {
                     return Err(Declined);
                 }
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                } else {
+                if !self.empty(b']') {
                     loop {
                         record(self)?;
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => {
-                                self.i += 1;
-                                self.ws();
-                            }
-                            Some(b']') => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return Err(Declined),
+                        if !self.more(b']')? {
+                            break;
                         }
                     }
                 }
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(found);
-                }
-                _ => return Err(Declined),
+            if !self.more(b'}')? {
+                return Ok(found);
             }
         }
     }
