@@ -98,7 +98,7 @@ impl<V> Keys<V> {
     }
 
     /// The value of `key`, matched ignoring ASCII case.
-    #[inline]
+    #[inline(always)]
     pub(super) fn get(&self, key: &str) -> Option<&V> {
         let key = key.as_bytes();
         let w = Words::of(key);

@@ -314,6 +314,8 @@ type RecordView<'a> = (
 /// Per-record slots, reused across records.
 struct State<'a> {
     vals: Vec<Val<'a>>,
+    /// The slots of `vals` set to a value ([`State::set`]).
+    set: Vec<u32>,
     present: Vec<bool>,
     unknown: Vec<(String, &'a str)>,
     /// Free-form leaves with indicators whose string values the reader noted, each with its
@@ -327,6 +329,7 @@ impl<'a> State<'a> {
     fn new(plan: &Plan) -> Self {
         State {
             vals: vec![Val::Null; plan.leaves.len()],
+            set: Vec::with_capacity(plan.leaves.len()),
             present: vec![false; plan.structs],
             unknown: Vec::new(),
             blobs: Vec::new(),
@@ -334,8 +337,20 @@ impl<'a> State<'a> {
         }
     }
 
+    /// Leaf `i`'s value for this record.
+    #[inline]
+    fn set(&mut self, i: usize, v: Val<'a>) {
+        if !matches!(v, Val::Null) {
+            self.set.push(i as u32);
+        }
+        self.vals[i] = v;
+    }
+
     fn reset(&mut self) {
-        self.vals.iter_mut().for_each(|v| *v = Val::Null);
+        // Only the slots set since the last reset (most of a record's leaves are absent).
+        for i in self.set.drain(..) {
+            self.vals[i as usize] = Val::Null;
+        }
         self.present.iter_mut().for_each(|p| *p = false);
         self.unknown.clear();
         self.blobs.clear();
@@ -412,8 +427,9 @@ impl<'de, 'p, 's> Visitor<'de> for NodeSeed<'p, 's, 'de> {
                         continue;
                     }
                     let leaf = &plan.leaves[*i];
-                    st.vals[*i] = convert(&leaf.kind, raw)
+                    let v = convert(&leaf.kind, raw)
                         .map_err(|e| de::Error::custom(format!("field {}: {e}", leaf.name)))?;
+                    st.set(*i, v);
                 }
                 Some(Child::Node(n)) => map.next_value_seed(NodeSeed {
                     plan,
@@ -766,7 +782,8 @@ impl JsonParser {
             ));
         };
         if let Some(u) = self.plan.unknown {
-            st.vals[u] = unknown_json(&st.unknown);
+            let v = unknown_json(&st.unknown);
+            st.set(u, v);
         }
         // The record is whole: append it.
         for (b, v) in out.leaves.iter_mut().zip(&st.vals) {

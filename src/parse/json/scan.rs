@@ -343,7 +343,8 @@ impl<'a> Scan<'a> {
             self.eat(b':')?;
             match node.keys.get(&key) {
                 Some(Child::Leaf(i)) if matches!(st.vals[*i], Val::Null) => {
-                    st.vals[*i] = self.leaf(&plan.leaves[*i], *i, st)?;
+                    let v = self.leaf(&plan.leaves[*i], *i, st)?;
+                    st.set(*i, v);
                 }
                 Some(Child::Node(n)) => self.node(plan, n, st)?,
                 // Not in the schema, or a leaf seen before.
