@@ -1,7 +1,10 @@
 //! Fuzz the JSON parser with the CloudTrail schema: any bytes, read as a whole document or as
 //! lines, or as two documents parsed together (`Parser::parse_documents`, as small deliveries
 //! are), must parse without panicking, and every record seen must end up as a row or a
-//! quarantined item; the two documents count what each parsed alone counts.
+//! quarantined item; the two documents count what each parsed alone counts. Read as one
+//! record, the bytes must give the record reader and serde's visitors the same values and
+//! indicators, or be rejected by both (`JsonParser::readers_agree`): the reader declines what
+//! it is not sure of and serde reads it then, so a difference is a record read wrong.
 //!
 //!     cargo +nightly fuzz run cloudtrail
 #![no_main]
@@ -31,6 +34,9 @@ fn check(p: Parsed) -> u64 {
 fuzz_target!(|data: &[u8]| {
     let src = SourceInfo { id: "00000000000000000000000000000000".into(), label: "fuzz".into() };
     let p = parser();
+    if let Ok(text) = std::str::from_utf8(data) {
+        assert!(p.readers_agree(text), "{text:?}");
+    }
     let _ = p.whole_document(data);
     let _ = p.detect_score(data);
     check(p.parse_document(data, &src, 0).expect("only Arrow errors fail"));
