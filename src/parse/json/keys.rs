@@ -7,6 +7,8 @@
 //! eight bytes are lower-cased as two words (SWAR), hashed, and compared as words with the
 //! stored key's: a key of up to 16 bytes is matched in a few instructions.
 
+use super::scan::{HIGHS, ONES};
+
 /// Keys (stored lower case) with their values, in an open-addressed table at most half full.
 #[derive(Debug)]
 pub(super) struct Keys<V> {
@@ -30,9 +32,6 @@ impl<V> Default for Keys<V> {
         }
     }
 }
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Up to 8 bytes, little-endian, zero-padded.
 #[inline(always)]

@@ -326,7 +326,7 @@ fn release(v: Val<'_>) {
 struct State<'a> {
     vals: Vec<Val<'a>>,
     /// The slots of `vals` set to a value ([`State::set`]).
-    set: Vec<u32>,
+    filled: Vec<u32>,
     present: Vec<bool>,
     unknown: Vec<(String, &'a str)>,
     /// Free-form leaves with indicators whose string values the reader noted, each with its
@@ -340,7 +340,7 @@ impl<'a> State<'a> {
     fn new(plan: &Plan) -> Self {
         State {
             vals: vec![Val::Null; plan.leaves.len()],
-            set: Vec::with_capacity(plan.leaves.len()),
+            filled: Vec::with_capacity(plan.leaves.len()),
             present: vec![false; plan.structs],
             unknown: Vec::new(),
             blobs: Vec::new(),
@@ -352,14 +352,14 @@ impl<'a> State<'a> {
     #[inline]
     fn set(&mut self, i: usize, v: Val<'a>) {
         if !matches!(v, Val::Null) {
-            self.set.push(i as u32);
+            self.filled.push(i as u32);
         }
         release(std::mem::replace(&mut self.vals[i], v));
     }
 
     fn reset(&mut self) {
         // Only the slots set since the last reset (most of a record's leaves are absent).
-        for i in self.set.drain(..) {
+        for i in self.filled.drain(..) {
             release(std::mem::replace(&mut self.vals[i as usize], Val::Null));
         }
         self.present.iter_mut().for_each(|p| *p = false);
@@ -765,15 +765,7 @@ impl JsonParser {
         if scan::Scan::new(text).record(&self.plan, st).is_err() {
             // serde reads what the scanner declines, and says what is wrong with it.
             st.reset();
-            let mut de = serde_json::Deserializer::from_str(text);
-            NodeSeed {
-                plan: &self.plan,
-                node: &self.plan.root,
-                st: &mut *st,
-            }
-            .deserialize(&mut de)
-            .map_err(|e| e.to_string())?;
-            de.end().map_err(|e| e.to_string())?;
+            self.read_serde(text, st)?;
         }
         self.append(st, out).map_err(|why| {
             if text.trim_start().starts_with('{') {
@@ -782,6 +774,19 @@ impl JsonParser {
                 "not a JSON object".into()
             }
         })
+    }
+
+    /// `text`, one record, read into `st` by serde's visitors ([`NodeSeed`]), or serde's
+    /// word on what is wrong with it.
+    fn read_serde<'a>(&self, text: &'a str, st: &mut State<'a>) -> Result<(), String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let seed = NodeSeed {
+            plan: &self.plan,
+            node: &self.plan.root,
+            st,
+        };
+        seed.deserialize(&mut de).map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())
     }
 
     /// Append a record read into `st`, or say why it cannot be (it has no event time).
@@ -1201,13 +1206,7 @@ impl JsonParser {
         let fast =
             (scan::Scan::new(text).record(&self.plan, &mut fast).is_ok()).then(|| view(fast));
         let mut slow = State::new(&self.plan);
-        let mut de = serde_json::Deserializer::from_str(text);
-        let seed = NodeSeed {
-            plan: &self.plan,
-            node: &self.plan.root,
-            st: &mut slow,
-        };
-        let read = seed.deserialize(&mut de).is_ok() && de.end().is_ok();
+        let read = self.read_serde(text, &mut slow).is_ok();
         (fast, read.then(|| view(slow)))
     }
 

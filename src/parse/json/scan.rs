@@ -27,8 +27,9 @@ type Res<T> = Result<T, Declined>;
 /// How deep free-form values may nest before the reader declines (serde_json skips any depth).
 pub(super) const DEPTH: u32 = 100;
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
+/// A byte of 1 in each byte of a word, and each byte's high bit (SWAR; `keys` uses them too).
+pub(super) const ONES: u64 = 0x0101_0101_0101_0101;
+pub(super) const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of each zero byte of `x`; exact up to the lowest one (borrows run upwards).
 #[inline]
@@ -367,7 +368,7 @@ impl<'a> Scan<'a> {
     fn leaf(&mut self, leaf: &Leaf, id: usize, st: &mut State<'a>) -> Res<Val<'a>> {
         let start = self.i;
         match (self.peek(), &leaf.kind) {
-            (Some(b'n'), _) => self.literal(b"null")?,
+            (Some(b'n'), _) => return self.literal(b"null").map(|()| Val::Null),
             (_, Kind::Json) if !leaf.indicators.is_empty() => {
                 let from = st.strings.len();
                 let strings = &mut st.strings;
