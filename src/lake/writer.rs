@@ -31,6 +31,7 @@ use arrow::compute::{interleave, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use object_store::path::Path;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -794,7 +795,7 @@ pub(super) fn encode_groups(
     use parquet::arrow::arrow_writer::compute_leaves;
     use rayon::prelude::*;
 
-    let (mut file, factory) =
+    let (mut file, _) =
         ArrowWriter::try_new(out, schema.clone(), Some(props.clone()))?.into_serialized_writer()?;
     // Parquet leaf columns per Arrow field (a struct has one per member).
     let mut leaves = vec![0usize; schema.fields().len()];
@@ -831,16 +832,13 @@ pub(super) fn encode_groups(
         .iter()
         .map(|sels| sels.iter().map(|_| std::sync::OnceLock::new()).collect())
         .collect();
-    let mut tasks = Vec::with_capacity(groups.len() * leaves.len());
-    for g in 0..groups.len() {
-        let mut writers = factory.create_column_writers(g)?.into_iter();
-        for (f, &n) in leaves.iter().enumerate() {
-            tasks.push((g, f, writers.by_ref().take(n).collect::<Vec<_>>()));
-        }
-    }
+    let fallback = FieldWriters::new(schema, &props);
+    let tasks: Vec<(usize, usize)> = (0..groups.len())
+        .flat_map(|g| (0..leaves.len()).map(move |f| (g, f)))
+        .collect();
     let chunks: Vec<Vec<Encoded>> = tasks
         .into_par_iter()
-        .map(|(g, f, mut writers)| -> Result<Vec<Encoded>> {
+        .map(|(g, f)| -> Result<Vec<Encoded>> {
             let sels = &groups[g];
             let field = schema.field(f);
             let chunk = match own[f] {
@@ -857,6 +855,7 @@ pub(super) fn encode_groups(
             if let Some(chunk) = chunk {
                 return Ok(vec![Encoded::Own(chunk)]);
             }
+            let mut writers = fallback.writers(f, g)?;
             for (sel, plan) in sels.iter().zip(&plans[g]) {
                 let mut column = plan.get_or_init(|| Gather::new(sel)).column(batches, f)?;
                 // A column the parser interned, where `dict_column` did not write it (its
@@ -891,6 +890,44 @@ pub(super) fn encode_groups(
     }
     file.close()?;
     Ok(())
+}
+
+/// parquet-rs column writers for one field of a file's schema, made when a column chunk needs
+/// them: [`ArrowRowGroupWriterFactory::create_column_writers`] makes a writer for every column
+/// of its schema, each with a zstd compression and decompression context, while this crate's
+/// writers encode most columns (measured: creating those contexts was 1.2% of an ingest with
+/// rules, whose match files are many and small). A factory over a schema of the field alone
+/// makes the same writers: a top-level field's leaves have the same paths and levels there.
+struct FieldWriters<'a> {
+    schema: &'a SchemaRef,
+    props: &'a WriterProperties,
+    factories: Vec<std::sync::OnceLock<ArrowRowGroupWriterFactory>>,
+}
+
+impl<'a> FieldWriters<'a> {
+    fn new(schema: &'a SchemaRef, props: &'a WriterProperties) -> Self {
+        let factories = schema.fields().iter().map(|_| Default::default()).collect();
+        FieldWriters {
+            schema,
+            props,
+            factories,
+        }
+    }
+
+    /// Writers for the leaves of field `f` in row group `g`.
+    fn writers(&self, f: usize, g: usize) -> Result<Vec<ArrowColumnWriter>> {
+        let factory = match self.factories[f].get() {
+            Some(factory) => factory,
+            None => {
+                let one = Arc::new(Schema::new(vec![self.schema.field(f).clone()]));
+                let (_, made) =
+                    ArrowWriter::try_new(std::io::sink(), one, Some(self.props.clone()))?
+                        .into_serialized_writer()?;
+                self.factories[f].get_or_init(|| made)
+            }
+        };
+        Ok(factory.create_column_writers(g)?)
+    }
 }
 
 /// Which of this crate's column writers encodes a column.
