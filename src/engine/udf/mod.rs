@@ -185,6 +185,27 @@ fn map_pred(
             v.map(|s| f(&s)),
         )));
     }
+    // A dictionary of no more values than rows (as parsers intern them): each value once, and
+    // each row its key's answer, instead of a copy of every row's string matched row by row.
+    if let ColumnarValue::Array(a) = arg
+        && let Some(d) = a.as_dictionary_opt::<arrow::datatypes::Int32Type>()
+        && let Some(values) = d.values().as_string_opt::<i32>()
+        && values.len() <= a.len()
+    {
+        let answers = arrow::buffer::BooleanBuffer::collect_bool(values.len(), |i| {
+            // SAFETY: i < values.len(); NULL slots hold an empty (valid) string.
+            f(unsafe { values.value_unchecked(i) })
+        });
+        let keys = d.keys().values();
+        // (The key of a NULL row may be anything: such rows answer false, under the mask.)
+        let out = arrow::buffer::BooleanBuffer::collect_bool(keys.len(), |r| {
+            answers.len() > keys[r] as usize && answers.value(keys[r] as usize)
+        });
+        return Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
+            out,
+            d.logical_nulls(),
+        ))));
+    }
     let a = strings(arg, rows)?;
     let values = arrow::buffer::BooleanBuffer::collect_bool(a.len(), |i| {
         // SAFETY: i < a.len(); NULL slots hold an empty (valid) string.
@@ -201,4 +222,50 @@ fn expect_args(name: &str, args: &[ColumnarValue], n: usize) -> DfResult<()> {
         return exec_err!("{name} takes {n} argument(s), got {}", args.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int32Array};
+    use arrow::datatypes::Int32Type;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Over a dictionary, `map_pred` answers as over the same strings decoded, NULLs (in
+        /// the keys or the values) included, whatever a NULL row's key holds.
+        #[test]
+        fn map_pred_on_a_dictionary_is_map_pred_on_its_strings(
+            values in proptest::collection::vec(proptest::option::weighted(0.9, "[ab]{0,3}"), 1..6),
+            rows in proptest::collection::vec(proptest::option::weighted(0.8, 0usize..100), 0..40),
+        ) {
+            let n = values.len();
+            let keys = Int32Array::from_iter(rows.iter().map(|r| r.map(|k| (k % n) as i32)));
+            // A NULL row's key set past the values, as a writer may leave it.
+            let (_, keys_buf, nulls) = keys.into_parts();
+            let keys_buf: Vec<i32> = keys_buf
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| if rows[i].is_none() { 1000 } else { k })
+                .collect();
+            let keys = Int32Array::new(keys_buf.into(), nulls);
+            let dict = DictionaryArray::<Int32Type>::try_new(
+                keys,
+                Arc::new(StringArray::from(values.clone())),
+            )
+            .unwrap();
+            let rows_n = dict.len();
+            let plain: ArrayRef = arrow::compute::cast(&dict, &DataType::Utf8).unwrap();
+            let pred = |s: &str| s.starts_with('a');
+            let got = map_pred(&ColumnarValue::Array(Arc::new(dict)), rows_n, pred)
+                .unwrap()
+                .into_array(rows_n)
+                .unwrap();
+            let want = map_pred(&ColumnarValue::Array(plain), rows_n, pred)
+                .unwrap()
+                .into_array(rows_n)
+                .unwrap();
+            prop_assert_eq!(got.as_ref(), want.as_ref());
+        }
+    }
 }
