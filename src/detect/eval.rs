@@ -141,6 +141,7 @@ impl CompiledRule {
             is_bool,
         )
         .map_err(|m| rule.error(format!("Condition: {m}")))?;
+        let condition = super::per_value::rewrite(condition, &projected)?;
         let title = rule
             .title
             .as_deref()

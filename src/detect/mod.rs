@@ -2,6 +2,7 @@
 //!
 //! - [`rule`]: rule files (`queries/rules/*.yml`) — the model, parameters, loading.
 //! - [`eval`]: rules compiled to DataFusion physical expressions, evaluated per batch.
+//! - [`per_value`]: condition parts over dictionary columns evaluated per distinct value.
 //! - [`alert`]: hits → alerts (dedup windows, thresholds), stored with the transaction.
 //! - [`sink`]: the outbox and destinations (stdout, file, webhook).
 //! - [`matches`](mod@matches): rule-match rows for `panther_rule_matches.<table>`.
@@ -15,6 +16,7 @@ pub mod alert;
 pub mod cron;
 pub mod eval;
 pub mod matches;
+pub mod per_value;
 pub mod replay;
 pub mod rule;
 pub mod schedule;
