@@ -528,6 +528,7 @@ impl TypeDetector {
     /// JSON type), or the record each JSON type reads is whole in it
     /// ([`JsonParser::detect_settled`]).
     pub fn settled(&self, head: &[u8]) -> bool {
+        let head = crate::parse::strip_bom(head);
         self.settled_by_first_line(head)
             || (self.types.iter())
                 .all(|(_, json)| json.as_ref().is_none_or(|p| p.detect_settled(head)))
@@ -551,6 +552,7 @@ impl TypeDetector {
     /// records) with every key a JSON log type's `detect` lists; when several JSON types fit,
     /// the one that lists the most keys wins.
     pub fn detect(&self, head: &[u8]) -> Result<Arc<LogSchema>> {
+        let head = crate::parse::strip_bom(head);
         let line = crate::parse::lines(head, 1)
             .map(|(_, l)| l)
             .find(|l| !crate::parse::is_blank(l));
@@ -994,7 +996,7 @@ fn read_sources(
             });
             pack_data.len() < chunk_bytes || flush_pack(pack, pack_data, docs)
         };
-        if parsers[i].whole_document(&head) {
+        if parsers[i].whole_document(crate::parse::strip_bom(&head)) {
             drop(reader);
             // A small file, decompressed here: its records go into one batch with its
             // neighbours' (`Parser::parse_documents`), like small files' lines.
@@ -1223,14 +1225,19 @@ fn parse_parts(
         let (source, _) = &group[part.src];
         vec![match source::decompress(data.into_vec()) {
             Ok(doc) => {
-                (parser.parse_document(&doc, &source.info, parse_time)).map_err(TxnError::Other)
+                let doc = crate::parse::strip_bom(&doc);
+                (parser.parse_document(doc, &source.info, parse_time)).map_err(TxnError::Other)
             }
             Err(e) => Err(TxnError::Source(part.src, source.io_error(e))),
         }]
     } else {
         let parts: Vec<crate::parse::Part<'_>> = (chunk_parts.iter())
             .map(|part| crate::parse::Part {
-                text: &data[part.start..part.end],
+                // A file's start (its first line) may carry a byte-order mark.
+                text: match part.first_line {
+                    1 => crate::parse::strip_bom(&data[part.start..part.end]),
+                    _ => &data[part.start..part.end],
+                },
                 first_line: part.first_line,
                 source: &group[part.src].0.info,
             })

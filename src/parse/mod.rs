@@ -135,6 +135,15 @@ pub trait Parser: Send + Sync {
     }
 }
 
+/// The UTF-8 byte-order mark some Windows tools write at the start of a text file.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// `text` (the start of a file) without a leading UTF-8 byte-order mark: logs are read as
+/// text, and the mark is not part of the first line or record.
+pub fn strip_bom(text: &[u8]) -> &[u8] {
+    text.strip_prefix(BOM).unwrap_or(text)
+}
+
 /// The parser a log-type schema names.
 pub fn parser_for(schema: Arc<LogSchema>) -> Result<Arc<dyn Parser>> {
     Ok(match schema.parser {

@@ -317,3 +317,71 @@ fn a_custom_schema_ingests_with_no_code_change() {
          AND json_get(extra, 'requestClaims.accessKey') IS NOT NULL");
     assert_eq!(extra.lines().nth(1), Some("24"), "{extra}");
 }
+
+#[test]
+fn files_starting_with_a_byte_order_mark_are_read_as_text() {
+    // Windows tools write a UTF-8 byte-order mark at the start of text files; AWS does not.
+    // Such files are detected and read like any other, on every read path.
+    const BOM: &str = "\u{feff}";
+    let t = TestLake::new();
+    // A request id of 64 scrambled hex digits: the gzip file below stays larger than a head.
+    let record = |i: usize| {
+        let id: String = (0..4u64)
+            .map(|k| {
+                format!(
+                    "{:016x}",
+                    (i as u64 * 4 + k).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"eventVersion\":\"1.08\",\"eventTime\":\"2020-05-12T10:{:02}:{:02}Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\",\"requestID\":\"{id}\"}}",
+            i / 60 % 60,
+            i % 60
+        )
+    };
+    // A small delivery (read whole, parsed with its neighbours).
+    std::fs::create_dir_all(t.path("in")).unwrap();
+    std::fs::write(
+        t.path("in/small.json"),
+        format!("{BOM}{{\"Records\":[{},{}]}}", record(0), record(1)),
+    )
+    .unwrap();
+    // A gzip delivery larger than a head (decompressed whole on a parser thread).
+    let many: Vec<String> = (2..3002).map(record).collect();
+    gzip(
+        &t.path("in/large.json.gz"),
+        &format!("{BOM}{{\"Records\":[{}]}}", many.join(",")),
+    );
+    assert!(std::fs::metadata(t.path("in/large.json.gz")).unwrap().len() > 64 << 10);
+    // JSON lines (one record per line).
+    std::fs::write(
+        t.path("in/events.jsonl"),
+        format!("{BOM}{}\n{}\n", record(3002), record(3003)),
+    )
+    .unwrap();
+    // An access log.
+    let sample = repo("data/s3-access-logs/2020-05-05-23-59-59-80F5636AD37F0125");
+    let log = std::fs::read_to_string(&sample).unwrap();
+    std::fs::write(t.path("in/access.log"), format!("{BOM}{log}")).unwrap();
+    let out = t.ok(&["ingest", "--no-progress", t.path("in").to_str().unwrap()]);
+    let lines = log.lines().count();
+    assert_eq!(
+        line(&out, "lines:"),
+        format!(
+            "lines: {} read = {} rows written + 0 quarantined",
+            3004 + lines,
+            3004 + lines
+        ),
+        "{out}"
+    );
+    let n = t.csv("SELECT count(DISTINCT requestid) FROM panther_logs.aws_cloudtrail");
+    assert_eq!(n.lines().nth(1), Some("3004"), "{n}");
+    // The first access-log line kept its first field whole.
+    let first: Vec<&str> = log.lines().next().unwrap().split(' ').collect();
+    let n = t.csv(&format!(
+        "SELECT bucketowner FROM panther_logs.aws_s3serveraccess WHERE requestid = '{}'",
+        first[6]
+    ));
+    assert_eq!(n.lines().nth(1), Some(first[0]), "{n}");
+}

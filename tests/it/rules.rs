@@ -360,9 +360,10 @@ fn rule_tests_and_eval_through_the_binary() {
     );
 
     let events = t.path("events.jsonl");
+    // (Starting with a byte-order mark, as Windows tools save text.)
     std::fs::write(
         &events,
-        "{\"bucket\": \"b\", \"httpStatus\": 403, \"operation\": \"REST.GET.OBJECT\", \"ciphersuite\": \"x\", \"tlsVersion\": \"TLSv1.2\", \"remoteip\": \"10.0.0.1\"}\n\
+        "\u{feff}{\"bucket\": \"b\", \"httpStatus\": 403, \"operation\": \"REST.GET.OBJECT\", \"ciphersuite\": \"x\", \"tlsVersion\": \"TLSv1.2\", \"remoteip\": \"10.0.0.1\"}\n\
          \n\
          {\"bucket\": \"b\", \"httpstatus\": 200, \"remoteip\": \"10.0.0.1\", \"ciphersuite\": \"x\", \"tlsversion\": \"TLSv1.2\"}\n",
     )
