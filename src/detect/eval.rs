@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
-use arrow::compute::{cast, filter_record_batch, prep_null_mask_filter};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, RecordBatch, StringArray};
+use arrow::compute::{FilterBuilder, cast, prep_null_mask_filter};
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::simplify::SimplifyContext;
@@ -199,7 +199,7 @@ impl CompiledRule {
         if mask.true_count() == 0 {
             return Ok(None);
         }
-        let rows = filter_record_batch(batch, mask)?;
+        let rows = filter_rows(batch, mask)?;
         let n = rows.num_rows();
         let titles = match &self.title {
             Some(e) => strings_or(e.evaluate(&rows)?.into_array(n)?, &self.rule.id)?,
@@ -221,6 +221,79 @@ impl CompiledRule {
             context,
         }))
     }
+}
+
+/// The rows of `batch` that `mask` (no NULLs: [`null_as_false`]) selects, as
+/// `filter_record_batch` gives them. Lists of strings (the indicator columns) are copied run by
+/// run of selected rows here: Arrow filters lists through `MutableArrayData`, a call per run
+/// and per child buffer (with the default rules, 60% of the filter's instructions went there).
+fn filter_rows(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatch> {
+    let predicate = FilterBuilder::new(mask).optimize().build();
+    let columns = (batch.columns().iter())
+        .map(|c| match c.as_list_opt::<i32>() {
+            Some(list)
+                if mask.null_count() == 0 && list.values().as_string_opt::<i32>().is_some() =>
+            {
+                Ok(Arc::new(filter_string_lists(list, mask)) as ArrayRef)
+            }
+            _ => predicate.filter(c),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(predicate.count())),
+    )?)
+}
+
+/// The rows of `list` (a list of strings) that `mask` (without NULLs) selects: offsets,
+/// strings and validity copied a run of selected rows at a time.
+fn filter_string_lists(list: &ListArray, mask: &BooleanArray) -> ListArray {
+    use arrow::array::BooleanBufferBuilder;
+    use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+    let strings = list.values().as_string::<i32>();
+    let (offsets, string_offsets) = (list.value_offsets(), strings.value_offsets());
+    let rows = mask.true_count();
+    let mut new_offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+    new_offsets.push(0);
+    let mut new_string_offsets: Vec<i32> = vec![0];
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut list_nulls = list.nulls().map(|_| BooleanBufferBuilder::new(rows));
+    let mut string_nulls = strings.nulls().map(|_| BooleanBufferBuilder::new(0));
+    for (start, end) in arrow::compute::SlicesIterator::new(mask) {
+        let (first, last) = (offsets[start] as usize, offsets[end] as usize);
+        let shift = new_offsets[new_offsets.len() - 1] - offsets[start];
+        new_offsets.extend(offsets[start + 1..=end].iter().map(|o| o + shift));
+        let (from, to) = (string_offsets[first], string_offsets[last]);
+        let shift = new_string_offsets[new_string_offsets.len() - 1] - from;
+        new_string_offsets.extend(string_offsets[first + 1..=last].iter().map(|o| o + shift));
+        bytes.extend_from_slice(&strings.value_data()[from as usize..to as usize]);
+        if let (Some(b), Some(n)) = (list_nulls.as_mut(), list.nulls()) {
+            b.append_buffer(&n.inner().slice(start, end - start));
+        }
+        if let (Some(b), Some(n)) = (string_nulls.as_mut(), strings.nulls()) {
+            b.append_buffer(&n.inner().slice(first, last - first));
+        }
+    }
+    let field = match list.data_type() {
+        DataType::List(f) => Arc::clone(f),
+        _ => unreachable!("a list array"),
+    };
+    // SAFETY: offsets taken from valid arrays, shifted to start at 0 and still ascending;
+    // the bytes are whole strings of a valid string array, cut at its offsets.
+    let strings = unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new_unchecked(ScalarBuffer::from(new_string_offsets)),
+            bytes.into(),
+            string_nulls.map(|mut b| NullBuffer::new(b.finish())),
+        )
+    };
+    ListArray::new(
+        field,
+        OffsetBuffer::new(ScalarBuffer::from(new_offsets)),
+        Arc::new(strings),
+        list_nulls.map(|mut b| NullBuffer::new(b.finish())),
+    )
 }
 
 fn with_hint(e: Error, hint: &str) -> Error {
@@ -621,6 +694,48 @@ mod tests {
     use arrow::datatypes::Field;
 
     proptest::proptest! {
+        /// `filter_rows` gives what `filter_record_batch` gives, for lists of strings with
+        /// NULL lists and NULL items, sliced or not, and the other columns.
+        #[test]
+        fn filter_rows_is_filter_record_batch(
+            rows in proptest::collection::vec(
+                (
+                    proptest::option::weighted(0.8, proptest::collection::vec(
+                        proptest::option::weighted(0.9, "[a-c]{0,4}"), 0..4)),
+                    proptest::bool::ANY,
+                ),
+                0..60,
+            ),
+            cut in 0usize..8,
+        ) {
+            use arrow::array::{ListBuilder, StringBuilder};
+            let mut lists = ListBuilder::new(StringBuilder::new());
+            for (list, _) in &rows {
+                match list {
+                    Some(items) => {
+                        for i in items {
+                            lists.values().append_option(i.as_deref());
+                        }
+                        lists.append(true);
+                    }
+                    None => lists.append(false),
+                }
+            }
+            let lists: ArrayRef = Arc::new(lists.finish());
+            let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows.len() as i64));
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("l", lists.data_type().clone(), true),
+                Field::new("id", DataType::Int64, false),
+            ]));
+            let batch = RecordBatch::try_new(schema, vec![lists, ids]).unwrap();
+            let cut = cut.min(batch.num_rows());
+            let batch = batch.slice(cut, batch.num_rows() - cut);
+            let mask = BooleanArray::from_iter(rows[cut..].iter().map(|(_, keep)| Some(*keep)));
+            let want = arrow::compute::filter_record_batch(&batch, &mask).unwrap();
+            let got = filter_rows(&batch, &mask).unwrap();
+            proptest::prop_assert_eq!(got, want);
+        }
+
         /// Context strings are written as serde_json writes them, escapes and all.
         #[test]
         fn json_strings_are_serde_jsons(s in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}]){0,40}") {
