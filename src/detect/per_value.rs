@@ -260,13 +260,31 @@ impl PhysicalExpr for PerValue {
     }
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.original.fmt_sql(f)
+        self.parenthesized(f, |f, e| e.fmt_sql(f))
+    }
+}
+
+impl PerValue {
+    /// The expression as written, in parentheses when it is a binary one: a parent `AND`
+    /// parenthesizes only sides it knows to be `OR`s.
+    fn parenthesized(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        write: impl Fn(&mut fmt::Formatter<'_>, &Arc<dyn PhysicalExpr>) -> fmt::Result,
+    ) -> fmt::Result {
+        if self.original.downcast_ref::<BinaryExpr>().is_some() {
+            f.write_str("(")?;
+            write(f, &self.original)?;
+            f.write_str(")")
+        } else {
+            write(f, &self.original)
+        }
     }
 }
 
 impl fmt::Display for PerValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.original)
+        self.parenthesized(f, |f, e| write!(f, "{e}"))
     }
 }
 
@@ -382,6 +400,15 @@ mod tests {
             let e = rewrite(compiled(sql), &schema()).unwrap();
             assert_eq!(has_per_value(&e), expected, "{sql}: {e}");
         }
+    }
+
+    #[test]
+    fn a_rewritten_part_is_shown_as_it_binds() {
+        let e = rewrite(compiled(CONDITIONS[0].0), &schema()).unwrap();
+        let shown = e.to_string();
+        let tail =
+            "AND (requester@2 IS NULL OR CAST(requester@2 AS Utf8) NOT LIKE arn:aws:iam::1%)";
+        assert!(shown.ends_with(tail), "{shown}");
     }
 
     #[test]
