@@ -330,6 +330,13 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
         Str(&'a StringArray),
         /// A dictionary of strings (the parser interns repeated values): keys, values.
         Dict(&'a [i32], &'a StringArray),
+        /// A dictionary of no more values than rows: keys, and each value written as a JSON
+        /// string once (`offsets` into `text`), copied for each row of it.
+        Written {
+            keys: &'a [i32],
+            offsets: Vec<usize>,
+            text: Vec<u8>,
+        },
         /// Written as is (numbers, booleans).
         Bare(ArrayFormatter<'a>),
         /// Written as a JSON string (timestamps).
@@ -342,7 +349,23 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
             DataType::Utf8 => Col::Str(a.as_string::<i32>()),
             t if *t == crate::engine::dict_scan::dictionary_type() => {
                 let d = a.as_dictionary::<Int32Type>();
-                Col::Dict(d.keys().values(), d.values().as_string::<i32>())
+                let values = d.values().as_string::<i32>();
+                if values.len() <= batch.num_rows() {
+                    let mut text = Vec::with_capacity(values.value_data().len() + 2 * values.len());
+                    let mut offsets = Vec::with_capacity(values.len() + 1);
+                    offsets.push(0);
+                    for i in 0..values.len() {
+                        push_json_str(&mut text, values.value(i));
+                        offsets.push(text.len());
+                    }
+                    Col::Written {
+                        keys: d.keys().values(),
+                        offsets,
+                        text,
+                    }
+                } else {
+                    Col::Dict(d.keys().values(), values)
+                }
             }
             t if t.is_integer() || matches!(t, DataType::Boolean) => {
                 Col::Bare(ArrayFormatter::try_new(a.as_ref(), &opts)?)
@@ -368,6 +391,10 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
                     (o[n] - o[0]) as usize
                 }
                 // (Keys of NULL rows may be anything.)
+                Col::Written { keys, offsets, .. } => (keys.iter())
+                    .filter(|&&k| (k as usize) + 1 < offsets.len())
+                    .map(|&k| offsets[k as usize + 1] - offsets[k as usize])
+                    .sum(),
                 Col::Dict(keys, values) => (keys.iter())
                     .filter(|&&k| (k as usize) < values.len())
                     .map(|&k| values.value_length(k as usize) as usize)
@@ -398,6 +425,14 @@ pub fn context_json(batch: &RecordBatch) -> Result<StringArray> {
             match col {
                 Col::Str(s) => push_json_str(&mut buf, s.value(r)),
                 Col::Dict(keys, values) => push_json_str(&mut buf, values.value(keys[r] as usize)),
+                Col::Written {
+                    keys,
+                    offsets,
+                    text,
+                } => {
+                    let k = keys[r] as usize;
+                    buf.extend_from_slice(&text[offsets[k]..offsets[k + 1]]);
+                }
                 Col::Bare(f) => {
                     use std::io::Write;
                     write!(buf, "{}", f.value(r)).map_err(io)?
@@ -757,6 +792,11 @@ mod tests {
             Field::new("ok", DataType::Boolean, true),
             Field::new("time", crate::schema::TIMESTAMP, true),
             Field::new("owner", crate::engine::dict_scan::dictionary_type(), true),
+            Field::new(
+                "requester",
+                crate::engine::dict_scan::dictionary_type(),
+                true,
+            ),
         ]));
         let b = RecordBatch::try_new(
             schema,
@@ -779,6 +819,14 @@ mod tests {
                     arrow::array::DictionaryArray::try_new(
                         Int32Array::from(vec![Some(1), Some(1), None]),
                         Arc::new(StringArray::from(vec!["unused", "o\"wner"])),
+                    )
+                    .unwrap(),
+                ),
+                // More values than rows (a filtered batch keeps its dictionary whole).
+                Arc::new(
+                    arrow::array::DictionaryArray::try_new(
+                        Int32Array::from(vec![Some(2), None, Some(3)]),
+                        Arc::new(StringArray::from(vec!["a", "b", "c\"\\", "d\u{1}"])),
                     )
                     .unwrap(),
                 ),
