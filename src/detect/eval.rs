@@ -234,7 +234,7 @@ fn filter_rows(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatch> 
             Some(list)
                 if mask.null_count() == 0 && list.values().as_string_opt::<i32>().is_some() =>
             {
-                Ok(Arc::new(filter_string_lists(list, mask)) as ArrayRef)
+                Ok(Arc::new(filter_string_lists(list, mask, &predicate)?) as ArrayRef)
             }
             _ => predicate.filter(c),
         })
@@ -246,9 +246,14 @@ fn filter_rows(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatch> 
     )?)
 }
 
-/// The rows of `list` (a list of strings) that `mask` (without NULLs) selects: offsets,
-/// strings and validity copied a run of selected rows at a time.
-fn filter_string_lists(list: &ListArray, mask: &BooleanArray) -> ListArray {
+/// The rows of `list` (a list of strings) that `mask` (without NULLs, built into `predicate`)
+/// selects: offsets and strings copied a run of selected rows at a time, the lists' validity
+/// filtered whole.
+fn filter_string_lists(
+    list: &ListArray,
+    mask: &BooleanArray,
+    predicate: &arrow::compute::FilterPredicate,
+) -> std::result::Result<ListArray, arrow::error::ArrowError> {
     use arrow::array::BooleanBufferBuilder;
     use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
     let strings = list.values().as_string::<i32>();
@@ -258,7 +263,13 @@ fn filter_string_lists(list: &ListArray, mask: &BooleanArray) -> ListArray {
     new_offsets.push(0);
     let mut new_string_offsets: Vec<i32> = vec![0];
     let mut bytes: Vec<u8> = Vec::new();
-    let mut list_nulls = list.nulls().map(|_| BooleanBufferBuilder::new(rows));
+    let list_nulls = match list.nulls() {
+        Some(n) => {
+            let valid = predicate.filter(&BooleanArray::new(n.inner().clone(), None))?;
+            Some(NullBuffer::new(valid.as_boolean().values().clone()))
+        }
+        None => None,
+    };
     let mut string_nulls = strings.nulls().map(|_| BooleanBufferBuilder::new(0));
     for (start, end) in arrow::compute::SlicesIterator::new(mask) {
         let (first, last) = (offsets[start] as usize, offsets[end] as usize);
@@ -268,11 +279,10 @@ fn filter_string_lists(list: &ListArray, mask: &BooleanArray) -> ListArray {
         let shift = new_string_offsets[new_string_offsets.len() - 1] - from;
         new_string_offsets.extend(string_offsets[first + 1..=last].iter().map(|o| o + shift));
         bytes.extend_from_slice(&strings.value_data()[from as usize..to as usize]);
-        if let (Some(b), Some(n)) = (list_nulls.as_mut(), list.nulls()) {
-            b.append_buffer(&n.inner().slice(start, end - start));
-        }
+        // (Bits copied from the mask's bytes: a sliced buffer would take and drop a reference
+        // per run.)
         if let (Some(b), Some(n)) = (string_nulls.as_mut(), strings.nulls()) {
-            b.append_buffer(&n.inner().slice(first, last - first));
+            b.append_packed_range(n.offset() + first..n.offset() + last, n.validity());
         }
     }
     let field = match list.data_type() {
@@ -288,12 +298,12 @@ fn filter_string_lists(list: &ListArray, mask: &BooleanArray) -> ListArray {
             string_nulls.map(|mut b| NullBuffer::new(b.finish())),
         )
     };
-    ListArray::new(
+    Ok(ListArray::new(
         field,
         OffsetBuffer::new(ScalarBuffer::from(new_offsets)),
         Arc::new(strings),
-        list_nulls.map(|mut b| NullBuffer::new(b.finish())),
-    )
+        list_nulls,
+    ))
 }
 
 fn with_hint(e: Error, hint: &str) -> Error {
