@@ -258,7 +258,7 @@ fn filter_string_lists(
     use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
     let strings = list.values().as_string::<i32>();
     let (offsets, string_offsets) = (list.value_offsets(), strings.value_offsets());
-    let rows = mask.true_count();
+    let rows = predicate.count();
     let mut new_offsets: Vec<i32> = Vec::with_capacity(rows + 1);
     new_offsets.push(0);
     let mut new_string_offsets: Vec<i32> = vec![0];

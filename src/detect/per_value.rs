@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, BooleanArray, DictionaryArray, RecordBatch, UInt32Array};
 use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, FieldRef, Int32Type, Schema};
+use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, Operator, Volatility};
@@ -59,16 +59,15 @@ pub struct PerValue {
     columns: Vec<usize>,
     /// The expression against a batch of only those columns, in that order.
     inner: Arc<dyn PhysicalExpr>,
-    /// Fields of that batch.
-    fields: Vec<FieldRef>,
+    /// The schema of that batch.
+    schema: SchemaRef,
 }
 
 impl PerValue {
     /// A [`PerValue`] for `e`, when `e` is boolean, deterministic, worth it, and reads only
     /// dictionary columns of `schema`.
     pub fn try_new(e: &Arc<dyn PhysicalExpr>, schema: &Schema) -> DfResult<Option<Self>> {
-        let mut columns: Vec<usize> = collect_columns(e).iter().map(Column::index).collect();
-        columns.sort_unstable();
+        let columns = read_columns(e);
         let dictionaries = columns.iter().all(|&c| {
             matches!(schema.field(c).data_type(),
                 DataType::Dictionary(k, _) if **k == DataType::Int32)
@@ -82,27 +81,25 @@ impl PerValue {
         {
             return Ok(None);
         }
-        let fields = columns
-            .iter()
-            .map(|&c| Arc::new(schema.field(c).clone().with_nullable(true)))
-            .collect();
+        let distinct = Arc::new(Schema::new(
+            (columns.iter())
+                .map(|&c| schema.field(c).clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
         let parts = (e.children().into_iter())
             .map(|c| rewrite(Arc::clone(c), schema))
             .collect::<DfResult<_>>()?;
         let fallback = Arc::clone(e).with_new_children(parts)?;
-        Self::with_fields(Arc::clone(e), fallback, fields).map(Some)
+        Self::with_schema(Arc::clone(e), fallback, distinct).map(Some)
     }
 
-    fn with_fields(
+    /// `original` evaluated per value on batches of `schema` (its columns, in order).
+    fn with_schema(
         original: Arc<dyn PhysicalExpr>,
         fallback: Arc<dyn PhysicalExpr>,
-        fields: Vec<FieldRef>,
+        schema: SchemaRef,
     ) -> DfResult<Self> {
-        let mut columns: Vec<usize> = collect_columns(&original)
-            .iter()
-            .map(Column::index)
-            .collect();
-        columns.sort_unstable();
+        let columns = read_columns(&original);
         let inner = Arc::clone(&original)
             .transform_up(|e| {
                 Ok(match e.downcast_ref::<Column>() {
@@ -119,9 +116,16 @@ impl PerValue {
             fallback,
             columns,
             inner,
-            fields,
+            schema,
         })
     }
+}
+
+/// Indices of the columns `e` reads, ascending.
+fn read_columns(e: &Arc<dyn PhysicalExpr>) -> Vec<usize> {
+    let mut columns: Vec<usize> = collect_columns(e).iter().map(Column::index).collect();
+    columns.sort_unstable();
+    columns
 }
 
 /// Whether no function `e` calls is volatile (`random()`): its answer depends on its input only.
@@ -222,7 +226,7 @@ impl PhysicalExpr for PerValue {
         let columns = (self.columns.iter())
             .map(|&c| take(batch.column(c), &first_rows, None))
             .collect::<Result<Vec<_>, _>>()?;
-        let distinct = RecordBatch::try_new(Arc::new(Schema::new(self.fields.clone())), columns)?;
+        let distinct = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         let answers = self
             .inner
             .evaluate(&distinct)?
@@ -252,10 +256,10 @@ impl PhysicalExpr for PerValue {
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> DfResult<Arc<dyn PhysicalExpr>> {
         let original = Arc::clone(&children[0]);
-        Ok(Arc::new(PerValue::with_fields(
+        Ok(Arc::new(PerValue::with_schema(
             Arc::clone(&original),
             original,
-            self.fields.clone(),
+            Arc::clone(&self.schema),
         )?))
     }
 
@@ -308,7 +312,7 @@ mod tests {
     use crate::detect::eval::{compile_expr, expr_session};
     use crate::engine::dict_scan::dictionary_type;
     use arrow::array::{ArrayRef, Int64Array, StringArray};
-    use arrow::datatypes::{Field, SchemaRef};
+    use arrow::datatypes::Field;
     use proptest::prelude::*;
 
     fn schema() -> SchemaRef {
