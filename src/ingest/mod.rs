@@ -247,6 +247,8 @@ pub async fn ingest(
                 let types = types.clone();
                 move |head: &[u8]| {
                     let cut = quick && head.len() == QUICK_HEAD;
+                    // Judged as text: a byte-order mark (Windows tools) is not its first line.
+                    let head = crate::parse::strip_bom(head);
                     if cut && !types.settled(head) {
                         return Ok(Sniffed::NeedsMore);
                     }
@@ -528,7 +530,6 @@ impl TypeDetector {
     /// JSON type), or the record each JSON type reads is whole in it
     /// ([`JsonParser::detect_settled`]).
     pub fn settled(&self, head: &[u8]) -> bool {
-        let head = crate::parse::strip_bom(head);
         self.settled_by_first_line(head)
             || (self.types.iter())
                 .all(|(_, json)| json.as_ref().is_none_or(|p| p.detect_settled(head)))
@@ -552,7 +553,6 @@ impl TypeDetector {
     /// records) with every key a JSON log type's `detect` lists; when several JSON types fit,
     /// the one that lists the most keys wins.
     pub fn detect(&self, head: &[u8]) -> Result<Arc<LogSchema>> {
-        let head = crate::parse::strip_bom(head);
         let line = crate::parse::lines(head, 1)
             .map(|(_, l)| l)
             .find(|l| !crate::parse::is_blank(l));

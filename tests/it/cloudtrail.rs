@@ -364,7 +364,12 @@ fn files_starting_with_a_byte_order_mark_are_read_as_text() {
     let sample = repo("data/s3-access-logs/2020-05-05-23-59-59-80F5636AD37F0125");
     let log = std::fs::read_to_string(&sample).unwrap();
     std::fs::write(t.path("in/access.log"), format!("{BOM}{log}")).unwrap();
+    // A bucket-configuration snapshot among the logs is set aside with a note, as without a
+    // mark.
+    let snapshot = std::fs::read_to_string(repo("data/resources/config-snapshot.json")).unwrap();
+    std::fs::write(t.path("in/snapshot.json"), format!("{BOM}{snapshot}")).unwrap();
     let out = t.ok(&["ingest", "--no-progress", t.path("in").to_str().unwrap()]);
+    assert!(out.contains("a resource snapshot"), "{out}");
     let lines = log.lines().count();
     assert_eq!(
         line(&out, "lines:"),
