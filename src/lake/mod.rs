@@ -21,6 +21,7 @@ pub mod dict_column;
 pub mod int_column;
 pub mod list_column;
 pub mod lock;
+pub mod member_dictionary;
 pub mod paths;
 pub mod rle;
 pub mod s3;

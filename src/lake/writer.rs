@@ -40,7 +40,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::commit::FileMove;
 use super::{Lake, QUARANTINE_DB, paths};
-use super::{chunk, delta_strings, dict_column, int_column, list_column};
+use super::{chunk, delta_strings, dict_column, int_column, list_column, member_dictionary};
 use crate::error::{Error, Result};
 use crate::parse::time::{MICROS_PER_DAY, civil_from_days};
 use crate::schema::{LogSchema, TIMESTAMP, standard_fields};
@@ -675,6 +675,8 @@ pub fn encode(job: &FlushJob) -> Result<(Vec<u8>, usize)> {
         write_order(&batches, job.table.time_idx)?,
         props.max_row_group_row_count().unwrap_or(usize::MAX),
     );
+    let props =
+        member_dictionary::adapt(props, &job.table.schema, &batches, groups.iter().flatten());
     // About what the file will take, so that the buffer is not grown (a copy) as it fills:
     // encoded files run at a sixth to a tenth of their rows' Arrow memory.
     let arrow: usize = job.batches.iter().map(|b| b.get_array_memory_size()).sum();
@@ -1553,13 +1555,11 @@ mod tests {
         // The reference: the same rows in the same order through ArrowWriter.
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         let mut want = Vec::new();
-        let mut w = ArrowWriter::try_new(
-            &mut want,
-            wide.clone(),
-            Some(file_properties(&job.props, rows)),
-        )
-        .unwrap();
-        for sel in write_order(&refs, 0).unwrap() {
+        let order = write_order(&refs, 0).unwrap();
+        let props =
+            member_dictionary::adapt(file_properties(&job.props, rows), &wide, &refs, &order);
+        let mut w = ArrowWriter::try_new(&mut want, wide.clone(), Some(props)).unwrap();
+        for sel in order {
             w.write(&gather(&refs, &sel).unwrap()).unwrap();
         }
         w.close().unwrap();
@@ -1603,6 +1603,10 @@ mod tests {
                 g.column(2).bloom_filter_offset().is_some(),
                 "the schema's bloom filter"
             );
+            // The struct's members are all distinct: no dictionary (`member_dictionary`).
+            let encodings = |c: usize| g.column(c).encodings().collect::<Vec<_>>();
+            assert!(!encodings(4).contains(&Encoding::RLE_DICTIONARY));
+            assert!(encodings(5).contains(&Encoding::DELTA_BINARY_PACKED));
         }
     }
 
