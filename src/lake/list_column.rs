@@ -185,9 +185,15 @@ pub fn encode(
     if pages.open.rows > 0 {
         pages.cut(def.len(), keys.len(), dict.len());
     }
-    let pages = pages.done;
+    let mut pages = pages.done;
     if pages.is_empty() || dict.page.len() >= props.column_dictionary_page_size_limit(path) {
         return Ok(None);
+    }
+    if dict.sort_large(&mut keys) {
+        // Any page may now hold any key.
+        for page in &mut pages {
+            page.dict_len = dict.len();
+        }
     }
     write_chunk(descr, props, &dict, &keys, &rep, &def, &pages)
 }
@@ -259,7 +265,9 @@ mod tests {
     use parquet::basic::{Compression, ZstdLevel};
     use proptest::prelude::*;
 
-    use super::super::dict_column::tests::{arrow_writer_file, interleaved_rows, read, value};
+    use super::super::dict_column::tests::{
+        arrow_writer_file, interleaved_rows, read, same_but_sorted, value,
+    };
     use super::super::writer::encode_groups;
     use super::*;
 
@@ -351,6 +359,34 @@ mod tests {
                 got == want,
                 "{rows_per_page} rows, {page_bytes} bytes a page: files differ"
             );
+        }
+    }
+
+    /// Lists of object ARNs: a dictionary of `SORT_FROM` bytes or more is written in byte
+    /// order (`dict_column::SORT_FROM`), pages cut where parquet-rs cuts them.
+    #[test]
+    fn a_large_dictionary_of_lists_is_written_in_byte_order() {
+        let batches: Vec<Lists> = (0..3)
+            .map(|b| {
+                (0..3000)
+                    .map(|i: usize| {
+                        (i % 9 != b).then(|| {
+                            (0..1 + (i + b) % 3)
+                                .map(|k| {
+                                    let n = (i * 7919 + k * 31 + b) % 5000;
+                                    Some(format!("arn:aws:s3:::bucket-{}/logs/{n:06}.gz", n % 5))
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
+        let groups = interleaved_rows(&lens, 700, 2);
+        for (rows_per_page, page_bytes) in [(1000, 1 << 20), (300, 2048)] {
+            let (got, want) = both(&batches, &groups, props(rows_per_page, page_bytes, true));
+            same_but_sorted(got, want, 2);
         }
     }
 
