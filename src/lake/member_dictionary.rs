@@ -18,7 +18,8 @@
 //! its rows; a member that is written without a dictionary is hashed here once instead of being
 //! interned by parquet-rs.
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayData, ArrayRef, AsArray, StringArray};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Fields, Schema};
 use arrow::record_batch::RecordBatch;
 use foldhash::fast::FixedState;
@@ -67,11 +68,8 @@ pub fn adapt<'a>(
             if !props.dictionary_enabled(&path) {
                 return None;
             }
-            let parts: Vec<ArrayRef> = runs
-                .iter()
-                .map(|&(b, start, end)| member(batches[b], &idx).slice(start, end - start))
-                .collect();
-            mostly_distinct(&parts).then_some((path, numeric))
+            let columns: Vec<ArrayRef> = batches.iter().map(|b| member(b, &idx)).collect();
+            mostly_distinct(&columns, &runs).then_some((path, numeric))
         })
         .collect();
     if plain.is_empty() {
@@ -120,10 +118,24 @@ fn member(batch: &RecordBatch, idx: &[usize]) -> ArrayRef {
     a
 }
 
-/// Whether at least [`DISTINCT_PER_MILLE`] of the non-null values of `parts` (strings or 64-bit
-/// numbers) are distinct.
-fn mostly_distinct(parts: &[ArrayRef]) -> bool {
-    let values: usize = parts.iter().map(|a| a.len() - a.null_count()).sum();
+/// Whether at least [`DISTINCT_PER_MILLE`] of the non-null values in the rows `runs` (batch,
+/// first row, end row) select from `columns` (a member's array in each batch: strings or 64-bit
+/// numbers, all of one type) are distinct. Rows are read in place: a file of many small inputs
+/// is selected as hundreds of thousands of runs of a row or two, too many to slice.
+fn mostly_distinct(columns: &[ArrayRef], runs: &[(usize, usize, usize)]) -> bool {
+    let Some(first) = columns.first() else {
+        return false;
+    };
+    if columns.iter().any(|c| c.data_type() != first.data_type()) {
+        return false;
+    }
+    let nulls: Vec<Option<&NullBuffer>> = columns.iter().map(|c| c.nulls()).collect();
+    let rows = || {
+        runs.iter()
+            .flat_map(|&(b, start, end)| (start..end).map(move |i| (b, i)))
+            .filter(|&(b, i)| nulls[b].is_none_or(|n| n.is_valid(i)))
+    };
+    let values = rows().count();
     if values == 0 {
         return false;
     }
@@ -135,25 +147,18 @@ fn mostly_distinct(parts: &[ArrayRef]) -> bool {
         repeats += usize::from(!new);
         repeats <= allowed
     };
-    match parts[0].data_type() {
+    match first.data_type() {
         DataType::Utf8 => {
+            let strings: Vec<&StringArray> = columns.iter().map(|c| c.as_string::<i32>()).collect();
             let mut set: HashSet<&[u8], _> = HashSet::with_capacity_and_hasher(values, hasher);
-            parts.iter().all(|a| {
-                let a = a.as_string::<i32>();
-                a.iter().flatten().all(|v| seen(set.insert(v.as_bytes())))
-            })
+            rows().all(|(b, i)| seen(set.insert(strings[b].value(i).as_bytes())))
         }
         DataType::Int64 | DataType::Timestamp(_, _) => {
+            // Timestamps share Int64's layout: their values buffer, read as `i64`s.
+            let data: Vec<ArrayData> = columns.iter().map(|c| c.to_data()).collect();
+            let numbers: Vec<&[i64]> = data.iter().map(|d| d.buffer::<i64>(0)).collect();
             let mut set: HashSet<i64, _> = HashSet::with_capacity_and_hasher(values, hasher);
-            parts.iter().all(|a| {
-                // Timestamps share Int64's layout: their values buffer, read as `i64`s.
-                let data = a.to_data();
-                let values = data.buffer::<i64>(0);
-                let nulls = data.nulls();
-                (0..a.len())
-                    .filter(|&i| nulls.is_none_or(|n| n.is_valid(i)))
-                    .all(|i| seen(set.insert(values[i])))
-            })
+            rows().all(|(b, i)| seen(set.insert(numbers[b][i])))
         }
         _ => false,
     }
@@ -162,7 +167,7 @@ fn mostly_distinct(parts: &[ArrayRef]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray, StructArray, TimestampMicrosecondArray};
+    use arrow::array::{Int64Array, StructArray, TimestampMicrosecondArray};
     use arrow::datatypes::{Field, TimeUnit};
     use std::sync::Arc;
 
