@@ -370,6 +370,13 @@ fn files_starting_with_a_byte_order_mark_are_read_as_text() {
     std::fs::write(t.path("in/snapshot.json"), format!("{BOM}{snapshot}")).unwrap();
     let out = t.ok(&["ingest", "--no-progress", t.path("in").to_str().unwrap()]);
     assert!(out.contains("a resource snapshot"), "{out}");
+    // And stored where the note says, mark and all.
+    let stored = t.ok(&[
+        "resources",
+        "ingest",
+        t.path("in/snapshot.json").to_str().unwrap(),
+    ]);
+    assert!(stored.contains("S3 buckets stored"), "{stored}");
     let lines = log.lines().count();
     assert_eq!(
         line(&out, "lines:"),
