@@ -140,19 +140,21 @@ impl<'a> ChunkBuilder<'a> {
         Ok(spec)
     }
 
-    /// The dictionary page: `plain`, its `values` encoded with `encoding`.
+    /// The dictionary page: `plain`, its `values` encoded with `encoding`, `sorted` when they
+    /// are in byte order (the page header says so).
     pub(super) fn dictionary_page(
         &mut self,
         plain: Cow<'_, [u8]>,
         values: usize,
         encoding: Encoding,
+        sorted: bool,
     ) -> Result<()> {
         let len = plain.len();
         let page = Page::DictionaryPage {
             buf: self.compress(plain)?.into(),
             num_values: values as u32,
             encoding,
-            is_sorted: false,
+            is_sorted: sorted,
         };
         self.write(CompressedPage::new(page, len))?;
         self.dictionary = Some(encoding);

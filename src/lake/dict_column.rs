@@ -101,7 +101,7 @@ pub(super) struct Dictionary {
     table: HashTable<u32>,
     state: FixedState,
     /// Entries in byte order ([`Self::sort_large`]).
-    sorted: bool,
+    pub(super) sorted: bool,
 }
 
 impl Dictionary {
@@ -193,7 +193,7 @@ impl Dictionary {
 /// Dictionary page size from which a chunk's dictionary is written in byte order instead of
 /// the order rows first use its values (what parquet-rs writes). Neighbours in byte order share
 /// prefixes zstd then finds, which outweighs keys that no longer grow with the rows. Measured
-/// on the CloudTrail bench lake (200,000 generated records, zstd 3, keys included):
+/// on the CloudTrail bench lake (200,000 generated records, zstd 1, keys included):
 /// `requestparameters` 2.21 -> 1.42 MB, `resources` 2.21 -> 1.32 MB, `p_any_aws_arns` 3.20 ->
 /// 2.31 MB, `additionaleventdata` 4.16 -> 3.96 MB, the lake 25.7 -> 23.1 MiB; on 1M generated
 /// access-log lines `requesturi` 3.20 -> 2.81 MB. The sort (`memcmp` on each comparison; an
@@ -444,7 +444,7 @@ fn write_chunk(
     let mut chunk = ChunkBuilder::new(descr, props)?;
     // The dictionary page first (borrowed: its values are the page bounds below).
     let encoding = props.dictionary_page_encoding();
-    chunk.dictionary_page(Cow::Borrowed(&dict.page), dict.len(), encoding)?;
+    chunk.dictionary_page(Cow::Borrowed(&dict.page), dict.len(), encoding, dict.sorted)?;
     let mut bounds = Bounds::new();
     let mut seen = vec![0u32; dict.len()];
     let (mut keys_start, mut rows) = (0, 0);

@@ -279,7 +279,12 @@ fn write_chunk<T: Int>(
     // With a dictionary, its page first: the values, PLAIN.
     if let Some((dict, _)) = dict {
         let plain = Cow::Borrowed(dict.values.to_byte_slice());
-        chunk.dictionary_page(plain, dict.values.len(), props.dictionary_page_encoding())?;
+        chunk.dictionary_page(
+            plain,
+            dict.values.len(),
+            props.dictionary_page_encoding(),
+            false,
+        )?;
     }
     let mut bounds = Bounds::new();
     let (mut rows, mut start) = (0usize, 0usize);

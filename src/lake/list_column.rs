@@ -210,7 +210,7 @@ fn write_chunk(
     let utf8 = descr.logical_type_ref() == Some(&LogicalType::String);
     let mut chunk = ChunkBuilder::new(descr, props)?;
     let encoding = props.dictionary_page_encoding();
-    chunk.dictionary_page(Cow::Borrowed(&dict.page), dict.len(), encoding)?;
+    chunk.dictionary_page(Cow::Borrowed(&dict.page), dict.len(), encoding, dict.sorted)?;
     let mut bounds = Bounds::new();
     let mut seen = vec![0u32; dict.len()];
     let (mut levels_start, mut keys_start) = (0, 0);
