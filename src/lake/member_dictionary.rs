@@ -5,11 +5,11 @@
 //! about; the schema's `dictionary:` choice is for top-level columns. A member whose values are
 //! nearly all distinct gains nothing from a dictionary: the dictionary page holds every value
 //! anyway, and each row adds an index zstd cannot shrink. Measured on the CloudTrail bench lake
-//! (200,000 generated records, 9 files, BENCHMARKS.md): `useridentity` 8.03 → 6.96 MB, its
-//! access key ids 2.14 → 1.85 MB and principal ids 2.36 → 2.07 MB as `PLAIN`, session creation
-//! times 0.77 → 0.51 MB as `DELTA_BINARY_PACKED`; members with a few hundred distinct values in
-//! a file (ARNs, account ids, host headers) keep theirs, which beats plain pages for them
-//! (`useridentity.arn`, 57% distinct: 0.99 MB with it, 1.18 MB without).
+//! (200,000 generated records, 9 files, BENCHMARKS.md): `useridentity` 8.02 → 7.02 MB, its
+//! access key ids 2.14 → 1.84 MB, principal ids 2.36 → 2.07 MB and session issuers' 1.10 →
+//! 0.95 MB as `PLAIN`, session creation times 0.77 → 0.50 MB as `DELTA_BINARY_PACKED`.
+//! Members whose values repeat keep theirs, which beats plain pages for them
+//! (`useridentity.arn`, 57% distinct: 0.98 MB with it, 1.18 MB in DuckDB's plain pages).
 //!
 //! Real logs repeat such values far more than generated ones (a session makes many calls), so
 //! the choice is made per file, from the rows it holds: a member goes without a dictionary when
