@@ -155,12 +155,18 @@ impl Dictionary {
         self.values.len()
     }
 
+    /// Entries a page's keys may refer to, for their bit width: those interned when the page
+    /// ended (`at_page_end`, as parquet-rs writes them), or all once sorted (any page may then
+    /// hold any key).
+    pub(super) fn key_range(&self, at_page_end: usize) -> usize {
+        if self.sorted { self.len() } else { at_page_end }
+    }
+
     /// Put the entries in byte order when the page holds at least [`SORT_FROM`] bytes, and
-    /// renumber `keys` (this dictionary's) to match; no value is interned after. Returns
-    /// whether it did.
-    pub(super) fn sort_large(&mut self, keys: &mut [u32]) -> bool {
+    /// renumber `keys` (this dictionary's) to match; no value is interned after.
+    pub(super) fn sort_large(&mut self, keys: &mut [u32]) {
         if self.page.len() < SORT_FROM {
-            return false;
+            return;
         }
         // The values themselves beside their keys: comparisons go straight to `memcmp`.
         let mut entries: Vec<(&[u8], u32)> = (0..self.values.len() as u32)
@@ -186,7 +192,6 @@ impl Dictionary {
         self.hashes = Vec::new();
         self.table = HashTable::new();
         self.sorted = true;
-        true
     }
 }
 
@@ -390,12 +395,7 @@ pub fn encode(
     if pages.is_empty() {
         return Ok(None);
     }
-    if dict.sort_large(&mut keys) {
-        // Any page may now hold any key.
-        for page in &mut pages {
-            page.dict_len = dict.len();
-        }
-    }
+    dict.sort_large(&mut keys);
     write_chunk(descr, props, &dict, &keys, &levels, &pages).map(Some)
 }
 
@@ -455,7 +455,7 @@ fn write_chunk(
         let mut buf = Vec::with_capacity(4 + page.rows / 8);
         let page_levels = levels.get(rows..rows + page.rows).unwrap_or_default();
         let hist = write_levels(&mut buf, page_levels, page.rows, nulls, max_def);
-        rle::encode_keys(page_keys, page.dict_len, &mut buf);
+        rle::encode_keys(page_keys, dict.key_range(page.dict_len), &mut buf);
         rows += page.rows;
         let min_max = page_min_max(dict, page_keys, &mut seen, no as u32 + 1).map(|(min, max)| {
             bounds.page(min, max);

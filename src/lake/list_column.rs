@@ -185,16 +185,11 @@ pub fn encode(
     if pages.open.rows > 0 {
         pages.cut(def.len(), keys.len(), dict.len());
     }
-    let mut pages = pages.done;
+    let pages = pages.done;
     if pages.is_empty() || dict.page.len() >= props.column_dictionary_page_size_limit(path) {
         return Ok(None);
     }
-    if dict.sort_large(&mut keys) {
-        // Any page may now hold any key.
-        for page in &mut pages {
-            page.dict_len = dict.len();
-        }
-    }
+    dict.sort_large(&mut keys);
     write_chunk(descr, props, &dict, &keys, &rep, &def, &pages)
 }
 
@@ -228,7 +223,7 @@ fn write_chunk(
         let mut buf = Vec::with_capacity(10 + page_def.len() / 2);
         let rep_hist = write_level_section(&mut buf, page_rep, 1);
         let hist = write_level_section(&mut buf, page_def, VALUE);
-        rle::encode_keys(page_keys, page.dict_len, &mut buf);
+        rle::encode_keys(page_keys, dict.key_range(page.dict_len), &mut buf);
         // parquet-rs takes a page with as many NULL levels as rows for a page of NULLs, even
         // when NULL elements of a list make up the count beside values.
         let null_page = nulls == page.rows as u64;
