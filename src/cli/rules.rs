@@ -105,12 +105,10 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
                 text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
             }
             // Events saved by Windows tools may start with a byte-order mark.
-            if let Some(rest) = text.strip_prefix('\u{feff}') {
-                text = rest.to_string();
-            }
+            let text = crate::parse::strip_bom_str(&text);
             let log_type = match log_type {
                 Some(t) => ctx.registry.get(&t)?.log_type.clone(),
-                None => events_log_type(ctx, &selected, &text)?,
+                None => events_log_type(ctx, &selected, text)?,
             };
             let schema = ctx.registry.get(&log_type)?;
             let set = RuleSet::compile(&selected, &log_type, &schema.arrow_schema())?;

@@ -144,6 +144,11 @@ pub fn strip_bom(text: &[u8]) -> &[u8] {
     text.strip_prefix(BOM).unwrap_or(text)
 }
 
+/// [`strip_bom`] of a whole file read as a string (rule events, resource snapshots).
+pub fn strip_bom_str(text: &str) -> &str {
+    &text[text.len() - strip_bom(text.as_bytes()).len()..]
+}
+
 /// The parser a log-type schema names.
 pub fn parser_for(schema: Arc<LogSchema>) -> Result<Arc<dyn Parser>> {
     Ok(match schema.parser {

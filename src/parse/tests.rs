@@ -63,3 +63,12 @@ pub(crate) fn together_and_alone_as(
     let batch = together.first_mut().and_then(|t| t.batch.take());
     (batch, alone.into_iter().filter_map(|a| a.batch).collect())
 }
+
+#[test]
+fn a_byte_order_mark_is_stripped_from_the_start_only() {
+    assert_eq!(super::strip_bom_str("\u{feff}{\"a\":1}"), "{\"a\":1}");
+    assert_eq!(super::strip_bom_str("{\"a\":1}"), "{\"a\":1}");
+    assert_eq!(super::strip_bom_str("a\u{feff}"), "a\u{feff}");
+    assert_eq!(super::strip_bom_str("\u{feff}"), "");
+    assert_eq!(super::strip_bom(b"\xef\xbb\xbfx"), b"x");
+}

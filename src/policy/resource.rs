@@ -116,7 +116,7 @@ pub fn looks_like_snapshot(head: &[u8]) -> bool {
 /// The resources in a file's text: a document, an array, JSON lines, or a Config snapshot.
 pub fn documents(text: &str, file: &str) -> Result<Vec<Value>> {
     // A byte-order mark (Windows tools) is not JSON.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = crate::parse::strip_bom_str(text);
     let docs: Vec<Value> = match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(a)) => a,
         Ok(v) => vec![v],
