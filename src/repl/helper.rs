@@ -61,10 +61,10 @@ const KEYWORDS: &[&str] = &[
     "FALSE",
 ];
 
-/// True when the input is ready to run: a backslash command, or SQL ending in `;`.
+/// True when the input is ready to run: a command (`\\d`, `.tables`), or SQL ending in `;`.
 pub fn is_complete(input: &str) -> bool {
     let t = input.trim();
-    t.is_empty() || t.starts_with('\\') || t.ends_with(';')
+    t.is_empty() || super::Command::starts(t) || t.ends_with(';')
 }
 
 /// Names known to the session, refreshed before each prompt.

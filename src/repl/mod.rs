@@ -90,7 +90,41 @@ impl Command {
 \\maxrows N      rows shown before the display is cut (0: no limit; default 40)
 \\i FILE         run the SQL statements in FILE
 \\run NAME       run a saved or scheduled query (seclake schedule list) over its window
-SQL statements end with ';' and may span lines. Ctrl-C cancels a running query.";
+SQL statements end with ';' and may span lines. Ctrl-C cancels a running query.
+DuckDB's and sqlite's spellings work too: .tables, .schema [TABLE], .mode FMT, .timer on|off,
+.maxrows N, .read FILE, .help, .quit (.exit).";
+
+    /// Whether a line is a command rather than SQL: it starts with `\` (psql) or `.` (DuckDB,
+    /// sqlite), which no SQL statement does.
+    pub fn starts(line: &str) -> bool {
+        matches!(line.trim_start().as_bytes().first(), Some(b'\\' | b'.'))
+    }
+}
+
+/// DuckDB's and sqlite's dot commands, as the backslash command each stands for, and `.mode`'s
+/// names for output formats.
+fn dot_alias(cmd: &str, arg: Option<&str>) -> Option<(&'static str, Option<String>)> {
+    let to = match cmd.to_ascii_lowercase().as_str() {
+        ".help" => "\\?",
+        ".quit" | ".exit" | ".q" => "\\q",
+        ".tables" => return Some(("\\d", None)),
+        ".schema" | ".describe" | ".d" => "\\d",
+        ".timer" => "\\timing",
+        ".maxrows" => "\\maxrows",
+        ".read" => "\\i",
+        ".run" => "\\run",
+        ".mode" => {
+            let mode = arg.map(|a| match a.to_ascii_lowercase().as_str() {
+                "box" | "duckbox" | "table" | "markdown" => "table".to_string(),
+                "tabs" => "tsv".to_string(),
+                "jsonlines" => "ndjson".to_string(),
+                _ => a.to_string(),
+            });
+            return Some(("\\format", mode));
+        }
+        _ => return None,
+    };
+    Some((to, arg.map(str::to_string)))
 }
 
 impl FromStr for Command {
@@ -100,6 +134,15 @@ impl FromStr for Command {
         let (cmd, arg) = match s.split_once(char::is_whitespace) {
             Some((c, a)) => (c, Some(a.trim()).filter(|a| !a.is_empty())),
             None => (s, None),
+        };
+        let alias;
+        let (cmd, arg) = if cmd.starts_with('.') {
+            alias = dot_alias(cmd, arg).ok_or_else(|| {
+                Error::invalid(format!("unknown command {cmd}; \\? lists commands"))
+            })?;
+            (alias.0, alias.1.as_deref())
+        } else {
+            (cmd, arg)
         };
         Ok(match cmd {
             "\\?" | "\\h" | "\\help" => Command::Help,
@@ -219,7 +262,7 @@ impl<'e> Repl<'e> {
     pub async fn run_script(&mut self, text: &str, out: &mut impl Write) {
         let mut sql = String::new();
         for line in text.lines() {
-            if line.trim_start().starts_with('\\') && sql.trim().is_empty() {
+            if Command::starts(line) && sql.trim().is_empty() {
                 if let Flow::Quit = self.run_input(line, out).await {
                     return;
                 }
@@ -245,7 +288,7 @@ impl<'e> Repl<'e> {
         if input.is_empty() {
             return Flow::Continue;
         }
-        let result = if input.starts_with('\\') {
+        let result = if Command::starts(input) {
             match input.parse::<Command>() {
                 Ok(Command::Quit) => return Flow::Quit,
                 Ok(c) => Box::pin(self.command(c, out)).await,
@@ -454,5 +497,31 @@ mod tests {
         assert!("\\format xml".parse::<Command>().is_err());
         assert!("\\nope".parse::<Command>().is_err());
         assert_eq!("\\q".parse::<Command>().unwrap(), Command::Quit);
+    }
+
+    #[test]
+    fn parses_duckdb_and_sqlite_dot_commands() {
+        let parse = |s: &str| s.parse::<Command>().unwrap();
+        assert_eq!(parse(".tables"), Command::Describe(None));
+        assert_eq!(
+            parse(".schema aws_cloudtrail"),
+            Command::Describe(Some("aws_cloudtrail".into()))
+        );
+        assert_eq!(parse(".mode csv"), Command::Format(Some(Format::Csv)));
+        assert_eq!(parse(".mode box"), Command::Format(Some(Format::Table)));
+        assert_eq!(
+            parse(".mode jsonlines"),
+            Command::Format(Some(Format::Ndjson))
+        );
+        assert_eq!(parse(".mode"), Command::Format(None));
+        assert_eq!(parse(".timer on"), Command::Timing(Some(true)));
+        assert_eq!(parse(".read x.sql"), Command::Include("x.sql".into()));
+        assert_eq!(parse(".exit"), Command::Quit);
+        assert_eq!(parse(".QUIT;"), Command::Quit);
+        let err = ".nope".parse::<Command>().unwrap_err().to_string();
+        assert!(err.contains("unknown command .nope"), "{err}");
+        assert!(".mode line".parse::<Command>().is_err());
+        assert!(Command::starts("  .tables") && Command::starts("\\d"));
+        assert!(!Command::starts("SELECT 1") && !Command::starts(""));
     }
 }

@@ -358,7 +358,7 @@ fn errors_exit_2_and_closed_pipes_do_not() {
 #[test]
 fn repl_script_from_stdin() {
     let t = sample_lake();
-    let script = "\\format csv\nSELECT count(*) AS n\n  FROM aws_s3serveraccess\n  WHERE day = 12;\nSELEC oops;\n\\d\n\\maxrows 2\nSELECT bucket FROM aws_s3serveraccess ORDER BY p_row_id;\n\\q\nSELECT 'never';\n";
+    let script = "\\format csv\nSELECT count(*) AS n\n  FROM aws_s3serveraccess\n  WHERE day = 12;\nSELEC oops;\n.tables\n\\maxrows 2\nSELECT bucket FROM aws_s3serveraccess ORDER BY p_row_id;\n\\q\nSELECT 'never';\n";
     let mut child = t
         .cmd(&["repl"])
         .stdin(std::process::Stdio::piped())
