@@ -174,8 +174,8 @@ impl Ctx {
     /// Rules: shipped, then [`Ctx::rule_dirs`]; `only` keeps those ids. Each is checked
     /// against its log types.
     pub fn rules(&self, only: &[String]) -> Result<Vec<Arc<Rule>>> {
-        let rules = crate::detect::load_rules(&self.rule_dirs(), only)?;
-        crate::detect::check(&rules, &self.registry)?;
+        let mut rules = crate::detect::load_rules(&self.rule_dirs(), only)?;
+        crate::detect::check(&mut rules, &self.registry)?;
         Ok(rules)
     }
 

@@ -96,15 +96,22 @@ pub struct TestOutcome {
     pub title: Option<(String, String)>,
 }
 
-/// Check that every rule compiles against each of its log types.
-pub fn check(rules: &[Arc<Rule>], registry: &Registry) -> Result<()> {
+/// Check that every rule compiles against each of its log types, and spell those as the
+/// registry does (a rule may name `aws.s3serveraccess` or `AWS.S3.ServerAccess`; ingest picks
+/// the rules of a batch by the canonical `AWS.S3ServerAccess`).
+pub fn check(rules: &mut [Arc<Rule>], registry: &Registry) -> Result<()> {
     let ctx = eval::expr_session()?;
     for r in rules {
+        let mut canonical = Vec::with_capacity(r.log_types.len());
         for lt in &r.log_types {
             let schema = registry
                 .get(lt)
                 .map_err(|_| r.error(format!("unknown log type {lt:?}")))?;
             eval::CompiledRule::new(&ctx, r.clone(), &schema.arrow_schema())?;
+            canonical.push(schema.log_type.clone());
+        }
+        if canonical != r.log_types {
+            Arc::make_mut(r).log_types = canonical;
         }
     }
     Ok(())

@@ -441,18 +441,35 @@ impl Registry {
             .insert(schema.log_type.clone(), Arc::new(schema));
     }
 
-    /// A log type by name, case-insensitively (`aws.s3serveraccess` works).
+    /// A log type by name, case-insensitively (`aws.s3serveraccess` works), by its table's name
+    /// (`aws_s3serveraccess`), or spelled with other separators when that names one log type
+    /// only (`AWS.S3.ServerAccess`, as the rule ids spell it).
     pub fn get(&self, log_type: &str) -> Result<Arc<LogSchema>> {
-        self.by_type
+        let exact = self
+            .by_type
             .values()
-            .find(|s| s.log_type.eq_ignore_ascii_case(log_type) || s.table() == log_type)
-            .cloned()
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "unknown log type {log_type:?}; known: {}",
-                    self.names().join(", ")
-                ))
-            })
+            .find(|s| s.log_type.eq_ignore_ascii_case(log_type) || s.table() == log_type);
+        if let Some(s) = exact {
+            return Ok(s.clone());
+        }
+        let letters = |name: &str| -> String {
+            name.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        };
+        let wanted = letters(log_type);
+        let mut alike = self
+            .by_type
+            .values()
+            .filter(|s| !wanted.is_empty() && letters(&s.log_type) == wanted);
+        match (alike.next(), alike.next()) {
+            (Some(s), None) => Ok(s.clone()),
+            _ => Err(Error::invalid(format!(
+                "unknown log type {log_type:?}; known: {}",
+                self.names().join(", ")
+            ))),
+        }
     }
 
     /// Every log type name.
@@ -492,6 +509,19 @@ mod tests {
             ]
         );
         assert_eq!(reg.get("aws.s3serveraccess").unwrap().log_type, s.log_type);
+        // As rule ids spell it, and as the table is named.
+        assert_eq!(reg.get("AWS.S3.ServerAccess").unwrap().log_type, s.log_type);
+        assert_eq!(reg.get("aws_s3serveraccess").unwrap().log_type, s.log_type);
+        assert_eq!(
+            reg.get("aws-cloud_trail").unwrap().log_type,
+            "AWS.CloudTrail"
+        );
+        let err = reg.get("AWS.S3").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown log type \"AWS.S3\"; known: "),
+            "{err}"
+        );
+        assert!(reg.get("...").is_err());
     }
 
     #[test]

@@ -381,6 +381,56 @@ fn rule_tests_and_eval_through_the_binary() {
 }
 
 #[test]
+fn a_rule_naming_its_log_type_in_another_spelling_runs_on_ingest() {
+    // `rules test` and loading accept a log type case-insensitively or spelled like the rule
+    // ids; ingest picks a batch's rules by the canonical name, so the rule must be stored under
+    // it (it once passed every check and then never ran).
+    let t = TestLake::new();
+    let dir = t.path("rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (id, spelling) in [
+        ("Test.Lower", "aws.s3serveraccess"),
+        ("Test.Dotted", "AWS.S3.ServerAccess"),
+    ] {
+        let rule = FORBIDDEN_RULE
+            .replace("Test.Forbidden", id)
+            .replace("[AWS.S3ServerAccess]", &format!("[{spelling}]"));
+        std::fs::write(dir.join(format!("{id}.yml")), rule).unwrap();
+    }
+    let rules = dir.to_str().unwrap();
+    let list = t.ok(&["--rules", rules, "rules", "list"]);
+    let row = list.lines().find(|l| l.contains("Test.Dotted")).unwrap();
+    assert!(row.contains("AWS.S3ServerAccess"), "{list}");
+    let a = write(
+        &t,
+        "a.log",
+        &[
+            line(10, 0, "b1", "REST.GET.OBJECT", 403, 1),
+            line(10, 1, "b1", "REST.GET.OBJECT", 200, 2),
+        ],
+    );
+    t.ok(&[
+        "--rules",
+        rules,
+        "ingest",
+        "--no-progress",
+        "--rule",
+        "Test.Lower",
+        "--rule",
+        "Test.Dotted",
+        &a,
+    ]);
+    assert_eq!(
+        csv(
+            &t,
+            rules,
+            "SELECT p_rule_id, count(*) AS n FROM panther_rule_matches.aws_s3serveraccess GROUP BY 1 ORDER BY 1"
+        ),
+        "p_rule_id,n\nTest.Dotted,1\nTest.Lower,1\n"
+    );
+}
+
+#[test]
 fn configuration_required_rules_are_off_unless_named() {
     // As in panther-analysis, IPWhitelist, UnknownRequester and Unauthenticated ship disabled:
     // plain ingest runs the others; `--rule` runs exactly the rules named, disabled or not.
