@@ -117,11 +117,16 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let event: serde_json::Value =
-                    serde_json::from_str(line).map_err(|source| Error::Json {
-                        context: format!("{file}: line {}", n + 1),
-                        source,
-                    })?;
+                let event: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                    // serde_json counts lines within this one line: say where in the file.
+                    let text = e.to_string();
+                    let reason = text.rsplit_once(" at line ").map_or(&*text, |(r, _)| r);
+                    Error::invalid(format!(
+                        "{file}: line {}, column {}: not a JSON event: {reason}",
+                        n + 1,
+                        e.column()
+                    ))
+                })?;
                 let batch = events_to_batch(&schema, &[event], false)
                     .map_err(|e| Error::invalid(format!("{file}: line {}: {e}", n + 1)))?;
                 let hits = set.eval(&batch)?;
