@@ -70,7 +70,8 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
         filters.push(format!("updated_at >= {t}"));
     }
     if let Some(r) = &args.rule {
-        filters.push(format!("detection_id = {}", sql_string(r)));
+        // Ids as typed on a command line: letter case aside.
+        filters.push(format!("lower(detection_id) = lower({})", sql_string(r)));
     }
     let rank = Severity::sql_rank("severity");
     if let Some(s) = args.severity {

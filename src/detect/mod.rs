@@ -172,17 +172,29 @@ pub fn run_tests(rules: &[Arc<Rule>], registry: &Registry) -> Result<Vec<TestOut
     Ok(out)
 }
 
-/// Load rules (shipped plus `dirs`), keep `only` (ids) when given, and report unknown ids.
+/// Load rules (shipped plus `dirs`), keep `only` (ids) when given, and report unknown ids. An
+/// id given in other letter case names the rule it alone matches that way.
 pub fn load_rules(dirs: &[&std::path::Path], only: &[String]) -> Result<Vec<Arc<Rule>>> {
     let all = rule::load(dirs)?;
+    let mut wanted = Vec::with_capacity(only.len());
     for id in only {
-        if !all.iter().any(|r| &r.id == id) {
-            return Err(Error::invalid(format!("no rule with id {id:?}")));
-        }
+        let exact = all.iter().find(|r| &r.id == id);
+        let mut alike = all.iter().filter(|r| r.id.eq_ignore_ascii_case(id));
+        let found = exact.or(match (alike.next(), alike.next()) {
+            (Some(r), None) => Some(r),
+            _ => None,
+        });
+        let Some(r) = found else {
+            return Err(Error::invalid(format!(
+                "no rule with id {id:?} (`seclake rules list` shows the {} rules)",
+                all.len()
+            )));
+        };
+        wanted.push(r.id.clone());
     }
     Ok(all
         .into_iter()
-        .filter(|r| only.is_empty() || only.contains(&r.id))
+        .filter(|r| only.is_empty() || wanted.contains(&r.id))
         .map(Arc::new)
         .collect())
 }

@@ -466,7 +466,8 @@ fn configuration_required_rules_are_off_unless_named() {
         "ingest",
         "--no-progress",
         "--rule",
-        "AWS.S3.ServerAccess.IPWhitelist",
+        // Ids as typed on a command line: letter case aside.
+        "aws.s3.serveraccess.ipwhitelist",
         sample.to_str().unwrap(),
     ]);
     assert_eq!(
@@ -476,7 +477,10 @@ fn configuration_required_rules_are_off_unless_named() {
     let out = named.run(&["ingest", "--rule", "No.Such.Rule", "x.log"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("No.Such.Rule"), "{err}");
+    assert!(
+        err.contains("no rule with id \"No.Such.Rule\" (`seclake rules list` shows the"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -586,6 +590,15 @@ fn alerts_list_most_severe_first_with_limits() {
         listed.iter().filter(|&&r| r >= 2).count(),
         "medium and above"
     );
+    // Only IPWhitelist's alerts are medium; its id may be typed in any case.
+    let one_rule = [
+        "alerts",
+        "--format",
+        "csv",
+        "--rule",
+        "aws.s3.serveraccess.ipwhitelist",
+    ];
+    assert_eq!(severities(&t.ok(&one_rule)), medium);
 
     let out = t.run(&["alerts"]);
     let table = String::from_utf8_lossy(&out.stdout);
