@@ -14,7 +14,7 @@
 //! same data pages (`RLE_DICTIONARY` keys at the bit width of the dictionary so far, RLE
 //! definition levels, data page v1), same statistics, column index, offset index, level
 //! histograms and byte counts. The tests compare files byte for byte. One difference: a
-//! dictionary of [`SORT_FROM`] bytes or more is written in byte order, its keys renumbered
+//! dictionary of `SORT_FROM` bytes or more is written in byte order, its keys renumbered
 //! (and each page's at the bit width of the whole dictionary), which zstd compresses better;
 //! those chunks are compared by what they hold. Columns it does not
 //! cover ([`eligible`]) and chunks whose dictionary reaches the dictionary page limit

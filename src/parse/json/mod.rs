@@ -12,8 +12,8 @@
 //!
 //! Each record is read in one pass into per-record slots, one per leaf column, zero-copy where
 //! the text has no escapes; only a record that parsed whole is appended to the column
-//! builders. The reader is [`scan`], made for this; what it declines (malformed text, above
-//! all) serde_json reads instead ([`NodeSeed`]), to the same slots or to the error that
+//! builders. The reader is `scan`, made for this; what it declines (malformed text, above
+//! all) serde_json reads instead (`NodeSeed`), to the same slots or to the error that
 //! quarantines the record. Keys match column paths case-insensitively (`eventTime` → `eventtime`).
 //! Free-form blocks (`json` columns) keep the record's exact text. Fields the schema does not
 //! declare, at any depth, go to the `unknown_fields` column under their dotted path, so a field
