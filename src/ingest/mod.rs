@@ -35,6 +35,14 @@
 //! as a row or as a quarantined line (`rows + quarantined == lines`). A source that fails to
 //! read (missing, unreadable, corrupt gzip) is reported by name and contributes nothing; the
 //! transaction is retried without it.
+//!
+//! Files that grow: a local file is read up to the size it had when found, and its ledger
+//! entry marks the bytes of whole lines read, their count and a fingerprint of them
+//! ([`TextMark`]). A file found again under the same path, longer (a new identity) but still
+//! starting with those bytes, is read on from there ([`source::Resume`]), its lines numbered
+//! on; a last line stored cut short (a writer mid-line) is read again whole. A file that
+//! changed otherwise is ingested whole again, with a note. Gzip files and objects, which are
+//! replaced rather than appended to, are always read whole.
 
 pub mod source;
 
@@ -56,7 +64,7 @@ use crate::detect::rule::Rule;
 use crate::detect::sink::{self, DeliveryReport};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry};
+use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry, TextMark};
 use crate::lake::lock;
 use crate::lake::writer::{
     FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_job, quarantine_schema, stage,
@@ -221,7 +229,7 @@ pub async fn ingest(
             ledger.compact(lake).await?;
         }
         crate::detect::alert::compact(lake).await?;
-        let ledger = ledger.ids;
+        let (ledger, marks) = (ledger.ids, ledger.marks);
 
         let mut fresh = Vec::new();
         for f in found {
@@ -231,7 +239,24 @@ pub async fn ingest(
                 source::Found::Source(src) if ledger.contains(&src.info.id) => {
                     summary.files_skipped += 1;
                 }
-                source::Found::Source(src) => fresh.push(src),
+                source::Found::Source(mut src) => {
+                    // A local file ingested before under this path that changed: appended
+                    // to, only its new lines are read; otherwise all of it again.
+                    if let Some(mark) = marks.get(src.label()) {
+                        let note = if src.resume_after(mark) {
+                            format!(
+                                "grew since it was ingested: reading on from line {}",
+                                mark.lines + 1
+                            )
+                        } else {
+                            "changed since it was ingested (not by appending): ingested \
+                             again whole"
+                                .to_string()
+                        };
+                        summary.notes.push((src.label().to_string(), note));
+                    }
+                    fresh.push(src)
+                }
             }
         }
         let mut todo: Vec<(Source, Arc<LogSchema>)> = Vec::new();
@@ -310,7 +335,7 @@ pub async fn ingest(
             let book = AlertBook::load(lake).await?;
             Some(Arc::new(Detector::new(&opts.rules, &schemas, book)?))
         };
-        let total: u64 = todo.iter().map(|(s, _)| s.size).sum();
+        let total: u64 = todo.iter().map(|(s, _)| s.remaining()).sum();
         let pb = progress_bar(opts.progress, total);
         let parse_time = chrono::Utc::now().timestamp_micros();
         for group in groups(todo, opts.txn_bytes) {
@@ -619,6 +644,8 @@ struct TxnOutput {
     files: Vec<FileMove>,
     counts: Vec<SourceCounts>,
     matches: u64,
+    /// Each local text source's whole lines read: (bytes up to the last line end, line ends).
+    marks: Vec<Option<(u64, u64)>>,
 }
 
 impl TxnOutput {
@@ -631,7 +658,8 @@ impl TxnOutput {
             sources: group
                 .iter()
                 .zip(&self.counts)
-                .map(|((src, schema), c)| LedgerEntry {
+                .zip(&self.marks)
+                .map(|(((src, schema), c), mark)| LedgerEntry {
                     source_id: src.info.id.clone(),
                     label: src.info.label.clone(),
                     log_type: schema.log_type.clone(),
@@ -641,10 +669,33 @@ impl TxnOutput {
                     quarantined: c.quarantined,
                     txn: txn.into(),
                     ingested_at: now.clone(),
+                    mark: mark.and_then(|(complete, lines)| text_mark(src, complete, lines)),
                 })
                 .collect(),
         }
     }
+}
+
+/// The ledger's mark of a local text file read up to `complete` bytes of whole lines, `lines`
+/// of them; `None` when the file cannot be fingerprinted (gone already): read whole next time.
+fn text_mark(src: &Source, complete: u64, lines: u64) -> Option<TextMark> {
+    let source::Origin::File(path) = &src.origin else {
+        return None;
+    };
+    let file = std::fs::File::open(path).ok()?;
+    Some(TextMark {
+        complete,
+        lines,
+        fingerprint: TextMark::fingerprint(&file, complete).ok()?,
+    })
+}
+
+/// `(complete, line ends)` of a local text source read from `offset` (after `base` line ends)
+/// as `text`: see [`TextMark`].
+fn whole_lines(offset: u64, base: u64, text: &[u8]) -> (u64, u64) {
+    let complete = memchr::memrchr(b'\n', text).map_or(0, |p| p + 1);
+    let ends = memchr::memchr_iter(b'\n', &text[..complete]).count() as u64;
+    (offset + complete as u64, base + ends)
 }
 
 enum TxnError {
@@ -797,6 +848,7 @@ fn run_txn(
         .map(|(_, s)| detector.and_then(|d| d.sets.get(&s.log_type).cloned()))
         .collect();
     let mut counts = vec![SourceCounts::default(); group.len()];
+    let mut marks = vec![None; group.len()];
     let mut matches = 0u64;
     let read_result = std::thread::scope(|s| {
         for _ in 0..threads {
@@ -852,6 +904,7 @@ fn run_txn(
             (&chunk_tx, &spare_rx, &credit_rx),
             pb,
             &first_error,
+            &mut marks,
         );
         drop(chunk_tx);
         let _ = writer.join();
@@ -865,9 +918,11 @@ fn run_txn(
         files: files.into_inner().expect("not poisoned"),
         counts,
         matches,
+        marks,
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_sources(
     rt: &tokio::runtime::Handle,
     group: &[(Source, Arc<LogSchema>)],
@@ -876,6 +931,7 @@ fn read_sources(
     (tx, spare, credits): (&Sender<Chunk>, &Receiver<Vec<u8>>, &Receiver<()>),
     pb: &ProgressBar,
     failed: &Mutex<Option<TxnError>>,
+    marks: &mut [Option<(u64, u64)>],
 ) -> Result<(), TxnError> {
     let mut prefetch =
         source::Prefetch::new(rt.clone(), group.iter().map(|(s, _)| s.clone()).collect());
@@ -904,7 +960,12 @@ fn read_sources(
     // as they are read, and what was not read through `Counting` (a file read twice, bytes
     // fetched whole) once its source is done.
     let counted = Arc::new(AtomicU64::new(0));
-    let done = |src: &Source| pb.inc(src.size.saturating_sub(counted.swap(0, Ordering::Relaxed)));
+    let done = |src: &Source| {
+        pb.inc(
+            src.remaining()
+                .saturating_sub(counted.swap(0, Ordering::Relaxed)),
+        )
+    };
     for (i, (src, schema)) in group.iter().enumerate() {
         if let Some((previous, _)) = i.checked_sub(1).map(|p| &group[p]) {
             done(previous);
@@ -925,8 +986,12 @@ fn read_sources(
         // decompression on the parser threads.
         let stored_len = match &input {
             source::Input::Fetched(b) => b.len() as u64,
-            source::Input::Reader(_) => src.size,
+            source::Input::Reader(_) => src.remaining(),
         };
+        // A local file not compressed is text whose whole lines the ledger marks, counted on
+        // from where an earlier ingest stopped.
+        let (offset, base) = src.resume.map_or((0, 0), |r| (r.offset, r.lines));
+        let mut text_file = None;
         // The file's bytes kept from opening it, and how.
         let (stored, mut reader): (Option<(bytes::Bytes, Whole)>, Box<dyn Read + Send>) =
             if stored_len <= source::HEAD_BYTES as u64 {
@@ -938,6 +1003,7 @@ fn read_sources(
                         v
                     }
                 };
+                text_file = Some(!bytes.starts_with(&[0x1f, 0x8b]));
                 let text = bytes::Bytes::from(source::decompress(bytes).map_err(source_err)?);
                 let reader = Box::new(std::io::Cursor::new(text.clone()));
                 (Some((text, Whole::Decompressed)), reader)
@@ -948,6 +1014,12 @@ fn read_sources(
                 };
                 (stored, input.decompressed().map_err(source_err)?)
             };
+        let text_file = match &src.origin {
+            source::Origin::File(path) => {
+                text_file.unwrap_or_else(|| !source::is_gzip_file(path).unwrap_or(true))
+            }
+            source::Origin::Object { .. } => false,
+        };
         let mut head = Vec::with_capacity(source::HEAD_BYTES);
         (&mut reader)
             .take(source::HEAD_BYTES as u64)
@@ -990,7 +1062,7 @@ fn read_sources(
             pack_data.extend_from_slice(text);
             pack.push(Part {
                 src: i,
-                first_line: 1,
+                first_line: base + 1,
                 start,
                 end: pack_data.len(),
             });
@@ -1001,6 +1073,9 @@ fn read_sources(
             // A small file, decompressed here: its records go into one batch with its
             // neighbours' (`Parser::parse_documents`), like small files' lines.
             if let Some((text, Whole::Decompressed)) = &stored {
+                if text_file {
+                    marks[i] = Some(whole_lines(offset, base, text));
+                }
                 if !into_pack(text, true, &mut pack, &mut pack_data, &mut pack_docs) {
                     return Ok(());
                 }
@@ -1016,9 +1091,12 @@ fn read_sources(
                         .map_err(|e| TxnError::Source(i, e))?,
                 ),
             };
+            if text_file {
+                marks[i] = Some(whole_lines(offset, base, &data));
+            }
             let part = Part {
                 src: i,
-                first_line: 1,
+                first_line: base + 1,
                 start: 0,
                 end: data.len(),
             };
@@ -1038,6 +1116,9 @@ fn read_sources(
                 .map_err(source_err)?;
         }
         if first.len() < SMALL_FILE {
+            if text_file {
+                marks[i] = Some(whole_lines(offset, base, &first));
+            }
             if !into_pack(&first, false, &mut pack, &mut pack_data, &mut pack_docs) {
                 return Ok(());
             }
@@ -1047,7 +1128,7 @@ fn read_sources(
             return Ok(());
         }
         // Send whole lines, the chunk's first `end` bytes, numbered on from the last chunk's.
-        let mut line = 1u64;
+        let mut line = base + 1;
         let mut send_lines = |data: ChunkData, end: usize| {
             let first_line = line;
             line += memchr::memchr_iter(b'\n', &data[..end]).count() as u64;
@@ -1062,16 +1143,23 @@ fn read_sources(
         // A large plain file is read as mapped windows instead of copied into buffers.
         if let source::Origin::File(path) = &src.origin
             && let Some(mut windows) =
-                source::MappedLines::open(path, chunk_bytes).map_err(source_err)?
+                source::MappedLines::open(path, offset..src.size, chunk_bytes)
+                    .map_err(source_err)?
         {
             drop(reader);
             // The head was read and counted already.
             let mut uncounted = counted.load(Ordering::Relaxed);
+            // Where the window starts, and where the last whole line read ends.
+            let (mut at, mut complete) = (offset, offset);
             while let Some(window) = windows.next_window().map_err(source_err)? {
                 if failed.lock().expect("not poisoned").is_some() {
                     return Ok(());
                 }
                 let n = window.end as u64;
+                if let Some(p) = memchr::memrchr(b'\n', &window.map[..window.end]) {
+                    complete = at + p as u64 + 1;
+                }
+                at += n;
                 let count = n.saturating_sub(uncounted);
                 uncounted = uncounted.saturating_sub(n);
                 counted.fetch_add(count, Ordering::Relaxed);
@@ -1081,6 +1169,7 @@ fn read_sources(
                     return Ok(());
                 }
             }
+            marks[i] = Some((complete, line - 1));
             continue;
         }
         let mut reader = std::io::Cursor::new(first).chain(reader);

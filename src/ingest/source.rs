@@ -55,6 +55,17 @@ pub struct Source {
     /// The object's bytes as stored, when already fetched (a small object read to detect its
     /// log type is not fetched again).
     pub fetched: Option<Bytes>,
+    /// For a local text file that grew since an earlier ingest: where its new lines start.
+    pub resume: Option<Resume>,
+}
+
+/// Where reading a local text file starts: after the whole lines an earlier ingest stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// Bytes already ingested (whole lines).
+    pub offset: u64,
+    /// Line ends among them: the first new line is line `lines + 1`.
+    pub lines: u64,
 }
 
 impl Source {
@@ -76,6 +87,7 @@ impl Source {
                 label: canonical.display().to_string(),
             },
             fetched: None,
+            resume: None,
         })
     }
 
@@ -98,7 +110,34 @@ impl Source {
                 key: meta.location,
             },
             fetched: None,
+            resume: None,
         }
+    }
+
+    /// Continue this local text file after the lines `mark` says an earlier ingest stored,
+    /// when the file still begins with them (it grew by appending): whether it does.
+    pub fn resume_after(&mut self, mark: &crate::lake::commit::TextMark) -> bool {
+        let Origin::File(path) = &self.origin else {
+            return false;
+        };
+        if mark.complete == 0 || mark.complete > self.size {
+            return false;
+        }
+        let same = File::open(path)
+            .and_then(|f| crate::lake::commit::TextMark::fingerprint(&f, mark.complete))
+            .is_ok_and(|f| f == mark.fingerprint);
+        if same {
+            self.resume = Some(Resume {
+                offset: mark.complete,
+                lines: mark.lines,
+            });
+        }
+        same
+    }
+
+    /// Bytes this ingest reads, as stored: from the resume point on.
+    pub fn remaining(&self) -> u64 {
+        self.size - self.resume.map_or(0, |r| r.offset)
     }
 
     /// The name errors and summaries use: the canonical path or the `s3://` URL.
@@ -118,9 +157,10 @@ impl Source {
         }
         match &self.origin {
             Origin::File(path) => {
-                let path = path.clone();
+                // The bytes found at discovery, from the resume point: what the ledger records.
+                let (path, range) = (path.clone(), self.size - self.remaining()..self.size);
                 tokio::task::spawn_blocking(move || {
-                    std::fs::read(&path).map_err(|e| Error::io(&path, e))
+                    read_range(&path, range).map_err(|e| Error::io(&path, e))
                 })
                 .await
                 .map_err(|e| Error::invalid(format!("reader panicked: {e}")))?
@@ -189,6 +229,24 @@ impl Source {
         head.truncate(len);
         Ok(head)
     }
+}
+
+/// Whether the file at `path` starts as gzip does.
+pub fn is_gzip_file(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 2];
+    let n = File::open(path)?.read_at(&mut magic, 0)?;
+    Ok(n == 2 && magic == [0x1f, 0x8b])
+}
+
+/// Bytes `range` of the file at `path`, or up to its end when it is shorter.
+fn read_range(path: &Path, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(range.start))?;
+    let mut v = Vec::new();
+    f.take(range.end - range.start).read_to_end(&mut v)?;
+    Ok(v)
 }
 
 /// The first `max` bytes of a source of at most [`HEAD_BYTES`] as stored, from its bytes
@@ -346,11 +404,16 @@ pub struct Window {
 }
 
 impl MappedLines {
-    /// The file at `path` in windows of about `window` bytes, or `None` when it is gzip.
-    pub fn open(path: &Path, window: usize) -> std::io::Result<Option<Self>> {
+    /// Bytes `range` of the file at `path` (up to its end when it is shorter) in windows of
+    /// about `window` bytes, or `None` when it is gzip.
+    pub fn open(
+        path: &Path,
+        range: std::ops::Range<u64>,
+        window: usize,
+    ) -> std::io::Result<Option<Self>> {
         use std::os::unix::fs::FileExt;
         let file = File::open(path)?;
-        let len = file.metadata()?.len();
+        let len = file.metadata()?.len().min(range.end);
         let mut magic = [0u8; 2];
         if len >= 2 && file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b] {
             return Ok(None);
@@ -358,7 +421,7 @@ impl MappedLines {
         Ok(Some(MappedLines {
             file,
             len,
-            pos: 0,
+            pos: range.start.min(len),
             window: window.max(1),
         }))
     }
@@ -632,9 +695,15 @@ impl Prefetch {
             return Ok(Input::Fetched(b.clone()));
         }
         match &src.origin {
-            Origin::File(path) => File::open(path)
-                .map(|f| Input::Reader(Box::new(f)))
-                .map_err(|e| Error::io(path, e)),
+            // The bytes found at discovery, from the resume point: what the ledger records.
+            Origin::File(path) => {
+                use std::io::{Seek, SeekFrom};
+                let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+                let start = src.size - src.remaining();
+                f.seek(SeekFrom::Start(start))
+                    .map_err(|e| Error::io(path, e))?;
+                Ok(Input::Reader(Box::new(f.take(src.remaining()))))
+            }
             Origin::Object { .. } if Self::fetch_whole(src) => {
                 let bytes = match self.ahead.front() {
                     Some((j, _)) if *j == i => {
@@ -748,21 +817,30 @@ mod tests {
             .collect::<String>()
             + "last line";
         std::fs::write(&path, &text).unwrap();
-        for window in [1, 5, 16, 64, 1000, 1 << 20] {
-            let mut lines = MappedLines::open(&path, window).unwrap().unwrap();
-            let mut got = Vec::new();
-            while let Some(w) = lines.next_window().unwrap() {
-                let bytes = &w.map[..w.end];
-                assert!(!bytes.is_empty());
-                let at_end = got.len() + bytes.len() == text.len();
-                assert!(at_end || bytes.ends_with(b"\n"), "window {window}");
-                got.extend_from_slice(bytes);
+        // The whole file, the lines after a resume point (not on a page boundary), and bytes
+        // found at discovery of a file that grew since.
+        let len = text.len() as u64;
+        let resumed = text.find("xxxxxxx\n").unwrap() as u64 + 8;
+        for range in [0..len, resumed..len, 0..len - 4, resumed..u64::MAX] {
+            let want = &text.as_bytes()[range.start as usize..(range.end.min(len)) as usize];
+            for window in [1, 5, 16, 64, 1000, 1 << 20] {
+                let mut lines = MappedLines::open(&path, range.clone(), window)
+                    .unwrap()
+                    .unwrap();
+                let mut got = Vec::new();
+                while let Some(w) = lines.next_window().unwrap() {
+                    let bytes = &w.map[..w.end];
+                    assert!(!bytes.is_empty());
+                    let at_end = got.len() + bytes.len() == want.len();
+                    assert!(at_end || bytes.ends_with(b"\n"), "window {window}");
+                    got.extend_from_slice(bytes);
+                }
+                assert_eq!(got, want, "window {window}, {range:?}");
             }
-            assert_eq!(got, text.as_bytes(), "window {window}");
         }
         std::fs::write(&path, gz(text.as_bytes())).unwrap();
         assert!(
-            MappedLines::open(&path, 64).unwrap().is_none(),
+            MappedLines::open(&path, 0..u64::MAX, 64).unwrap().is_none(),
             "gzip is not mapped"
         );
     }
@@ -772,7 +850,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         std::fs::write(&path, "line\n".repeat(1000)).unwrap();
-        let mut lines = MappedLines::open(&path, 100).unwrap().unwrap();
+        let mut lines = MappedLines::open(&path, 0..u64::MAX, 100).unwrap().unwrap();
         assert!(lines.next_window().unwrap().is_some());
         std::fs::OpenOptions::new()
             .write(true)

@@ -33,7 +33,7 @@
 //! Recovery must run under the ingest lock ([`super::lock`]), so that it never mistakes another
 //! process's open transaction for an abandoned one.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
@@ -68,6 +68,41 @@ pub struct LedgerEntry {
     pub txn: String,
     /// RFC 3339 time the transaction committed.
     pub ingested_at: String,
+    /// Where the ingest of a local text file stopped, so that lines appended to it later are
+    /// ingested alone (`None` for gzip files and objects, which are not appended to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<TextMark>,
+}
+
+/// How far a local text file was ingested: its whole lines, counted, and a fingerprint of them.
+/// A file found again under the same path, at least as long and with the same fingerprint,
+/// grew by appending: only what follows `complete` is new.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TextMark {
+    /// Bytes up to and including the last line end ingested.
+    pub complete: u64,
+    /// Line ends among them.
+    pub lines: u64,
+    /// [`TextMark::fingerprint`] of the first `complete` bytes.
+    pub fingerprint: String,
+}
+
+impl TextMark {
+    /// Bytes of each end a fingerprint covers.
+    pub const ENDS: u64 = 4096;
+
+    /// xxh3-128 of the first and the last [`TextMark::ENDS`] bytes of `text[..len]` of the file
+    /// `file`, with `len` (a file rewritten in place differs at an end, or in length).
+    pub fn fingerprint(file: &std::fs::File, len: u64) -> std::io::Result<String> {
+        use std::os::unix::fs::FileExt;
+        let head = len.min(Self::ENDS);
+        let tail = len.min(Self::ENDS);
+        let mut buf = vec![0u8; (head + tail) as usize];
+        file.read_exact_at(&mut buf[..head as usize], 0)?;
+        file.read_exact_at(&mut buf[head as usize..], len - tail)?;
+        buf.extend_from_slice(&len.to_le_bytes());
+        Ok(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf)))
+    }
 }
 
 /// A commit record.
@@ -266,19 +301,45 @@ const LOAD_CONCURRENCY: usize = 16;
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub ids: HashSet<String>,
+    /// The furthest [`TextMark`] of each local text file, by label (canonical path).
+    pub marks: HashMap<String, TextMark>,
     /// Objects written by commits since the last compaction: one per transaction
     /// (`<txn>.jsonl`), or one per source in lakes written by earlier versions.
     loose: Vec<Path>,
     /// Ids in the loose objects.
     loose_ids: usize,
-    /// Compacted indexes (normally one; more after an interrupted compaction).
+    /// Compacted indexes (normally one; more after an interrupted compaction), and the text
+    /// marks kept beside them.
     indexes: Vec<Path>,
 }
 
-/// The one field of a ledger line the ledger needs.
+/// The fields of a ledger line the ledger needs.
 #[derive(Deserialize)]
 struct SourceId {
     source_id: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    mark: Option<TextMark>,
+}
+
+/// A line of a compacted index's marks file.
+#[derive(Serialize, Deserialize)]
+struct LabelMark {
+    label: String,
+    mark: TextMark,
+}
+
+impl Ledger {
+    /// Keep `mark` for `label` when it reaches further than the one kept.
+    fn add_mark(&mut self, label: String, mark: TextMark) {
+        match self.marks.get(&label) {
+            Some(m) if m.complete >= mark.complete => {}
+            _ => {
+                self.marks.insert(label, mark);
+            }
+        }
+    }
 }
 
 impl Ledger {
@@ -319,14 +380,21 @@ impl Ledger {
                 })?;
                 out.ids.insert(e.source_id);
                 out.loose_ids += 1;
+                if let Some(mark) = e.mark {
+                    out.add_mark(e.label, mark);
+                }
             }
         }
-        let mut indexes: Vec<Path> = lake
+        let listed: Vec<Path> = lake
             .list(&paths::ledger_index_dir())
             .await?
             .into_iter()
             .map(|m| m.location)
+            .collect();
+        let mut indexes: Vec<Path> = listed
+            .iter()
             .filter(|p| p.as_ref().ends_with(".txt"))
+            .cloned()
             .collect();
         indexes.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
         // Index names sort by time, and each holds everything before it: the newest is enough.
@@ -336,7 +404,23 @@ impl Ledger {
                 .map_err(|e| Error::invalid(format!("ledger index {newest}: {e}")))?;
             out.ids
                 .extend(text.lines().filter(|l| !l.is_empty()).map(String::from));
+            // Written before its index; absent in lakes compacted before marks existed.
+            let marks = paths::ledger_index_marks(newest);
+            let body = lake.get_opt(&marks).await?.unwrap_or_default();
+            for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let m: LabelMark = serde_json::from_slice(line).map_err(|source| Error::Json {
+                    context: format!("ledger marks {marks}"),
+                    source,
+                })?;
+                out.add_mark(m.label, m.mark);
+            }
         }
+        // Marks files go with their indexes (and with an index whose write was cut short).
+        indexes.extend(
+            listed
+                .into_iter()
+                .filter(|p| p.as_ref().ends_with(".marks.jsonl")),
+        );
         out.indexes = indexes;
         Ok(out)
     }
@@ -358,6 +442,21 @@ impl Ledger {
             body.push('\n');
         }
         let index = paths::ledger_index(&new_txn_id());
+        let mut marks: Vec<(&String, &TextMark)> = self.marks.iter().collect();
+        marks.sort_by(|a, b| a.0.cmp(b.0));
+        let mut lines = Vec::new();
+        for (label, mark) in marks {
+            let line = LabelMark {
+                label: label.clone(),
+                mark: mark.clone(),
+            };
+            serde_json::to_writer(&mut lines, &line).map_err(|source| Error::Json {
+                context: format!("ledger marks of {label}"),
+                source,
+            })?;
+            lines.push(b'\n');
+        }
+        lake.put(&paths::ledger_index_marks(&index), lines).await?;
         lake.put(&index, body.into_bytes()).await?;
         let gone = self.loose.drain(..).chain(self.indexes.drain(..)).collect();
         lake.delete_all(gone).await?;
@@ -413,13 +512,84 @@ mod tests {
         let mut ids: Vec<_> = l.ids.iter().cloned().collect();
         ids.sort();
         assert_eq!(ids, ["a1", "b2", "c3", "d4"]);
-        // A second compaction replaces the first index.
+        // A second compaction replaces the first index (and its marks file).
         l.compact(&lake).await.unwrap();
         assert_eq!(
             lake.list(&paths::ledger_index_dir()).await.unwrap().len(),
-            1
+            2
         );
         assert_eq!(Ledger::load(&lake).await.unwrap().ids.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn text_marks_survive_compaction_and_the_furthest_is_kept() {
+        let (_dir, lake) = temp_lake();
+        let mark = |complete: u64| TextMark {
+            complete,
+            lines: complete / 10,
+            fingerprint: format!("f{complete}"),
+        };
+        let mut r = record("t1", &["a", "b"]);
+        r.sources[0].mark = Some(mark(100));
+        commit(&lake, &r).await.unwrap();
+        let mut r = record("t2", &["a2", "c"]);
+        // The same file grown, then a file of another path.
+        r.sources[0].label = "logs/a".into();
+        r.sources[0].mark = Some(mark(250));
+        r.sources[1].mark = Some(mark(30));
+        commit(&lake, &r).await.unwrap();
+        let want = |l: &Ledger| {
+            let mut got: Vec<_> = l
+                .marks
+                .iter()
+                .map(|(k, m)| (k.clone(), m.clone()))
+                .collect();
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                got,
+                [
+                    ("logs/a".to_string(), mark(250)),
+                    ("logs/c".to_string(), mark(30))
+                ]
+            );
+        };
+        let mut l = Ledger::load(&lake).await.unwrap();
+        want(&l);
+        l.compact(&lake).await.unwrap();
+        let mut l = Ledger::load(&lake).await.unwrap();
+        want(&l);
+        // An older mark met after compaction does not win over the index's.
+        let mut r = record("t3", &["a0"]);
+        r.sources[0].label = "logs/a".into();
+        r.sources[0].mark = Some(mark(100));
+        commit(&lake, &r).await.unwrap();
+        want(&Ledger::load(&lake).await.unwrap());
+        l.compact(&lake).await.unwrap();
+        assert_eq!(Ledger::load(&lake).await.unwrap().ids.len(), 5);
+    }
+
+    #[test]
+    fn a_fingerprint_changes_with_either_end_or_the_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let print = |text: &[u8], len: u64| {
+            std::fs::write(&path, text).unwrap();
+            TextMark::fingerprint(&std::fs::File::open(&path).unwrap(), len).unwrap()
+        };
+        let text: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let base = print(&text, 15_000);
+        let mut grown = text.clone();
+        grown.extend_from_slice(b"more");
+        assert_eq!(print(&grown, 15_000), base, "appending keeps it");
+        for at in [0, 4095, 15_000 - 4096, 14_999] {
+            let mut t = text.clone();
+            t[at] = b'#';
+            assert_ne!(print(&t, 15_000), base, "a change at {at}");
+        }
+        assert_ne!(print(&text, 14_000), base);
+        // Shorter than both ends together, and empty.
+        assert_ne!(print(b"x\n", 2), print(b"y\n", 2));
+        assert_eq!(print(b"", 0), print(b"", 0));
     }
 
     fn record(txn: &str, ids: &[&str]) -> CommitRecord {
@@ -439,6 +609,7 @@ mod tests {
                     quarantined: 0,
                     txn: txn.into(),
                     ingested_at: String::new(),
+                    mark: None,
                 })
                 .collect(),
         }

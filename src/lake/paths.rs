@@ -8,6 +8,7 @@
 //! _seclake/ledger/<txn>.jsonl                                    the inputs a txn ingested
 //! _seclake/ledger/<source id>.json                               an input (older lakes; read)
 //! _seclake/ledger-index/<txn>.txt                                ids of compacted ledger entries
+//! _seclake/ledger-index/<txn>.marks.jsonl                        where local text files stopped
 //! _seclake/alerts/<txn>.parquet                                  alert versions a txn wrote
 //! _seclake/outbox/<alert id>.json                                an alert not yet delivered
 //! _seclake/schedule/runs/<query>/<slot>.json                     a scheduled query's run
@@ -94,6 +95,12 @@ pub fn ledger_index_dir() -> Path {
 /// A compacted ledger index: every source id it holds, one per line.
 pub fn ledger_index(name: &str) -> Path {
     Path::from(format!("{STATE}/ledger-index/{name}.txt"))
+}
+
+/// The text marks of a compacted ledger index (JSON lines of label and mark), written first.
+pub fn ledger_index_marks(index: &Path) -> Path {
+    let name = index.as_ref().trim_end_matches(".txt");
+    Path::from(format!("{name}.marks.jsonl"))
 }
 
 /// Ledger entry of one ingested source, as commits wrote them before the per-transaction

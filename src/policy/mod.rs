@@ -402,6 +402,7 @@ pub async fn ingest_resources(lake: &Lake, args: &[String]) -> Result<ResourceSu
                 quarantined: 0,
                 txn: txn.clone(),
                 ingested_at: now.to_rfc3339(),
+                mark: None,
             });
             for job in writer.push(t, batch)? {
                 files.push(stage_job(lake, &job).await?);

@@ -700,3 +700,104 @@ fn small_files_read_together_keep_their_own_sources_lines_and_time_order() {
         }
     }
 }
+
+/// A local log that grows between ingests (a server appending to it, a cron job ingesting it)
+/// lands each line once: an ingest reads on from the last whole line the one before stored,
+/// numbering lines on, as long as the file still starts with what was read; a file replaced by
+/// other content is read whole again, and says so.
+#[test]
+fn an_appended_file_is_ingested_from_where_the_last_ingest_stopped() {
+    let mut t = TestLake::new();
+    // Every ingest folds the ledger into its index, which must keep where files stopped.
+    t.set_env("SECLAKE_LEDGER_COMPACT_AT", "1");
+    let sample =
+        std::fs::read_to_string(sample_dir().join("2020-05-06-20-59-59-60550194C8C0B243")).unwrap();
+    let lines: Vec<&str> = sample.lines().collect();
+    let text = |range: std::ops::Range<usize>| -> String {
+        lines[range].iter().map(|l| format!("{l}\n")).collect()
+    };
+    let count = |t: &TestLake| {
+        t.csv("SELECT count(*) AS n, count(DISTINCT requestid) AS ids FROM aws_s3serveraccess")
+    };
+    let append = |path: &std::path::Path, s: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(s.as_bytes()).unwrap();
+    };
+
+    // A small file, read whole and packed with others.
+    let log = t.path("app.log");
+    let log_s = log.to_str().unwrap();
+    std::fs::write(&log, text(0..100)).unwrap();
+    t.ok(&["ingest", "--no-progress", "--no-rules", log_s]);
+    append(&log, &text(100..150));
+    // A line cut short (a writer mid-line): stored now, then read again once it is whole.
+    append(&log, &lines[150][..40]);
+    let out = t.ok(&["ingest", "--no-progress", "--no-rules", log_s]);
+    assert_eq!(
+        line(&out, "lines:"),
+        "lines: 51 read = 50 rows written + 1 quarantined"
+    );
+    assert!(
+        out.contains(&format!(
+            "note: {}: grew since it was ingested: reading on from line 101",
+            log.canonicalize().unwrap().display()
+        )),
+        "{out}"
+    );
+    assert_eq!(count(&t), "n,ids\n150,150\n");
+    append(&log, &format!("{}\nnot a log line\n", &lines[150][40..]));
+    let out = t.ok(&["ingest", "--no-progress", "--no-rules", log_s]);
+    assert_eq!(
+        line(&out, "lines:"),
+        "lines: 2 read = 1 rows written + 1 quarantined"
+    );
+    assert!(out.contains("reading on from line 151"), "{out}");
+    assert_eq!(count(&t), "n,ids\n151,151\n");
+    // Quarantined lines keep the file's line numbers: the cut line, and line 152.
+    assert_eq!(
+        t.csv("SELECT line, length(raw) AS len FROM panther_quarantine.aws_s3serveraccess ORDER BY line, len"),
+        "line,len\n151,40\n152,14\n"
+    );
+    // Nothing new: skipped by identity, as before.
+    let out = t.ok(&["ingest", "--no-progress", "--no-rules", log_s]);
+    assert_eq!(
+        line(&out, "files:"),
+        "files: 1 found, 0 ingested, 1 skipped (already ingested), 0 failed"
+    );
+
+    // Replaced by other content, longer than before (rotated, then written to): read whole.
+    std::fs::write(&log, text(0..10) + &text(0..160)).unwrap();
+    let out = t.ok(&["ingest", "--no-progress", "--no-rules", log_s]);
+    assert_eq!(
+        line(&out, "lines:"),
+        "lines: 170 read = 170 rows written + 0 quarantined"
+    );
+    assert!(
+        out.contains("changed since it was ingested (not by appending): ingested again whole"),
+        "{out}"
+    );
+
+    // A file over 1 MiB, read in mapped windows, resumed in the middle of one.
+    let big = t.path("big.log");
+    let big_s = big.to_str().unwrap();
+    let reps = (1 << 20) / sample.len() + 2;
+    std::fs::write(&big, sample.repeat(reps)).unwrap();
+    let total = |t: &TestLake| -> usize {
+        let csv = t.csv("SELECT count(*) AS n FROM aws_s3serveraccess");
+        csv.lines().nth(1).unwrap().parse().unwrap()
+    };
+    let before = total(&t);
+    t.ok(&["ingest", "--no-progress", "--no-rules", big_s]);
+    append(&big, &sample);
+    let out = t.ok(&["ingest", "--no-progress", "--no-rules", big_s]);
+    let n = lines.len();
+    assert_eq!(
+        line(&out, "lines:"),
+        format!("lines: {n} read = {n} rows written + 0 quarantined")
+    );
+    assert!(
+        out.contains(&format!("reading on from line {}", n * reps + 1)),
+        "{out}"
+    );
+    assert_eq!(total(&t) - before, n * (reps + 1));
+}
