@@ -243,15 +243,17 @@ pub async fn ingest(
                     // A local file ingested before under this path that changed: appended
                     // to, only its new lines are read; otherwise all of it again.
                     if let Some(mark) = marks.get(src.label()) {
-                        let note = if src.resume_after(mark) {
+                        let note = if !src.resume_after(mark) {
+                            "changed since it was ingested (not by appending): ingested \
+                             again whole"
+                                .to_string()
+                        } else if src.remaining() == 0 {
+                            "touched since it was ingested, not changed: nothing new".to_string()
+                        } else {
                             format!(
                                 "grew since it was ingested: reading on from line {}",
                                 mark.lines + 1
                             )
-                        } else {
-                            "changed since it was ingested (not by appending): ingested \
-                             again whole"
-                                .to_string()
                         };
                         summary.notes.push((src.label().to_string(), note));
                     }

@@ -765,6 +765,20 @@ fn an_appended_file_is_ingested_from_where_the_last_ingest_stopped() {
         "files: 1 found, 0 ingested, 1 skipped (already ingested), 0 failed"
     );
 
+    // Written again with the same bytes (a new modification time): nothing to read.
+    std::thread::sleep(Duration::from_millis(10));
+    std::fs::write(&log, std::fs::read(&log).unwrap()).unwrap();
+    let out = t.ok(&["ingest", "--no-progress", "--no-rules", log_s]);
+    assert_eq!(
+        line(&out, "lines:"),
+        "lines: 0 read = 0 rows written + 0 quarantined"
+    );
+    assert!(
+        out.contains("touched since it was ingested, not changed: nothing new"),
+        "{out}"
+    );
+    assert_eq!(count(&t), "n,ids\n151,151\n");
+
     // Replaced by other content, longer than before (rotated, then written to): read whole.
     std::fs::write(&log, text(0..10) + &text(0..160)).unwrap();
     let out = t.ok(&["ingest", "--no-progress", "--no-rules", log_s]);
