@@ -93,7 +93,13 @@ pub struct Printer<'w, W: Write> {
     schema: SchemaRef,
     started: bool,
     table: Vec<RecordBatch>,
+    /// `table` cells longer than this many characters are cut (0: never).
+    max_cell: usize,
 }
+
+/// Characters a `table` cell shows on a terminal before it is cut (`…`): a CloudTrail row's
+/// `requestparameters` or `useridentity` would otherwise make every row many lines long.
+pub const TERMINAL_MAX_CELL: usize = 60;
 
 impl<'w, W: Write> Printer<'w, W> {
     pub fn new(format: Format, schema: SchemaRef, out: &'w mut W) -> Self {
@@ -103,7 +109,14 @@ impl<'w, W: Write> Printer<'w, W> {
             schema,
             started: false,
             table: Vec::new(),
+            max_cell: 0,
         }
+    }
+
+    /// Cut `table` cells longer than `max` characters (0: never), ending them with `…`.
+    pub fn max_cell(mut self, max: usize) -> Self {
+        self.max_cell = max;
+        self
     }
 
     /// Write one batch.
@@ -149,7 +162,13 @@ impl<'w, W: Write> Printer<'w, W> {
     pub fn finish(mut self) -> Result<()> {
         match self.format {
             Format::Table => {
-                let batches = std::mem::take(&mut self.table);
+                let mut batches = std::mem::take(&mut self.table);
+                if self.max_cell > 0 {
+                    batches = batches
+                        .iter()
+                        .map(|b| clip_cells(b, self.max_cell))
+                        .collect::<Result<_>>()?;
+                }
                 let text = if batches.iter().all(|b| b.num_rows() == 0) {
                     header_only(&self.schema)?
                 } else {
@@ -193,6 +212,43 @@ pub fn write_all(
         p.write(b)?;
     }
     p.finish()
+}
+
+/// `batch` as text columns, each value cut to `max` characters (the last one `…`) when longer;
+/// formatted as the table printer formats them, nulls kept.
+fn clip_cells(batch: &RecordBatch, max: usize) -> Result<RecordBatch> {
+    let options = FormatOptions::default();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    let mut text = String::new();
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        let fmt = ArrayFormatter::try_new(col.as_ref(), &options)?;
+        let mut b = StringBuilder::with_capacity(col.len(), col.len() * 8);
+        for i in 0..col.len() {
+            if col.is_null(i) {
+                b.append_null();
+                continue;
+            }
+            text.clear();
+            fmt.value(i)
+                .write(&mut text)
+                .map_err(|e| Error::invalid(format!("formatting {}: {e}", field.name())))?;
+            match text.char_indices().nth(max.saturating_sub(1)) {
+                Some((cut, _)) if text.chars().count() > max => {
+                    text.truncate(cut);
+                    text.push('…');
+                }
+                _ => {}
+            }
+            b.append_value(&text);
+        }
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(Arc::new(b.finish()));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 fn header_only(schema: &Schema) -> Result<String> {
@@ -304,6 +360,53 @@ mod tests {
         assert_eq!("NDJSON".parse::<Format>().unwrap(), Format::Ndjson);
         assert!("xml".parse::<Format>().is_err());
         assert_eq!(Format::from_extension("out.jsonl"), Some(Format::Ndjson));
+    }
+
+    #[test]
+    fn table_cells_are_cut_to_the_width_asked_and_no_more() {
+        let long = "é".repeat(30) + "tail";
+        let b = RecordBatch::try_from_iter(vec![
+            (
+                "n",
+                Arc::new(Int32Array::from(vec![Some(123456), None])) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some(long.as_str()), Some("short")])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let table = |max: usize| {
+            let mut out = Vec::new();
+            let mut p = Printer::new(Format::Table, b.schema(), &mut out).max_cell(max);
+            p.write(&b).unwrap();
+            p.finish().unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        // Cut by characters, not bytes; a value of the width exactly, and nulls, stay as they are.
+        let cut = table(10);
+        assert!(
+            cut.contains(&format!("| 123456 | {}… |", "é".repeat(9))),
+            "{cut}"
+        );
+        assert!(cut.contains("|        | short      |"), "{cut}");
+        assert_eq!(
+            table(6).lines().nth(3).unwrap().split('|').nth(1),
+            Some(" 123456 ")
+        );
+        // 0: never cut, the same text as without.
+        let whole = table(0);
+        assert!(whole.contains(&long), "{whole}");
+        let mut plain = Vec::new();
+        write_all(
+            Format::Table,
+            b.schema(),
+            std::slice::from_ref(&b),
+            &mut plain,
+        )
+        .unwrap();
+        assert_eq!(whole, String::from_utf8(plain).unwrap());
+        assert_eq!(table(100), whole, "nothing over the width");
     }
 
     #[test]

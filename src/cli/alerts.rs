@@ -94,7 +94,7 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
     });
     let engine = ctx.engine(true).await?;
     let rows = engine
-        .print(&sql, args.format, limit, &mut std::io::stdout().lock())
+        .print(&sql, args.format, (limit, 0), &mut std::io::stdout().lock())
         .await?;
     if limit != 0 && rows > limit {
         eprintln!("showing {limit} of {rows} alerts; --limit 0 shows all");

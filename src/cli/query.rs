@@ -1,6 +1,6 @@
 //! `seclake query`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use futures::StreamExt;
 
@@ -46,6 +46,11 @@ pub struct Args {
     /// `.tsv`, `.json`, `.ndjson` pick that format.
     #[arg(short, long)]
     pub output: Option<std::path::PathBuf>,
+
+    /// Cut table cells longer than N characters, ending them with `…` (0: never). Default:
+    /// 60 when printing to a terminal, never otherwise (a file, a pipe, --format csv/json).
+    #[arg(long, value_name = "N")]
+    pub max_width: Option<usize>,
 
     /// Refuse statements that write files or change tables (COPY, INSERT, CREATE, …).
     #[arg(long)]
@@ -99,29 +104,35 @@ pub async fn run(ctx: &Ctx, args: Args) -> Result<Outcome> {
                 let mut f = std::io::BufWriter::new(
                     std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
                 );
-                run_statements(&engine, &statements, format, &mut f).await?;
+                run_statements(&engine, &statements, (format, 0), &mut f).await?;
                 f.flush().map_err(|e| Error::io(path, e))?;
             }
         }
         None => {
             let stdout = std::io::stdout();
+            let max_cell = args.max_width.unwrap_or(if stdout.is_terminal() {
+                crate::output::TERMINAL_MAX_CELL
+            } else {
+                0
+            });
             let mut out = std::io::BufWriter::new(stdout.lock());
-            run_statements(&engine, &statements, args.format, &mut out).await?;
+            run_statements(&engine, &statements, (args.format, max_cell), &mut out).await?;
             out.flush().map_err(|e| Error::io("stdout", e))?;
         }
     }
     Ok(Outcome::Ok)
 }
 
-/// Run statements in order, printing each result.
+/// Run statements in order, printing each result (table cells cut at `max_cell` characters,
+/// 0: never).
 pub async fn run_statements(
     engine: &Engine,
     statements: &[String],
-    format: Format,
+    (format, max_cell): (Format, usize),
     out: &mut impl Write,
 ) -> Result<()> {
     for s in statements {
-        engine.print(s, format, 0, out).await?;
+        engine.print(s, format, (0, max_cell), out).await?;
     }
     Ok(())
 }

@@ -289,19 +289,20 @@ impl Engine {
     }
 
     /// Run one statement and print its result in `format`, streaming; at most `limit` rows
-    /// are printed (0: all). Returns the number of rows the statement produced.
+    /// are printed (0: all), `table` cells cut at `max_cell` characters (0: never). Returns
+    /// the number of rows the statement produced.
     pub async fn print(
         &self,
         sql: &str,
         format: crate::output::Format,
-        limit: usize,
+        (limit, max_cell): (usize, usize),
         out: &mut impl std::io::Write,
     ) -> Result<usize> {
         use futures::StreamExt;
         let df = self.sql(sql).await?;
         let schema = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;
-        let mut printer = crate::output::Printer::new(format, schema, out);
+        let mut printer = crate::output::Printer::new(format, schema, out).max_cell(max_cell);
         let mut rows = 0usize;
         while let Some(batch) = stream.next().await {
             let batch = batch?;

@@ -72,6 +72,8 @@ pub enum Command {
     Timing(Option<bool>),
     /// `\maxrows N`: rows shown before the display is cut (0 = no limit).
     MaxRows(usize),
+    /// `\maxwidth N`: characters a table cell shows before it is cut (0 = no limit).
+    MaxWidth(usize),
     /// `\i FILE`: run the statements in a file.
     Include(String),
     /// `\run NAME`: run a saved or scheduled query over its lookback window ending now.
@@ -88,11 +90,13 @@ impl Command {
 \\format [FMT]   show or set the output format: table, csv, tsv, json, ndjson
 \\timing [on|off] show elapsed time and row count after results (default on)
 \\maxrows N      rows shown before the display is cut (0: no limit; default 40)
+\\maxwidth N     characters a table cell shows before it is cut with … (0: no limit; default
+                60 on a terminal)
 \\i FILE         run the SQL statements in FILE
 \\run NAME       run a saved or scheduled query (seclake schedule list) over its window
 SQL statements end with ';' and may span lines. Ctrl-C cancels a running query.
 DuckDB's and sqlite's spellings work too: .tables, .schema [TABLE], .mode FMT, .timer on|off,
-.maxrows N, .read FILE, .help, .quit (.exit).";
+.maxrows N, .maxwidth N, .read FILE, .help, .quit (.exit).";
 
     /// Whether a line is a command rather than SQL: it starts with `\` (psql) or `.` (DuckDB,
     /// sqlite), which no SQL statement does.
@@ -111,6 +115,7 @@ fn dot_alias(cmd: &str, arg: Option<&str>) -> Option<(&'static str, Option<Strin
         ".schema" | ".describe" | ".d" => "\\d",
         ".timer" => "\\timing",
         ".maxrows" => "\\maxrows",
+        ".maxwidth" => "\\maxwidth",
         ".read" => "\\i",
         ".run" => "\\run",
         ".mode" => {
@@ -163,6 +168,10 @@ impl FromStr for Command {
                 arg.and_then(|a| a.parse().ok())
                     .ok_or_else(|| Error::invalid("\\maxrows takes a number"))?,
             ),
+            "\\maxwidth" => Command::MaxWidth(
+                arg.and_then(|a| a.parse().ok())
+                    .ok_or_else(|| Error::invalid("\\maxwidth takes a number"))?,
+            ),
             "\\i" => Command::Include(
                 arg.ok_or_else(|| Error::invalid("\\i takes a file name"))?
                     .to_string(),
@@ -188,6 +197,8 @@ pub struct Repl<'e> {
     pub format: Format,
     pub timing: bool,
     pub max_rows: usize,
+    /// Characters a table cell shows before it is cut (0: no limit).
+    pub max_width: usize,
 }
 
 /// What to do after a command.
@@ -204,6 +215,11 @@ impl<'e> Repl<'e> {
             format: Format::Table,
             timing: true,
             max_rows: 40,
+            max_width: if std::io::stdout().is_terminal() {
+                crate::output::TERMINAL_MAX_CELL
+            } else {
+                0
+            },
         }
     }
 
@@ -318,6 +334,11 @@ impl<'e> Repl<'e> {
                 self.timing = v.unwrap_or(!self.timing);
                 writeln!(out, "timing {}", if self.timing { "on" } else { "off" }).map_err(w)
             }
+            Command::MaxWidth(n) => {
+                self.max_width = n;
+                let shown = if n == 0 { "none".into() } else { n.to_string() };
+                writeln!(out, "cell width limit: {shown}").map_err(w)
+            }
             Command::MaxRows(n) => {
                 self.max_rows = n;
                 writeln!(out, "display limit: {}", if n == 0 { "none".into() } else { n.to_string() }).map_err(w)
@@ -382,7 +403,9 @@ impl<'e> Repl<'e> {
         self.engine.refresh().await?;
         for s in &statements {
             let started = Instant::now();
-            let run = self.engine.print(s, self.format, self.max_rows, out);
+            let run = self
+                .engine
+                .print(s, self.format, (self.max_rows, self.max_width), out);
             let rows = tokio::select! {
                 r = run => r?,
                 _ = tokio::signal::ctrl_c() => {
@@ -516,6 +539,9 @@ mod tests {
         assert_eq!(parse(".mode"), Command::Format(None));
         assert_eq!(parse(".timer on"), Command::Timing(Some(true)));
         assert_eq!(parse(".read x.sql"), Command::Include("x.sql".into()));
+        assert_eq!(parse(".maxwidth 0"), Command::MaxWidth(0));
+        assert_eq!(parse("\\maxwidth 30"), Command::MaxWidth(30));
+        assert!("\\maxwidth wide".parse::<Command>().is_err());
         assert_eq!(parse(".exit"), Command::Quit);
         assert_eq!(parse(".QUIT;"), Command::Quit);
         let err = ".nope".parse::<Command>().unwrap_err().to_string();

@@ -356,6 +356,35 @@ fn errors_exit_2_and_closed_pipes_do_not() {
 }
 
 #[test]
+fn long_table_cells_are_cut_when_asked_and_whole_otherwise() {
+    let t = sample_lake();
+    let q = "SELECT requesturi, length(requesturi) AS len FROM aws_s3serveraccess \
+             WHERE length(requesturi) > 40 ORDER BY p_row_id LIMIT 1";
+    // Not a terminal: whole, as in files and pipes.
+    let whole = t.ok(&["query", q]);
+    let csv = t.csv(q);
+    let uri = csv.lines().nth(1).unwrap().rsplit_once(',').unwrap().0;
+    assert!(whole.contains(uri), "{whole}");
+    let cut = t.ok(&["query", "--max-width", "20", q]);
+    let shown = format!("| {}… |", uri.chars().take(19).collect::<String>());
+    assert!(cut.contains(&shown) && !cut.contains(uri), "{cut}");
+    // The REPL the same way, set by \maxwidth (or DuckDB's .maxwidth).
+    let mut child = t
+        .cmd(&["repl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!("{q};\n.maxwidth 20\n{q};\n");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cell width limit: 20"), "{text}");
+    assert_eq!(text.matches(uri).count(), 1, "{text}");
+    assert!(text.contains(&shown), "{text}");
+}
+
+#[test]
 fn repl_script_from_stdin() {
     let t = sample_lake();
     let script = "\\format csv\nSELECT count(*) AS n\n  FROM aws_s3serveraccess\n  WHERE day = 12;\nSELEC oops;\n.tables\n\\maxrows 2\nSELECT bucket FROM aws_s3serveraccess ORDER BY p_row_id;\n\\q\nSELECT 'never';\n";
