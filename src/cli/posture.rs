@@ -57,18 +57,15 @@ fn all_policies(ctx: &Ctx) -> Result<Vec<std::sync::Arc<Policy>>> {
 /// The policies named in `only`, or every enabled one.
 fn policies(ctx: &Ctx, only: &[String]) -> Result<Vec<std::sync::Arc<Policy>>> {
     let all = all_policies(ctx)?;
-    for id in only {
-        if !all.iter().any(|p| &p.id == id) {
-            return Err(Error::invalid(format!("no policy with id {id:?}")));
-        }
-    }
+    let wanted =
+        crate::detect::named_ids(&all, |p| &p.id, only, ("policy", "seclake policies list"))?;
     Ok(all
         .into_iter()
         .filter(|p| {
             if only.is_empty() {
                 p.enabled
             } else {
-                only.contains(&p.id)
+                wanted.contains(&p.id)
             }
         })
         .collect())

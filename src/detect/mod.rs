@@ -172,26 +172,34 @@ pub fn run_tests(rules: &[Arc<Rule>], registry: &Registry) -> Result<Vec<TestOut
     Ok(out)
 }
 
-/// Load rules (shipped plus `dirs`), keep `only` (ids) when given, and report unknown ids. An
-/// id given in other letter case names the rule it alone matches that way.
+/// The ids of `items` (rules, policies) that `only` names, as typed on a command line: each
+/// exactly, or in other letter case when that names one item only. An unknown id is an error
+/// naming the `kind` and the command that lists them.
+pub fn named_ids<T>(
+    items: &[T],
+    id_of: impl Fn(&T) -> &str,
+    only: &[String],
+    (kind, list): (&str, &str),
+) -> Result<Vec<String>> {
+    only.iter()
+        .map(|id| {
+            let exact = items.iter().find(|r| id_of(r) == id);
+            let mut alike = items.iter().filter(|r| id_of(r).eq_ignore_ascii_case(id));
+            let found = exact.or(match (alike.next(), alike.next()) {
+                (Some(r), None) => Some(r),
+                _ => None,
+            });
+            found.map(|r| id_of(r).to_string()).ok_or_else(|| {
+                Error::invalid(format!("no {kind} with id {id:?} (`{list}` lists them)"))
+            })
+        })
+        .collect()
+}
+
+/// Load rules (shipped plus `dirs`), keep `only` (ids, see [`named_ids`]) when given.
 pub fn load_rules(dirs: &[&std::path::Path], only: &[String]) -> Result<Vec<Arc<Rule>>> {
     let all = rule::load(dirs)?;
-    let mut wanted = Vec::with_capacity(only.len());
-    for id in only {
-        let exact = all.iter().find(|r| &r.id == id);
-        let mut alike = all.iter().filter(|r| r.id.eq_ignore_ascii_case(id));
-        let found = exact.or(match (alike.next(), alike.next()) {
-            (Some(r), None) => Some(r),
-            _ => None,
-        });
-        let Some(r) = found else {
-            return Err(Error::invalid(format!(
-                "no rule with id {id:?} (`seclake rules list` shows the {} rules)",
-                all.len()
-            )));
-        };
-        wanted.push(r.id.clone());
-    }
+    let wanted = named_ids(&all, |r| &r.id, only, ("rule", "seclake rules list"))?;
     Ok(all
         .into_iter()
         .filter(|r| only.is_empty() || wanted.contains(&r.id))

@@ -155,7 +155,8 @@ fn suppressions_newest_snapshot_and_custom_policies() {
         "policies",
         "eval",
         "--policy",
-        "AWS.S3.Bucket.Versioning",
+        // Ids as typed on a command line: letter case aside.
+        "aws.s3.bucket.versioning",
         "--policy",
         "Test.Broken",
     ]);

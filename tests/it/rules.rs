@@ -478,7 +478,7 @@ fn configuration_required_rules_are_off_unless_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("no rule with id \"No.Such.Rule\" (`seclake rules list` shows the"),
+        err.contains("no rule with id \"No.Such.Rule\" (`seclake rules list` lists them)"),
         "{err}"
     );
 }
