@@ -369,15 +369,7 @@ fn long_table_cells_are_cut_when_asked_and_whole_otherwise() {
     let shown = format!("| {}… |", uri.chars().take(19).collect::<String>());
     assert!(cut.contains(&shown) && !cut.contains(uri), "{cut}");
     // The REPL the same way, set by \maxwidth (or DuckDB's .maxwidth).
-    let mut child = t
-        .cmd(&["repl"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let script = format!("{q};\n.maxwidth 20\n{q};\n");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = t.run_with_stdin(&["repl"], &format!("{q};\n.maxwidth 20\n{q};\n"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cell width limit: 20"), "{text}");
     assert_eq!(text.matches(uri).count(), 1, "{text}");
@@ -388,14 +380,7 @@ fn long_table_cells_are_cut_when_asked_and_whole_otherwise() {
 fn repl_script_from_stdin() {
     let t = sample_lake();
     let script = "\\format csv\nSELECT count(*) AS n\n  FROM aws_s3serveraccess\n  WHERE day = 12;\nSELEC oops;\n.tables\n\\maxrows 2\nSELECT bucket FROM aws_s3serveraccess ORDER BY p_row_id;\n\\q\nSELECT 'never';\n";
-    let mut child = t
-        .cmd(&["repl"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = t.run_with_stdin(&["repl"], script);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("format set to csv"), "{text}");

@@ -392,16 +392,7 @@ fn a_session_lists_only_the_folders_a_query_needs_and_never_twice() {
     s.take_log();
     let day12 = "SELECT count(*) FROM panther_logs.aws_s3serveraccess WHERE year=2020 AND month=5 AND day=12;\n";
     let seed = format!("{};\n", crate::query::SEED);
-    let mut c = t.cmd(&["repl"]);
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    std::io::Write::write_all(
-        &mut child.stdin.take().unwrap(),
-        format!("{day12}{day12}{seed}{seed}").as_bytes(),
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = t.run_with_stdin(&["repl"], &format!("{day12}{day12}{seed}{seed}"));
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("| 577 "),

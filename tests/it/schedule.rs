@@ -233,18 +233,10 @@ fn saved_queries_run_by_name_from_query_and_the_repl() {
         out.contains("no saved query \"nope\"") && out.contains("s3-top-requesters"),
         "{out}"
     );
-    let mut c = t.cmd(&["--queries", &q, "repl"]);
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"\\format csv\n\\run s3-top-requesters\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = t.run_with_stdin(
+        &["--queries", &q, "repl"],
+        "\\format csv\n\\run s3-top-requesters\n",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     // The window ends now (the real clock), long after the 2020 events: a header, no rows.
     assert!(text.contains("requester,requests,errors,buckets"), "{text}");

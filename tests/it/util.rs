@@ -79,6 +79,19 @@ impl TestLake {
         self.cmd(args).output().expect("spawn seclake")
     }
 
+    /// Run with `input` on stdin (a REPL script): the output, stdout and stderr captured.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn seclake");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Run, expect exit code `code`, return stdout.
     pub fn run_code(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);
