@@ -442,11 +442,12 @@ pub async fn ingest(
 impl Summary {
     fn add(&mut self, record: &CommitRecord, group: &[(Source, Arc<LogSchema>)]) {
         self.files_ingested += record.sources.len();
-        for s in &record.sources {
+        for ((src, _), s) in group.iter().zip(&record.sources) {
             self.lines += s.lines;
             self.rows += s.rows;
             self.quarantined += s.quarantined;
-            self.bytes += s.bytes;
+            // Read this time: a file that grew, from where the last ingest stopped.
+            self.bytes += src.remaining();
         }
         for f in record.files.iter().filter(|f| !is_state(&f.target)) {
             self.files_written += 1;

@@ -813,5 +813,8 @@ fn an_appended_file_is_ingested_from_where_the_last_ingest_stopped() {
         out.contains(&format!("reading on from line {}", n * reps + 1)),
         "{out}"
     );
+    // The input counted is what was read this time.
+    let read = format!("input: {:.1} MiB in ", sample.len() as f64 / 1048576.0);
+    assert!(line(&out, "input:").starts_with(&read), "{out}");
     assert_eq!(total(&t) - before, n * (reps + 1));
 }
