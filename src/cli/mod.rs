@@ -271,8 +271,34 @@ pub fn now() -> Result<chrono::DateTime<chrono::Utc>> {
 }
 
 impl Cli {
+    /// Whether the command answers questions about stored data, so that a lake that does not
+    /// exist (a mistyped `--lake`) would answer "nothing" rather than fail.
+    fn reads_data(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Query(_)
+                | Command::Repl(_)
+                | Command::Tables(_)
+                | Command::Alerts(_)
+                | Command::Detect(_)
+                | Command::Compact(_)
+        )
+    }
+
     /// Run the parsed command.
     pub async fn run(self) -> Result<Outcome> {
+        // A local lake is created by the commands that store things; one that reads would
+        // create an empty folder and answer "no rows" for a mistyped path.
+        if self.reads_data()
+            && !self.lake.contains("://")
+            && !std::path::Path::new(&self.lake).exists()
+        {
+            return Err(crate::Error::invalid(format!(
+                "no lake at {}: nothing was ingested there (`seclake ingest` creates it; --lake \
+                 or SECLAKE_LAKE name another)",
+                self.lake
+            )));
+        }
         let s3 = crate::lake::s3::S3Settings {
             endpoint: self.s3_endpoint.clone(),
             retries: self.s3_retries,

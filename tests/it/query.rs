@@ -377,6 +377,37 @@ fn long_table_cells_are_cut_when_asked_and_whole_otherwise() {
 }
 
 #[test]
+fn a_lake_that_does_not_exist_is_an_error_not_an_empty_answer() {
+    // A mistyped --lake must not answer "0 rows" (and leave an empty folder behind).
+    let t = TestLake::new();
+    for args in [
+        &["query", "SELECT count(*) FROM aws_s3serveraccess"][..],
+        &["tables"],
+        &["alerts"],
+        &["detect", "--since", "2020-05-01"],
+    ] {
+        let out = t.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "no lake at {}: nothing was ingested there",
+                t.lake().display()
+            )),
+            "{err}"
+        );
+        assert!(!t.lake().exists(), "{args:?} created the lake");
+    }
+    // Commands that store things, or need no data, still work there.
+    t.ok(&["rules", "list"]);
+    t.ok(&["ingest", "--no-progress", sample_dir().to_str().unwrap()]);
+    assert_eq!(
+        t.csv("SELECT count(*) > 0 AS some FROM aws_s3serveraccess"),
+        "some\ntrue\n"
+    );
+}
+
+#[test]
 fn repl_script_from_stdin() {
     let t = sample_lake();
     let script = "\\format csv\nSELECT count(*) AS n\n  FROM aws_s3serveraccess\n  WHERE day = 12;\nSELEC oops;\n.tables\n\\maxrows 2\nSELECT bucket FROM aws_s3serveraccess ORDER BY p_row_id;\n\\q\nSELECT 'never';\n";
