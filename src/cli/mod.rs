@@ -274,15 +274,12 @@ impl Cli {
     /// Whether the command answers questions about stored data, so that a lake that does not
     /// exist (a mistyped `--lake`) would answer "nothing" rather than fail.
     fn reads_data(&self) -> bool {
-        matches!(
-            self.command,
-            Command::Query(_)
-                | Command::Repl(_)
-                | Command::Tables(_)
-                | Command::Alerts(_)
-                | Command::Detect(_)
-                | Command::Compact(_)
-        )
+        // Not the cron jobs (`compact`, `alerts --deliver`), which may run before any ingest.
+        match &self.command {
+            Command::Query(_) | Command::Repl(_) | Command::Tables(_) | Command::Detect(_) => true,
+            Command::Alerts(a) => !a.deliver,
+            _ => false,
+        }
     }
 
     /// Run the parsed command.
