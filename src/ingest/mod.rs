@@ -40,9 +40,11 @@
 //! entry marks the bytes of whole lines read, their count and a fingerprint of them
 //! ([`TextMark`]). A file found again under the same path, longer (a new identity) but still
 //! starting with those bytes, is read on from there ([`source::Resume`]), its lines numbered
-//! on; a last line stored cut short (a writer mid-line) is read again whole. A file that
-//! changed otherwise is ingested whole again, with a note. Gzip files and objects, which are
-//! replaced rather than appended to, are always read whole.
+//! on; a last line stored cut short (a writer mid-line) is read again whole. A local file
+//! under another path whose first line and fingerprint are those of a marked file is a copy
+//! (a log rotation's `app.log.1`, or `app.log.2.gz` read through gunzip) and is read on from
+//! the same point (`resume`). A file that changed otherwise is ingested whole again, with a
+//! note. Objects, which are replaced rather than appended to, are always read whole.
 
 pub mod source;
 
@@ -229,7 +231,7 @@ pub async fn ingest(
             ledger.compact(lake).await?;
         }
         crate::detect::alert::compact(lake).await?;
-        let (ledger, marks) = (ledger.ids, ledger.marks);
+        let (ledger, marks, by_first_line) = (ledger.ids, ledger.marks, ledger.by_first_line);
 
         let mut fresh = Vec::new();
         for f in found {
@@ -240,21 +242,7 @@ pub async fn ingest(
                     summary.files_skipped += 1;
                 }
                 source::Found::Source(mut src) => {
-                    // A local file ingested before under this path that changed: appended
-                    // to, only its new lines are read; otherwise all of it again.
-                    if let Some(mark) = marks.get(src.label()) {
-                        let note = if !src.resume_after(mark) {
-                            "changed since it was ingested (not by appending): ingested \
-                             again whole"
-                                .to_string()
-                        } else if src.remaining() == 0 {
-                            "touched since it was ingested, not changed: nothing new".to_string()
-                        } else {
-                            format!(
-                                "grew since it was ingested: reading on from line {}",
-                                mark.lines + 1
-                            )
-                        };
+                    if let Some(note) = resume(&mut src, &marks, &by_first_line) {
                         summary.notes.push((src.label().to_string(), note));
                     }
                     fresh.push(src)
@@ -679,6 +667,42 @@ impl TxnOutput {
     }
 }
 
+/// Where a local file not yet ingested under its identity continues what an earlier ingest
+/// stored, and the note that says so: a file that grew under its path is read on from its last
+/// whole line; a copy of a file ingested before (renamed, or gzipped, by a log rotation) from
+/// where that file stopped; a file that changed otherwise is read whole.
+fn resume(
+    src: &mut Source,
+    marks: &HashMap<String, TextMark>,
+    by_first_line: &HashMap<String, (String, TextMark)>,
+) -> Option<String> {
+    let by_path = marks.get(src.label());
+    let mark = if by_path.is_some_and(|m| src.resume_after(m)) {
+        by_path.map(|m| (m, None))
+    } else {
+        // Only hash the file's first line when a mark could answer it.
+        let copied = (!by_first_line.is_empty())
+            .then(|| src.first_line_key())
+            .flatten()
+            .and_then(|key| by_first_line.get(&key))
+            .filter(|(label, m)| label != src.label() && src.resume_after(m));
+        copied.map(|(label, m)| (m, Some(label)))
+    };
+    let Some((mark, copied_from)) = mark else {
+        return by_path.map(|_| {
+            "changed since it was ingested (not by appending): ingested again whole".to_string()
+        });
+    };
+    let on = format!("reading on from line {}", mark.lines + 1);
+    Some(match copied_from {
+        Some(label) => format!("holds the lines of {label} ingested before: {on}"),
+        None if src.remaining() == 0 => {
+            "touched since it was ingested, not changed: nothing new".to_string()
+        }
+        None => format!("grew since it was ingested: {on}"),
+    })
+}
+
 /// The ledger's mark of a local text file read up to `complete` bytes of whole lines, `lines`
 /// of them; `None` when the file cannot be fingerprinted (gone already): read whole next time.
 fn text_mark(src: &Source, complete: u64, lines: u64) -> Option<TextMark> {
@@ -686,11 +710,7 @@ fn text_mark(src: &Source, complete: u64, lines: u64) -> Option<TextMark> {
         return None;
     };
     let file = std::fs::File::open(path).ok()?;
-    Some(TextMark {
-        complete,
-        lines,
-        fingerprint: TextMark::fingerprint(&file, complete).ok()?,
-    })
+    TextMark::of(&file, complete, lines).ok()
 }
 
 /// `(complete, line ends)` of a local text source read from `offset` (after `base` line ends)
@@ -1007,7 +1027,10 @@ fn read_sources(
                     }
                 };
                 text_file = Some(!bytes.starts_with(&[0x1f, 0x8b]));
-                let text = bytes::Bytes::from(source::decompress(bytes).map_err(source_err)?);
+                let mut text = bytes::Bytes::from(source::decompress(bytes).map_err(source_err)?);
+                if let Some(r) = src.resume.filter(|r| r.gzip) {
+                    text = text.slice((r.offset as usize).min(text.len())..);
+                }
                 let reader = Box::new(std::io::Cursor::new(text.clone()));
                 (Some((text, Whole::Decompressed)), reader)
             } else {
@@ -1015,7 +1038,13 @@ fn read_sources(
                     source::Input::Fetched(b) => Some((b.clone(), Whole::AsStored)),
                     source::Input::Reader(_) => None,
                 };
-                (stored, input.decompressed().map_err(source_err)?)
+                let mut reader = input.decompressed().map_err(source_err)?;
+                // A gzip copy of text ingested before: inflate past what was stored.
+                if let Some(r) = src.resume.filter(|r| r.gzip) {
+                    std::io::copy(&mut (&mut reader).take(r.offset), &mut std::io::sink())
+                        .map_err(source_err)?;
+                }
+                (stored, reader)
             };
         let text_file = match &src.origin {
             source::Origin::File(path) => {

@@ -59,13 +59,15 @@ pub struct Source {
     pub resume: Option<Resume>,
 }
 
-/// Where reading a local text file starts: after the whole lines an earlier ingest stored.
+/// Where reading a local file starts: after the whole lines an earlier ingest stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resume {
-    /// Bytes already ingested (whole lines).
+    /// Bytes already ingested (whole lines), of the text.
     pub offset: u64,
     /// Line ends among them: the first new line is line `lines + 1`.
     pub lines: u64,
+    /// The file is gzip: `offset` counts decompressed bytes, skipped as the file is read.
+    pub gzip: bool,
 }
 
 impl Source {
@@ -114,30 +116,52 @@ impl Source {
         }
     }
 
-    /// Continue this local text file after the lines `mark` says an earlier ingest stored,
-    /// when the file still begins with them (it grew by appending): whether it does.
+    /// Continue this local file after the lines `mark` says an earlier ingest stored, when its
+    /// text (decompressed, for gzip) still begins with them: whether it does.
     pub fn resume_after(&mut self, mark: &crate::lake::commit::TextMark) -> bool {
         let Origin::File(path) = &self.origin else {
             return false;
         };
-        if mark.complete == 0 || mark.complete > self.size {
+        if mark.complete == 0 {
             return false;
         }
-        let same = File::open(path)
-            .and_then(|f| crate::lake::commit::TextMark::fingerprint(&f, mark.complete))
+        let gzip = is_gzip_file(path).unwrap_or(false);
+        if !gzip && mark.complete > self.size {
+            return false;
+        }
+        let same = text_ends(path, gzip, mark.complete)
+            .map(|(head, tail)| {
+                crate::lake::commit::TextMark::fingerprint(&head, &tail, mark.complete)
+            })
             .is_ok_and(|f| f == mark.fingerprint);
         if same {
             self.resume = Some(Resume {
                 offset: mark.complete,
                 lines: mark.lines,
+                gzip,
             });
         }
         same
     }
 
-    /// Bytes this ingest reads, as stored: from the resume point on.
+    /// [`crate::lake::commit::TextMark::first_line_key`] of a local file's text, to find the
+    /// file it may be a copy of.
+    pub fn first_line_key(&self) -> Option<String> {
+        let Origin::File(path) = &self.origin else {
+            return None;
+        };
+        let head = self
+            .file_head(path, crate::lake::commit::TextMark::ENDS as usize)
+            .ok()?;
+        crate::lake::commit::TextMark::first_line_key(&head)
+    }
+
+    /// Bytes this ingest reads, as stored: from the resume point on (all of a gzip file).
     pub fn remaining(&self) -> u64 {
-        self.size - self.resume.map_or(0, |r| r.offset)
+        match self.resume {
+            Some(r) if !r.gzip => self.size - r.offset,
+            _ => self.size,
+        }
     }
 
     /// The name errors and summaries use: the canonical path or the `s3://` URL.
@@ -229,6 +253,35 @@ impl Source {
         head.truncate(len);
         Ok(head)
     }
+}
+
+/// The first and the last [`crate::lake::commit::TextMark::ENDS`] bytes (each all of it when
+/// shorter) of the first `len` bytes of the text of the file at `path`, decompressed when
+/// `gzip`; an error when the text is shorter.
+fn text_ends(path: &Path, gzip: bool, len: u64) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    use std::os::unix::fs::FileExt;
+    let ends = crate::lake::commit::TextMark::ENDS.min(len);
+    let file = File::open(path)?;
+    let (mut head, mut tail) = (vec![0u8; ends as usize], vec![0u8; ends as usize]);
+    if !gzip {
+        file.read_exact_at(&mut head, 0)?;
+        file.read_exact_at(&mut tail, len - ends)?;
+        return Ok((head, tail));
+    }
+    let mut text = MultiGzDecoder::new(BufReader::new(file));
+    text.read_exact(&mut head)?;
+    // Inflate up to the tail, then read it; when the two overlap, the tail starts in the head.
+    let after_head = len - ends;
+    let skip = after_head.saturating_sub(ends);
+    let copied = std::io::copy(&mut (&mut text).take(skip), &mut std::io::sink())?;
+    if copied < skip {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let fresh = (after_head - skip) as usize;
+    let from_head = ends as usize - fresh;
+    tail[..from_head].copy_from_slice(&head[ends as usize - from_head..]);
+    text.read_exact(&mut tail[from_head..])?;
+    Ok((head, tail))
 }
 
 /// Whether the file at `path` starts as gzip does.
@@ -860,6 +913,28 @@ mod tests {
             .unwrap();
         let e = lines.next_window().err().expect("shorter file refused");
         assert!(e.to_string().contains("became shorter"), "{e}");
+    }
+
+    /// A gzip file's text has the ends (so the fingerprint) of the same text stored plain, at
+    /// every length, the two ends overlapping or not; a length past the text is an error.
+    #[test]
+    fn text_ends_are_the_same_through_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, zipped) = (dir.path().join("a.log"), dir.path().join("a.log.gz"));
+        let text: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        std::fs::write(&plain, &text).unwrap();
+        std::fs::write(&zipped, gz(&text)).unwrap();
+        for len in [
+            1, 10, 4095, 4096, 4097, 6000, 8191, 8192, 8193, 15_000, 20_000,
+        ] {
+            let a = text_ends(&plain, false, len).unwrap();
+            assert_eq!(text_ends(&zipped, true, len).unwrap(), a, "len {len}");
+            let want = (len as usize).min(4096);
+            assert_eq!(a.0, text[..want]);
+            assert_eq!(a.1, text[len as usize - want..len as usize]);
+        }
+        assert!(text_ends(&zipped, true, 20_001).is_err());
+        assert!(text_ends(&plain, false, 20_001).is_err());
     }
 
     /// However a gzip file is damaged, whole or streamed, the error says so.

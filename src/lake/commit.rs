@@ -76,7 +76,9 @@ pub struct LedgerEntry {
 
 /// How far a local text file was ingested: its whole lines, counted, and a fingerprint of them.
 /// A file found again under the same path, at least as long and with the same fingerprint,
-/// grew by appending: only what follows `complete` is new.
+/// grew by appending: only what follows `complete` is new. A file under another path whose
+/// first line is this one's ([`TextMark::first_line`]) and whose content has the same
+/// fingerprint is a copy (a rotated `app.log.1`, or `app.log.2.gz` decompressed): the same.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TextMark {
     /// Bytes up to and including the last line end ingested.
@@ -85,23 +87,53 @@ pub struct TextMark {
     pub lines: u64,
     /// [`TextMark::fingerprint`] of the first `complete` bytes.
     pub fingerprint: String,
+    /// [`TextMark::first_line_key`] of the text (empty when its first line is longer than
+    /// [`TextMark::ENDS`], or in marks written before it existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub first_line: String,
 }
 
 impl TextMark {
     /// Bytes of each end a fingerprint covers.
     pub const ENDS: u64 = 4096;
 
-    /// xxh3-128 of the first and the last [`TextMark::ENDS`] bytes of `text[..len]` of the file
-    /// `file`, with `len` (a file rewritten in place differs at an end, or in length).
-    pub fn fingerprint(file: &std::fs::File, len: u64) -> std::io::Result<String> {
+    /// The mark of the first `complete` bytes (`lines` line ends) of the file `file`.
+    pub fn of(file: &std::fs::File, complete: u64, lines: u64) -> std::io::Result<TextMark> {
         use std::os::unix::fs::FileExt;
-        let head = len.min(Self::ENDS);
-        let tail = len.min(Self::ENDS);
-        let mut buf = vec![0u8; (head + tail) as usize];
-        file.read_exact_at(&mut buf[..head as usize], 0)?;
-        file.read_exact_at(&mut buf[head as usize..], len - tail)?;
+        let (head_len, tail_len) = (complete.min(Self::ENDS), complete.min(Self::ENDS));
+        let mut head = vec![0u8; head_len as usize];
+        let mut tail = vec![0u8; tail_len as usize];
+        file.read_exact_at(&mut head, 0)?;
+        file.read_exact_at(&mut tail, complete - tail_len)?;
+        Ok(TextMark {
+            complete,
+            lines,
+            fingerprint: Self::fingerprint(&head, &tail, complete),
+            first_line: Self::first_line_key(&head).unwrap_or_default(),
+        })
+    }
+
+    /// xxh3-128 of a text's first and last [`TextMark::ENDS`] bytes (`head`, `tail`, each all
+    /// of it when shorter) and its length `len`: a file rewritten in place differs at an end,
+    /// or in length.
+    pub fn fingerprint(head: &[u8], tail: &[u8], len: u64) -> String {
+        let mut buf = Vec::with_capacity(head.len() + tail.len() + 8);
+        buf.extend_from_slice(head);
+        buf.extend_from_slice(tail);
         buf.extend_from_slice(&len.to_le_bytes());
-        Ok(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf)))
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+    }
+
+    /// xxh3-128 of the first line of a text beginning with `head` (its end included), when it
+    /// ends within [`TextMark::ENDS`] bytes: log lines carry times and ids, so a first line
+    /// tells a file's copies from other files.
+    pub fn first_line_key(head: &[u8]) -> Option<String> {
+        let head = &head[..head.len().min(Self::ENDS as usize)];
+        let end = memchr::memchr(b'\n', head)? + 1;
+        Some(format!(
+            "{:032x}",
+            xxhash_rust::xxh3::xxh3_128(&head[..end])
+        ))
     }
 }
 
@@ -301,8 +333,14 @@ const LOAD_CONCURRENCY: usize = 16;
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub ids: HashSet<String>,
-    /// The furthest [`TextMark`] of each local text file, by label (canonical path).
+    /// The newest [`TextMark`] of each local text file, by label (canonical path): after a
+    /// rotation, the new file's, however far the old one went.
     pub marks: HashMap<String, TextMark>,
+    /// The newest mark and its label by [`TextMark::first_line`], to recognise copies.
+    pub by_first_line: HashMap<String, (String, TextMark)>,
+    /// The transaction of each mark kept, by label and by first line.
+    mark_txns: HashMap<String, String>,
+    first_line_txns: HashMap<String, String>,
     /// Objects written by commits since the last compaction: one per transaction
     /// (`<txn>.jsonl`), or one per source in lakes written by earlier versions.
     loose: Vec<Path>,
@@ -320,6 +358,8 @@ struct SourceId {
     #[serde(default)]
     label: String,
     #[serde(default)]
+    txn: String,
+    #[serde(default)]
     mark: Option<TextMark>,
 }
 
@@ -327,17 +367,27 @@ struct SourceId {
 #[derive(Serialize, Deserialize)]
 struct LabelMark {
     label: String,
+    #[serde(default)]
+    txn: String,
     mark: TextMark,
 }
 
 impl Ledger {
-    /// Keep `mark` for `label` when it reaches further than the one kept.
-    fn add_mark(&mut self, label: String, mark: TextMark) {
-        match self.marks.get(&label) {
-            Some(m) if m.complete >= mark.complete => {}
-            _ => {
-                self.marks.insert(label, mark);
-            }
+    /// Keep `mark` of `label`, written by transaction `txn`, when it is newer than the one kept
+    /// for its label, and for its first line (transaction ids sort by time).
+    fn add_mark(&mut self, label: String, txn: String, mark: TextMark) {
+        let newer = |txns: &HashMap<String, String>, key: &str| {
+            txns.get(key).is_none_or(|t| t.as_str() <= txn.as_str())
+        };
+        if !mark.first_line.is_empty() && newer(&self.first_line_txns, &mark.first_line) {
+            self.first_line_txns
+                .insert(mark.first_line.clone(), txn.clone());
+            self.by_first_line
+                .insert(mark.first_line.clone(), (label.clone(), mark.clone()));
+        }
+        if newer(&self.mark_txns, &label) {
+            self.mark_txns.insert(label.clone(), txn);
+            self.marks.insert(label, mark);
         }
     }
 }
@@ -381,7 +431,7 @@ impl Ledger {
                 out.ids.insert(e.source_id);
                 out.loose_ids += 1;
                 if let Some(mark) = e.mark {
-                    out.add_mark(e.label, mark);
+                    out.add_mark(e.label, e.txn, mark);
                 }
             }
         }
@@ -412,7 +462,7 @@ impl Ledger {
                     context: format!("ledger marks {marks}"),
                     source,
                 })?;
-                out.add_mark(m.label, m.mark);
+                out.add_mark(m.label, m.txn, m.mark);
             }
         }
         // Marks files go with their indexes (and with an index whose write was cut short).
@@ -442,12 +492,25 @@ impl Ledger {
             body.push('\n');
         }
         let index = paths::ledger_index(&new_txn_id());
-        let mut marks: Vec<(&String, &TextMark)> = self.marks.iter().collect();
-        marks.sort_by(|a, b| a.0.cmp(b.0));
+        // Every mark kept: by label, and by first line (an old file's, under a label a newer
+        // file now holds, recognises its rotated copies).
+        let mut marks: Vec<(&String, &String, &TextMark)> = self
+            .marks
+            .iter()
+            .map(|(label, m)| (label, &self.mark_txns[label], m))
+            .chain(
+                self.by_first_line
+                    .iter()
+                    .map(|(key, (label, m))| (label, &self.first_line_txns[key], m)),
+            )
+            .collect();
+        marks.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        marks.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         let mut lines = Vec::new();
-        for (label, mark) in marks {
+        for (label, txn, mark) in marks {
             let line = LabelMark {
                 label: label.clone(),
+                txn: txn.clone(),
                 mark: mark.clone(),
             };
             serde_json::to_writer(&mut lines, &line).map_err(|source| Error::Json {
@@ -522,12 +585,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn text_marks_survive_compaction_and_the_furthest_is_kept() {
+    async fn text_marks_survive_compaction_and_the_newest_is_kept() {
         let (_dir, lake) = temp_lake();
         let mark = |complete: u64| TextMark {
             complete,
             lines: complete / 10,
             fingerprint: format!("f{complete}"),
+            first_line: format!("k{complete}"),
         };
         let mut r = record("t1", &["a", "b"]);
         r.sources[0].mark = Some(mark(100));
@@ -538,7 +602,7 @@ mod tests {
         r.sources[0].mark = Some(mark(250));
         r.sources[1].mark = Some(mark(30));
         commit(&lake, &r).await.unwrap();
-        let want = |l: &Ledger| {
+        let want = |l: &Ledger, a: u64, keys: &[u64]| {
             let mut got: Vec<_> = l
                 .marks
                 .iter()
@@ -548,23 +612,35 @@ mod tests {
             assert_eq!(
                 got,
                 [
-                    ("logs/a".to_string(), mark(250)),
+                    ("logs/a".to_string(), mark(a)),
                     ("logs/c".to_string(), mark(30))
                 ]
             );
+            let mut lines: Vec<_> = l.by_first_line.keys().cloned().collect();
+            lines.sort();
+            let want: Vec<String> = keys.iter().map(|k| format!("k{k}")).collect();
+            assert_eq!(lines, want);
+            for k in keys {
+                assert_eq!(l.by_first_line[&format!("k{k}")].1, mark(*k));
+            }
         };
         let mut l = Ledger::load(&lake).await.unwrap();
-        want(&l);
+        want(&l, 250, &[100, 250, 30]);
+        l.compact(&lake).await.unwrap();
+        want(&Ledger::load(&lake).await.unwrap(), 250, &[100, 250, 30]);
+        // A newer file under the path (rotated: shorter, other lines) is the path's mark now;
+        // the old one still answers for its first line, through another compaction.
+        let mut r = record("t3", &["a3"]);
+        r.sources[0].label = "logs/a".into();
+        r.sources[0].mark = Some(mark(90));
+        commit(&lake, &r).await.unwrap();
+        let mut l = Ledger::load(&lake).await.unwrap();
+        want(&l, 90, &[100, 250, 30, 90]);
         l.compact(&lake).await.unwrap();
         let mut l = Ledger::load(&lake).await.unwrap();
-        want(&l);
-        // An older mark met after compaction does not win over the index's.
-        let mut r = record("t3", &["a0"]);
-        r.sources[0].label = "logs/a".into();
-        r.sources[0].mark = Some(mark(100));
-        commit(&lake, &r).await.unwrap();
-        want(&Ledger::load(&lake).await.unwrap());
+        want(&l, 90, &[100, 250, 30, 90]);
         l.compact(&lake).await.unwrap();
+        want(&Ledger::load(&lake).await.unwrap(), 90, &[100, 250, 30, 90]);
         assert_eq!(Ledger::load(&lake).await.unwrap().ids.len(), 5);
     }
 
@@ -574,7 +650,8 @@ mod tests {
         let path = dir.path().join("a.log");
         let print = |text: &[u8], len: u64| {
             std::fs::write(&path, text).unwrap();
-            TextMark::fingerprint(&std::fs::File::open(&path).unwrap(), len).unwrap()
+            let file = std::fs::File::open(&path).unwrap();
+            TextMark::of(&file, len, 0).unwrap().fingerprint
         };
         let text: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
         let base = print(&text, 15_000);

@@ -818,3 +818,102 @@ fn an_appended_file_is_ingested_from_where_the_last_ingest_stopped() {
     assert!(line(&out, "input:").starts_with(&read), "{out}");
     assert_eq!(total(&t) - before, n * (reps + 1));
 }
+
+/// A log rotated the way logrotate does it (`app.log` renamed `app.log.1`, later gzipped as
+/// `app.log.2.gz`, a new `app.log` begun), with a cron job ingesting the whole folder: every
+/// line lands once. A copy is recognised by its first line and the fingerprint of what was
+/// stored, and read on from where its original stopped.
+#[test]
+fn a_rotated_log_is_not_ingested_twice() {
+    let mut t = TestLake::new();
+    t.set_env("SECLAKE_LEDGER_COMPACT_AT", "1");
+    let sample =
+        std::fs::read_to_string(sample_dir().join("2020-05-06-20-59-59-60550194C8C0B243")).unwrap();
+    let lines: Vec<&str> = sample.lines().collect();
+    let text = |range: std::ops::Range<usize>| -> String {
+        lines[range].iter().map(|l| format!("{l}\n")).collect()
+    };
+    let dir = t.path("logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (live, one, two) = (
+        dir.join("app.log"),
+        dir.join("app.log.1"),
+        dir.join("app.log.2.gz"),
+    );
+    let ingest = |t: &TestLake| {
+        t.ok(&[
+            "ingest",
+            "--no-progress",
+            "--no-rules",
+            dir.to_str().unwrap(),
+        ])
+    };
+    let count = |t: &TestLake| {
+        t.csv("SELECT count(*) AS n, count(DISTINCT requestid) AS ids FROM aws_s3serveraccess")
+    };
+    let canonical = |p: &std::path::Path| p.canonicalize().unwrap().display().to_string();
+
+    std::fs::write(&live, text(0..100)).unwrap();
+    ingest(&t);
+    let first = canonical(&live);
+    // Written to, rotated, and a new file begun.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&live)
+        .unwrap();
+    f.write_all(text(100..120).as_bytes()).unwrap();
+    drop(f);
+    std::fs::rename(&live, &one).unwrap();
+    std::fs::write(&live, text(200..205)).unwrap();
+    let out = ingest(&t);
+    assert_eq!(
+        line(&out, "lines:"),
+        "lines: 25 read = 25 rows written + 0 quarantined"
+    );
+    assert!(
+        out.contains(&format!(
+            "note: {}: holds the lines of {first} ingested before: reading on from line 101",
+            canonical(&one)
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("changed since it was ingested (not by appending)"),
+        "{out}"
+    );
+    assert_eq!(count(&t), "n,ids\n125,125\n");
+
+    // Rotated again: the old copy gzipped under the next name, the live file renamed.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&live)
+        .unwrap();
+    f.write_all(text(205..208).as_bytes()).unwrap();
+    drop(f);
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&std::fs::read(&one).unwrap()).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(&two, gz).unwrap();
+    std::fs::rename(&live, &one).unwrap();
+    std::fs::write(&live, text(300..302)).unwrap();
+    let out = ingest(&t);
+    assert_eq!(
+        line(&out, "lines:"),
+        "lines: 5 read = 5 rows written + 0 quarantined"
+    );
+    assert!(
+        out.contains(&format!("note: {}: holds the lines of", canonical(&two))),
+        "{out}"
+    );
+    assert!(out.contains("reading on from line 121"), "{out}");
+    assert!(out.contains("reading on from line 6"), "{out}");
+    assert_eq!(count(&t), "n,ids\n130,130\n");
+    // Nothing new anywhere: nothing read.
+    let out = ingest(&t);
+    assert_eq!(
+        line(&out, "lines:"),
+        "lines: 0 read = 0 rows written + 0 quarantined"
+    );
+}
