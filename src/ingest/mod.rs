@@ -709,8 +709,8 @@ fn text_mark(src: &Source, complete: u64, lines: u64) -> Option<TextMark> {
     let source::Origin::File(path) = &src.origin else {
         return None;
     };
-    let file = std::fs::File::open(path).ok()?;
-    TextMark::of(&file, complete, lines).ok()
+    let (head, tail) = source::text_ends(path, false, complete).ok()?;
+    Some(TextMark::from_ends(&head, &tail, complete, lines))
 }
 
 /// `(complete, line ends)` of a local text source read from `offset` (after `base` line ends)

@@ -55,7 +55,8 @@ pub struct Source {
     /// The object's bytes as stored, when already fetched (a small object read to detect its
     /// log type is not fetched again).
     pub fetched: Option<Bytes>,
-    /// For a local text file that grew since an earlier ingest: where its new lines start.
+    /// For a local file that grew since an earlier ingest, or a copy of one (a rotated log):
+    /// where its new lines start.
     pub resume: Option<Resume>,
 }
 
@@ -258,7 +259,7 @@ impl Source {
 /// The first and the last [`crate::lake::commit::TextMark::ENDS`] bytes (each all of it when
 /// shorter) of the first `len` bytes of the text of the file at `path`, decompressed when
 /// `gzip`; an error when the text is shorter.
-fn text_ends(path: &Path, gzip: bool, len: u64) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+pub fn text_ends(path: &Path, gzip: bool, len: u64) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     use std::os::unix::fs::FileExt;
     let ends = crate::lake::commit::TextMark::ENDS.min(len);
     let file = File::open(path)?;
