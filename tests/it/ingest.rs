@@ -701,28 +701,41 @@ fn small_files_read_together_keep_their_own_sources_lines_and_time_order() {
     }
 }
 
+/// A lake whose every ingest folds the ledger into its index (which must keep where files
+/// stopped), and the lines of one sample access log, to write logs that grow and rotate.
+fn growing_logs() -> (TestLake, Vec<String>) {
+    let mut t = TestLake::new();
+    t.set_env("SECLAKE_LEDGER_COMPACT_AT", "1");
+    let sample =
+        std::fs::read_to_string(sample_dir().join("2020-05-06-20-59-59-60550194C8C0B243")).unwrap();
+    (t, sample.lines().map(String::from).collect())
+}
+
+/// `lines[range]`, each ended by a newline.
+fn text_of(lines: &[String], range: std::ops::Range<usize>) -> String {
+    lines[range].iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Rows and distinct request ids in the access-log table (equal when no line landed twice).
+fn rows_and_ids(t: &TestLake) -> String {
+    t.csv("SELECT count(*) AS n, count(DISTINCT requestid) AS ids FROM aws_s3serveraccess")
+}
+
+fn append(path: &std::path::Path, s: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(s.as_bytes()).unwrap();
+}
+
 /// A local log that grows between ingests (a server appending to it, a cron job ingesting it)
 /// lands each line once: an ingest reads on from the last whole line the one before stored,
 /// numbering lines on, as long as the file still starts with what was read; a file replaced by
 /// other content is read whole again, and says so.
 #[test]
 fn an_appended_file_is_ingested_from_where_the_last_ingest_stopped() {
-    let mut t = TestLake::new();
-    // Every ingest folds the ledger into its index, which must keep where files stopped.
-    t.set_env("SECLAKE_LEDGER_COMPACT_AT", "1");
-    let sample =
-        std::fs::read_to_string(sample_dir().join("2020-05-06-20-59-59-60550194C8C0B243")).unwrap();
-    let lines: Vec<&str> = sample.lines().collect();
-    let text = |range: std::ops::Range<usize>| -> String {
-        lines[range].iter().map(|l| format!("{l}\n")).collect()
-    };
-    let count = |t: &TestLake| {
-        t.csv("SELECT count(*) AS n, count(DISTINCT requestid) AS ids FROM aws_s3serveraccess")
-    };
-    let append = |path: &std::path::Path, s: &str| {
-        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-        f.write_all(s.as_bytes()).unwrap();
-    };
+    let (t, lines) = growing_logs();
+    let sample = text_of(&lines, 0..lines.len());
+    let text = |range| text_of(&lines, range);
+    let count = rows_and_ids;
 
     // A small file, read whole and packed with others.
     let log = t.path("app.log");
@@ -825,14 +838,8 @@ fn an_appended_file_is_ingested_from_where_the_last_ingest_stopped() {
 /// stored, and read on from where its original stopped.
 #[test]
 fn a_rotated_log_is_not_ingested_twice() {
-    let mut t = TestLake::new();
-    t.set_env("SECLAKE_LEDGER_COMPACT_AT", "1");
-    let sample =
-        std::fs::read_to_string(sample_dir().join("2020-05-06-20-59-59-60550194C8C0B243")).unwrap();
-    let lines: Vec<&str> = sample.lines().collect();
-    let text = |range: std::ops::Range<usize>| -> String {
-        lines[range].iter().map(|l| format!("{l}\n")).collect()
-    };
+    let (t, lines) = growing_logs();
+    let text = |range| text_of(&lines, range);
     let dir = t.path("logs");
     std::fs::create_dir_all(&dir).unwrap();
     let (live, one, two) = (
@@ -848,21 +855,14 @@ fn a_rotated_log_is_not_ingested_twice() {
             dir.to_str().unwrap(),
         ])
     };
-    let count = |t: &TestLake| {
-        t.csv("SELECT count(*) AS n, count(DISTINCT requestid) AS ids FROM aws_s3serveraccess")
-    };
+    let count = rows_and_ids;
     let canonical = |p: &std::path::Path| p.canonicalize().unwrap().display().to_string();
 
     std::fs::write(&live, text(0..100)).unwrap();
     ingest(&t);
     let first = canonical(&live);
     // Written to, rotated, and a new file begun.
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&live)
-        .unwrap();
-    f.write_all(text(100..120).as_bytes()).unwrap();
-    drop(f);
+    append(&live, &text(100..120));
     std::fs::rename(&live, &one).unwrap();
     std::fs::write(&live, text(200..205)).unwrap();
     let out = ingest(&t);
@@ -884,12 +884,7 @@ fn a_rotated_log_is_not_ingested_twice() {
     assert_eq!(count(&t), "n,ids\n125,125\n");
 
     // Rotated again: the old copy gzipped under the next name, the live file renamed.
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&live)
-        .unwrap();
-    f.write_all(text(205..208).as_bytes()).unwrap();
-    drop(f);
+    append(&live, &text(205..208));
     let gz = {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(&std::fs::read(&one).unwrap()).unwrap();
