@@ -25,10 +25,12 @@ use super::{Ctx, Outcome};
 Each file's log type is detected from its content (S3 access log lines, CloudTrail records,
 or a custom JSON type's detect keys). Files already ingested (same path, size and
 modification time; for S3 objects the same bucket, key and ETag, checked from the listing
-without downloading) are skipped. Lines that do not parse are kept in
-panther_quarantine.<table> with the reason. The enabled rules (or those named with --rule)
-run on every event; matches go to panther_rule_matches.<table>, alerts to
-panther_views.alerts and the destinations in seclake.yml.")]
+without downloading) are skipped. A local log that grew since it was ingested, or a rotated
+copy of one (app.log.1, app.log.2.gz), is read on from the last line stored, with a note.
+Lines that do not parse are kept in panther_quarantine.<table> with the reason. The enabled
+rules (or those named with --rule) run on every event; matches go to
+panther_rule_matches.<table>, alerts to panther_views.alerts and the destinations in
+seclake.yml.")]
 pub struct Args {
     /// Files, folders (searched recursively), glob patterns, or s3://bucket/prefix/,
     /// s3://bucket/key and s3:// key globs; plain or gzip.
