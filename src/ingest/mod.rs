@@ -66,7 +66,7 @@ use crate::detect::rule::Rule;
 use crate::detect::sink::{self, DeliveryReport};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::lake::commit::{self, CommitRecord, FileMove, LedgerEntry, TextMark};
+use crate::lake::commit::{self, CommitRecord, FileMove, LabelMark, LedgerEntry, TextMark};
 use crate::lake::lock;
 use crate::lake::writer::{
     FlushJob, PartitionedWriter, TableSpec, WriterConfig, encode_job, quarantine_schema, stage,
@@ -673,10 +673,10 @@ impl TxnOutput {
 /// where that file stopped; a file that changed otherwise is read whole.
 fn resume(
     src: &mut Source,
-    marks: &HashMap<String, TextMark>,
-    by_first_line: &HashMap<String, (String, TextMark)>,
+    marks: &HashMap<String, LabelMark>,
+    by_first_line: &HashMap<String, LabelMark>,
 ) -> Option<String> {
-    let by_path = marks.get(src.label());
+    let by_path = marks.get(src.label()).map(|m| &m.mark);
     let mark = if by_path.is_some_and(|m| src.resume_after(m)) {
         by_path.map(|m| (m, None))
     } else {
@@ -685,8 +685,8 @@ fn resume(
             .then(|| src.first_line_key())
             .flatten()
             .and_then(|key| by_first_line.get(&key))
-            .filter(|(label, m)| label != src.label() && src.resume_after(m));
-        copied.map(|(label, m)| (m, Some(label)))
+            .filter(|m| m.label != src.label() && src.resume_after(&m.mark));
+        copied.map(|m| (&m.mark, Some(&m.label)))
     };
     let Some((mark, copied_from)) = mark else {
         return by_path.map(|_| {

@@ -330,12 +330,9 @@ pub struct Ledger {
     pub ids: HashSet<String>,
     /// The newest [`TextMark`] of each local text file, by label (canonical path): after a
     /// rotation, the new file's, however far the old one went.
-    pub marks: HashMap<String, TextMark>,
-    /// The newest mark and its label by [`TextMark::first_line`], to recognise copies.
-    pub by_first_line: HashMap<String, (String, TextMark)>,
-    /// The transaction of each mark kept, by label and by first line.
-    mark_txns: HashMap<String, String>,
-    first_line_txns: HashMap<String, String>,
+    pub marks: HashMap<String, LabelMark>,
+    /// The newest mark by [`TextMark::first_line`], to recognise copies.
+    pub by_first_line: HashMap<String, LabelMark>,
     /// Objects written by commits since the last compaction: one per transaction
     /// (`<txn>.jsonl`), or one per source in lakes written by earlier versions.
     loose: Vec<Path>,
@@ -358,32 +355,29 @@ struct SourceId {
     mark: Option<TextMark>,
 }
 
-/// A line of a compacted index's marks file.
-#[derive(Serialize, Deserialize)]
-struct LabelMark {
-    label: String,
+/// A file's mark as the ledger keeps it: whose, and which transaction wrote it (a line of a
+/// compacted index's marks file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelMark {
+    pub label: String,
     #[serde(default)]
-    txn: String,
-    mark: TextMark,
+    pub txn: String,
+    pub mark: TextMark,
 }
 
 impl Ledger {
-    /// Keep `mark` of `label`, written by transaction `txn`, when it is newer than the one kept
-    /// for its label, and for its first line (transaction ids sort by time).
-    fn add_mark(&mut self, label: String, txn: String, mark: TextMark) {
-        let newer = |txns: &HashMap<String, String>, key: &str| {
-            txns.get(key).is_none_or(|t| t.as_str() <= txn.as_str())
-        };
-        if !mark.first_line.is_empty() && newer(&self.first_line_txns, &mark.first_line) {
-            self.first_line_txns
-                .insert(mark.first_line.clone(), txn.clone());
-            self.by_first_line
-                .insert(mark.first_line.clone(), (label.clone(), mark.clone()));
+    /// Keep `m` for its label, and for its first line, where it is newer than the one kept
+    /// (transaction ids sort by time).
+    fn add_mark(&mut self, m: LabelMark) {
+        fn keep(map: &mut HashMap<String, LabelMark>, key: &str, m: &LabelMark) {
+            if map.get(key).is_none_or(|kept| kept.txn <= m.txn) {
+                map.insert(key.to_string(), m.clone());
+            }
         }
-        if newer(&self.mark_txns, &label) {
-            self.mark_txns.insert(label.clone(), txn);
-            self.marks.insert(label, mark);
+        if !m.mark.first_line.is_empty() {
+            keep(&mut self.by_first_line, &m.mark.first_line, &m);
         }
+        keep(&mut self.marks, &m.label, &m);
     }
 }
 
@@ -426,7 +420,11 @@ impl Ledger {
                 out.ids.insert(e.source_id);
                 out.loose_ids += 1;
                 if let Some(mark) = e.mark {
-                    out.add_mark(e.label, e.txn, mark);
+                    out.add_mark(LabelMark {
+                        label: e.label,
+                        txn: e.txn,
+                        mark,
+                    });
                 }
             }
         }
@@ -457,7 +455,7 @@ impl Ledger {
                     context: format!("ledger marks {marks}"),
                     source,
                 })?;
-                out.add_mark(m.label, m.txn, m.mark);
+                out.add_mark(m);
             }
         }
         // Marks files go with their indexes (and with an index whose write was cut short).
@@ -489,27 +487,17 @@ impl Ledger {
         let index = paths::ledger_index(&new_txn_id());
         // Every mark kept: by label, and by first line (an old file's, under a label a newer
         // file now holds, recognises its rotated copies).
-        let mut marks: Vec<(&String, &String, &TextMark)> = self
+        let mut marks: Vec<&LabelMark> = self
             .marks
-            .iter()
-            .map(|(label, m)| (label, &self.mark_txns[label], m))
-            .chain(
-                self.by_first_line
-                    .iter()
-                    .map(|(key, (label, m))| (label, &self.first_line_txns[key], m)),
-            )
+            .values()
+            .chain(self.by_first_line.values())
             .collect();
-        marks.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        marks.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        marks.sort_by(|a, b| (&a.label, &a.txn).cmp(&(&b.label, &b.txn)));
+        marks.dedup_by(|a, b| a.label == b.label && a.txn == b.txn);
         let mut lines = Vec::new();
-        for (label, txn, mark) in marks {
-            let line = LabelMark {
-                label: label.clone(),
-                txn: txn.clone(),
-                mark: mark.clone(),
-            };
-            serde_json::to_writer(&mut lines, &line).map_err(|source| Error::Json {
-                context: format!("ledger marks of {label}"),
+        for m in marks {
+            serde_json::to_writer(&mut lines, m).map_err(|source| Error::Json {
+                context: format!("ledger marks of {}", m.label),
                 source,
             })?;
             lines.push(b'\n');
@@ -601,7 +589,7 @@ mod tests {
             let mut got: Vec<_> = l
                 .marks
                 .iter()
-                .map(|(k, m)| (k.clone(), m.clone()))
+                .map(|(k, m)| (k.clone(), m.mark.clone()))
                 .collect();
             got.sort_by(|a, b| a.0.cmp(&b.0));
             assert_eq!(
@@ -616,7 +604,7 @@ mod tests {
             let want: Vec<String> = keys.iter().map(|k| format!("k{k}")).collect();
             assert_eq!(lines, want);
             for k in keys {
-                assert_eq!(l.by_first_line[&format!("k{k}")].1, mark(*k));
+                assert_eq!(l.by_first_line[&format!("k{k}")].mark, mark(*k));
             }
         };
         let mut l = Ledger::load(&lake).await.unwrap();
