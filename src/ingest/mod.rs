@@ -1026,7 +1026,7 @@ fn read_sources(
                         v
                     }
                 };
-                text_file = Some(!bytes.starts_with(&[0x1f, 0x8b]));
+                text_file = Some(!source::is_gzip(&bytes));
                 let mut text = bytes::Bytes::from(source::decompress(bytes).map_err(source_err)?);
                 if let Some(r) = src.resume.filter(|r| r.gzip) {
                     text = text.slice((r.offset as usize).min(text.len())..);

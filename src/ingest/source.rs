@@ -165,6 +165,12 @@ impl Source {
         }
     }
 
+    /// The bytes of a local file this ingest reads, as stored: those found at discovery (what
+    /// the ledger records), from the resume point on.
+    fn stored_range(&self) -> std::ops::Range<u64> {
+        self.size - self.remaining()..self.size
+    }
+
     /// The name errors and summaries use: the canonical path or the `s3://` URL.
     pub fn label(&self) -> &str {
         &self.info.label
@@ -182,8 +188,7 @@ impl Source {
         }
         match &self.origin {
             Origin::File(path) => {
-                // The bytes found at discovery, from the resume point: what the ledger records.
-                let (path, range) = (path.clone(), self.size - self.remaining()..self.size);
+                let (path, range) = (path.clone(), self.stored_range());
                 tokio::task::spawn_blocking(move || {
                     read_range(&path, range).map_err(|e| Error::io(&path, e))
                 })
@@ -285,21 +290,36 @@ pub fn text_ends(path: &Path, gzip: bool, len: u64) -> std::io::Result<(Vec<u8>,
     Ok((head, tail))
 }
 
-/// Whether the file at `path` starts as gzip does.
-pub fn is_gzip_file(path: &Path) -> std::io::Result<bool> {
+/// Whether bytes start as gzip does (its magic bytes).
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Whether `file` starts as gzip does.
+fn file_is_gzip(file: &File) -> std::io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 2];
-    let n = File::open(path)?.read_at(&mut magic, 0)?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
+    let n = file.read_at(&mut magic, 0)?;
+    Ok(is_gzip(&magic[..n]))
+}
+
+/// Whether the file at `path` starts as gzip does.
+pub fn is_gzip_file(path: &Path) -> std::io::Result<bool> {
+    file_is_gzip(&File::open(path)?)
+}
+
+/// A reader of bytes `range` of the file at `path` (up to its end when it is shorter).
+fn open_range(path: &Path, range: std::ops::Range<u64>) -> std::io::Result<std::io::Take<File>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(range.start))?;
+    Ok(f.take(range.end - range.start))
 }
 
 /// Bytes `range` of the file at `path`, or up to its end when it is shorter.
 fn read_range(path: &Path, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = File::open(path)?;
-    f.seek(SeekFrom::Start(range.start))?;
     let mut v = Vec::new();
-    f.take(range.end - range.start).read_to_end(&mut v)?;
+    open_range(path, range)?.read_to_end(&mut v)?;
     Ok(v)
 }
 
@@ -318,7 +338,7 @@ fn gunzipping(mut r: impl Read + Send + 'static) -> std::io::Result<Box<dyn Read
     let mut magic = [0u8; 2];
     let n = read_full(&mut r, &mut magic)?;
     let chained = std::io::Cursor::new(magic[..n].to_vec()).chain(r);
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+    Ok(if is_gzip(&magic[..n]) {
         Box::new(GzErrors(MultiGzDecoder::new(BufReader::with_capacity(
             1 << 20,
             chained,
@@ -336,7 +356,7 @@ fn gunzipping(mut r: impl Read + Send + 'static) -> std::io::Result<Box<dyn Read
 /// size the trailer does not tell, corrupt data) goes through flate2, whose errors say what
 /// is wrong.
 pub fn decompress(data: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    if !data.starts_with(&[0x1f, 0x8b]) {
+    if !is_gzip(&data) {
         return Ok(data);
     }
     // The trailer holds the (last member's) size mod 2^32: a good first guess.
@@ -465,11 +485,9 @@ impl MappedLines {
         range: std::ops::Range<u64>,
         window: usize,
     ) -> std::io::Result<Option<Self>> {
-        use std::os::unix::fs::FileExt;
         let file = File::open(path)?;
         let len = file.metadata()?.len().min(range.end);
-        let mut magic = [0u8; 2];
-        if len >= 2 && file.read_exact_at(&mut magic, 0).is_ok() && magic == [0x1f, 0x8b] {
+        if len >= 2 && file_is_gzip(&file).unwrap_or(false) {
             return Ok(None);
         }
         Ok(Some(MappedLines {
@@ -749,15 +767,9 @@ impl Prefetch {
             return Ok(Input::Fetched(b.clone()));
         }
         match &src.origin {
-            // The bytes found at discovery, from the resume point: what the ledger records.
-            Origin::File(path) => {
-                use std::io::{Seek, SeekFrom};
-                let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-                let start = src.size - src.remaining();
-                f.seek(SeekFrom::Start(start))
-                    .map_err(|e| Error::io(path, e))?;
-                Ok(Input::Reader(Box::new(f.take(src.remaining()))))
-            }
+            Origin::File(path) => open_range(path, src.stored_range())
+                .map(|f| Input::Reader(Box::new(f)))
+                .map_err(|e| Error::io(path, e)),
             Origin::Object { .. } if Self::fetch_whole(src) => {
                 let bytes = match self.ahead.front() {
                     Some((j, _)) if *j == i => {
