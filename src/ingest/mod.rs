@@ -1046,7 +1046,8 @@ fn read_sources(
                 }
                 (stored, reader)
             };
-        let text_file = match &src.origin {
+        // Asked only where the text is kept whole (mapped windows are plain by construction).
+        let text_file = || match &src.origin {
             source::Origin::File(path) => {
                 text_file.unwrap_or_else(|| !source::is_gzip_file(path).unwrap_or(true))
             }
@@ -1105,7 +1106,7 @@ fn read_sources(
             // A small file, decompressed here: its records go into one batch with its
             // neighbours' (`Parser::parse_documents`), like small files' lines.
             if let Some((text, Whole::Decompressed)) = &stored {
-                if text_file {
+                if text_file() {
                     marks[i] = Some(whole_lines(offset, base, text));
                 }
                 if !into_pack(text, true, &mut pack, &mut pack_data, &mut pack_docs) {
@@ -1123,7 +1124,7 @@ fn read_sources(
                         .map_err(|e| TxnError::Source(i, e))?,
                 ),
             };
-            if text_file {
+            if text_file() {
                 marks[i] = Some(whole_lines(offset, base, &data));
             }
             let part = Part {
@@ -1148,7 +1149,7 @@ fn read_sources(
                 .map_err(source_err)?;
         }
         if first.len() < SMALL_FILE {
-            if text_file {
+            if text_file() {
                 marks[i] = Some(whole_lines(offset, base, &first));
             }
             if !into_pack(&first, false, &mut pack, &mut pack_data, &mut pack_docs) {
