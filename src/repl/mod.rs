@@ -149,6 +149,10 @@ impl FromStr for Command {
         } else {
             (cmd, arg)
         };
+        let number = || {
+            arg.and_then(|a| a.parse().ok())
+                .ok_or_else(|| Error::invalid(format!("{cmd} takes a number")))
+        };
         Ok(match cmd {
             "\\?" | "\\h" | "\\help" => Command::Help,
             "\\q" | "\\quit" => Command::Quit,
@@ -164,14 +168,8 @@ impl FromStr for Command {
                     )));
                 }
             }),
-            "\\maxrows" => Command::MaxRows(
-                arg.and_then(|a| a.parse().ok())
-                    .ok_or_else(|| Error::invalid("\\maxrows takes a number"))?,
-            ),
-            "\\maxwidth" => Command::MaxWidth(
-                arg.and_then(|a| a.parse().ok())
-                    .ok_or_else(|| Error::invalid("\\maxwidth takes a number"))?,
-            ),
+            "\\maxrows" => Command::MaxRows(number()?),
+            "\\maxwidth" => Command::MaxWidth(number()?),
             "\\i" => Command::Include(
                 arg.ok_or_else(|| Error::invalid("\\i takes a file name"))?
                     .to_string(),
@@ -187,6 +185,11 @@ impl FromStr for Command {
             }
         })
     }
+}
+
+/// A display limit as said back: `none` for 0.
+fn limit_text(n: usize) -> String {
+    if n == 0 { "none".into() } else { n.to_string() }
 }
 
 /// REPL state.
@@ -336,12 +339,11 @@ impl<'e> Repl<'e> {
             }
             Command::MaxWidth(n) => {
                 self.max_width = n;
-                let shown = if n == 0 { "none".into() } else { n.to_string() };
-                writeln!(out, "cell width limit: {shown}").map_err(w)
+                writeln!(out, "cell width limit: {}", limit_text(n)).map_err(w)
             }
             Command::MaxRows(n) => {
                 self.max_rows = n;
-                writeln!(out, "display limit: {}", if n == 0 { "none".into() } else { n.to_string() }).map_err(w)
+                writeln!(out, "display limit: {}", limit_text(n)).map_err(w)
             }
             Command::Describe(None) => {
                 self.sql(
