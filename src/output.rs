@@ -214,8 +214,8 @@ pub fn write_all(
     p.finish()
 }
 
-/// `batch` as text columns, each value cut to `max` characters (the last one `…`) when longer;
-/// formatted as the table printer formats them, nulls kept.
+/// `batch` as text columns, each value cut to `max` (at least 1) characters (the last one
+/// `…`) when longer; formatted as the table printer formats them, nulls kept.
 fn clip_cells(batch: &RecordBatch, max: usize) -> Result<RecordBatch> {
     let options = FormatOptions::default();
     let mut fields = Vec::with_capacity(batch.num_columns());
@@ -233,12 +233,12 @@ fn clip_cells(batch: &RecordBatch, max: usize) -> Result<RecordBatch> {
             fmt.value(i)
                 .write(&mut text)
                 .map_err(|e| Error::invalid(format!("formatting {}: {e}", field.name())))?;
-            match text.char_indices().nth(max.saturating_sub(1)) {
-                Some((cut, _)) if text.chars().count() > max => {
-                    text.truncate(cut);
-                    text.push('…');
-                }
-                _ => {}
+            // Where the `max`th character starts, when another follows it.
+            let mut chars = text.char_indices();
+            let cut = chars.nth(max - 1).filter(|_| chars.next().is_some());
+            if let Some((cut, _)) = cut {
+                text.truncate(cut);
+                text.push('…');
             }
             b.append_value(&text);
         }
