@@ -709,7 +709,7 @@ fn text_mark(src: &Source, complete: u64, lines: u64) -> Option<TextMark> {
     let source::Origin::File(path) = &src.origin else {
         return None;
     };
-    let (head, tail) = source::text_ends(path, false, complete).ok()?;
+    let (_, head, tail) = source::text_ends(path, complete).ok()?;
     Some(TextMark::from_ends(&head, &tail, complete, lines))
 }
 

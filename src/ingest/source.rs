@@ -126,15 +126,13 @@ impl Source {
         if mark.complete == 0 {
             return false;
         }
-        let gzip = is_gzip_file(path).unwrap_or(false);
-        if !gzip && mark.complete > self.size {
+        let Ok((gzip, head, tail)) = text_ends(path, mark.complete) else {
             return false;
-        }
-        let same = text_ends(path, gzip, mark.complete)
-            .map(|(head, tail)| {
-                crate::lake::commit::TextMark::fingerprint(&head, &tail, mark.complete)
-            })
-            .is_ok_and(|f| f == mark.fingerprint);
+        };
+        // A plain file is read up to its size when found (it may have grown since).
+        let same = (gzip || mark.complete <= self.size)
+            && crate::lake::commit::TextMark::fingerprint(&head, &tail, mark.complete)
+                == mark.fingerprint;
         if same {
             self.resume = Some(Resume {
                 offset: mark.complete,
@@ -261,18 +259,18 @@ impl Source {
     }
 }
 
-/// The first and the last [`crate::lake::commit::TextMark::ENDS`] bytes (each all of it when
-/// shorter) of the first `len` bytes of the text of the file at `path`, decompressed when
-/// `gzip`; an error when the text is shorter.
-pub fn text_ends(path: &Path, gzip: bool, len: u64) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+/// Whether the file at `path` is gzip, and the first and the last
+/// [`crate::lake::commit::TextMark::ENDS`] bytes (each all of it when shorter) of the first `len`
+/// bytes of its text (decompressed, for gzip); an error when the text is shorter.
+pub fn text_ends(path: &Path, len: u64) -> std::io::Result<(bool, Vec<u8>, Vec<u8>)> {
     use std::os::unix::fs::FileExt;
     let ends = crate::lake::commit::TextMark::ENDS.min(len);
     let file = File::open(path)?;
     let (mut head, mut tail) = (vec![0u8; ends as usize], vec![0u8; ends as usize]);
-    if !gzip {
+    if !file_is_gzip(&file)? {
         file.read_exact_at(&mut head, 0)?;
         file.read_exact_at(&mut tail, len - ends)?;
-        return Ok((head, tail));
+        return Ok((false, head, tail));
     }
     let mut text = MultiGzDecoder::new(BufReader::new(file));
     text.read_exact(&mut head)?;
@@ -287,7 +285,7 @@ pub fn text_ends(path: &Path, gzip: bool, len: u64) -> std::io::Result<(Vec<u8>,
     let from_head = ends as usize - fresh;
     tail[..from_head].copy_from_slice(&head[ends as usize - from_head..]);
     text.read_exact(&mut tail[from_head..])?;
-    Ok((head, tail))
+    Ok((true, head, tail))
 }
 
 /// Whether bytes start as gzip does (its magic bytes).
@@ -940,14 +938,19 @@ mod tests {
         for len in [
             1, 10, 4095, 4096, 4097, 6000, 8191, 8192, 8193, 15_000, 20_000,
         ] {
-            let a = text_ends(&plain, false, len).unwrap();
-            assert_eq!(text_ends(&zipped, true, len).unwrap(), a, "len {len}");
+            let (gzip, head, tail) = text_ends(&plain, len).unwrap();
+            assert!(!gzip);
+            assert_eq!(
+                text_ends(&zipped, len).unwrap(),
+                (true, head.clone(), tail.clone()),
+                "len {len}"
+            );
             let want = (len as usize).min(4096);
-            assert_eq!(a.0, text[..want]);
-            assert_eq!(a.1, text[len as usize - want..len as usize]);
+            assert_eq!(head, text[..want]);
+            assert_eq!(tail, text[len as usize - want..len as usize]);
         }
-        assert!(text_ends(&zipped, true, 20_001).is_err());
-        assert!(text_ends(&plain, false, 20_001).is_err());
+        assert!(text_ends(&zipped, 20_001).is_err());
+        assert!(text_ends(&plain, 20_001).is_err());
     }
 
     /// However a gzip file is damaged, whole or streamed, the error says so.
