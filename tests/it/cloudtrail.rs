@@ -1,9 +1,8 @@
 //! CloudTrail and custom JSON log types through the real binary.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::util::{TestLake, line};
+use crate::util::{TestLake, gzip, line};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -39,16 +38,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn gzip(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(path).unwrap(),
-        flate2::Compression::default(),
-    );
-    enc.write_all(text.as_bytes()).unwrap();
-    enc.finish().unwrap();
 }
 
 #[test]

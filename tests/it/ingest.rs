@@ -885,12 +885,7 @@ fn a_rotated_log_is_not_ingested_twice() {
 
     // Rotated again: the old copy gzipped under the next name, the live file renamed.
     append(&live, &text(205..208));
-    let gz = {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        e.write_all(&std::fs::read(&one).unwrap()).unwrap();
-        e.finish().unwrap()
-    };
-    std::fs::write(&two, gz).unwrap();
+    crate::util::gzip(&two, &std::fs::read_to_string(&one).unwrap());
     std::fs::rename(&live, &one).unwrap();
     std::fs::write(&live, text(300..302)).unwrap();
     let out = ingest(&t);

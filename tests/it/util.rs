@@ -340,3 +340,15 @@ pub fn rules_per_file(t: &TestLake) -> Vec<(String, usize)> {
         })
         .collect()
 }
+
+/// Write `text` gzip-compressed to `path`, creating its folder.
+pub fn gzip(path: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
+}
